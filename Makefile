@@ -1,0 +1,27 @@
+# make demo   - create .venv from nothing and run the main job
+# make test   - create .venv from nothing and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PIP     = $(VENV)/bin/pip
+PY      = $(VENV)/bin/python
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[dev,cli,data]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/normlab layers --check
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/layers.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,370 @@
+"""Layers whose statistics span the batch: BatchNorm, BatchGroupNorm, BatchRenorm, SyncBatchGroupNorm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import (
+    channel_view,
+    check_input,
+    check_momentum,
+    check_positive_float,
+    check_positive_int,
+    compute_dtype,
+    nearest_divisors,
+    reduce_dims,
+)
+
+__all__ = ["BatchNorm", "BatchGroupNorm", "BatchRenorm", "SyncBatchGroupNorm"]
+
+
+class BatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch Normalization (Ioffe & Szegedy, 2015): torch's own kernel behind one class for 1-D to 3-D.
+
+    y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta, where E and Var span (N, *spatial) for each
+    channel; Var is biased for normalization, the running variance is unbiased. Running
+    statistics are kept for eval, updated new = (1 - momentum) * old + momentum * batch.
+
+    It is ``torch.nn.modules.batchnorm._BatchNorm``: BatchNorm1d/2d/3d behind one class so the same
+    spec name works for (N, C, L), (N, C, H, W) and (N, C, D, H, W) inputs.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        *,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        check_positive_int("num_channels", num_channels)
+        check_positive_float("eps", eps)
+        check_momentum(momentum)
+        super().__init__(num_channels, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats)
+
+    @property
+    def num_channels(self) -> int:
+        return self.num_features
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        check_input(input, self.num_features, "BatchNorm")
+
+    def channel_affine(self) -> tuple[Tensor, Tensor] | None:
+        """Eval-mode transform as per-channel (scale, shift); None without running statistics."""
+        if not self.track_running_stats:
+            return None
+        return _running_affine(self.running_mean, self.running_var, self.eps,
+                               self.weight if self.affine else None,
+                               self.bias if self.affine else None)
+
+
+def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None,
+                    bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(scale, shift) with y = x * scale + shift == (x - mean) / sqrt(var + eps) * weight + bias."""
+    inv = torch.rsqrt(var + eps)
+    scale = inv if weight is None else weight * inv
+    shift = -mean * scale if bias is None else bias - mean * scale
+    return scale, shift
+
+
+class BatchGroupNorm(nn.Module):
+    """Batch Group Normalization (Zhou et al., 2020, "Batch Group Normalization").
+
+    The input (N, C, *spatial) is viewed as (N, G, M) with M = C * prod(spatial) / G: the channel
+    and spatial dims are merged into one feature axis and cut into G groups. For each group g,
+
+        mu_g  = mean of x over the batch and the group's M features  (N * M values)
+        var_g = biased variance over the same values
+        y     = (x - mu_g) / sqrt(var_g + eps) * gamma_c + beta_c
+
+    eps sits inside the square root. The affine (gamma, beta) is per channel, shape (C,). Running
+    mean and variance have shape (G,) and are updated like BatchNorm: PyTorch momentum convention
+    (new = (1 - momentum) * old + momentum * batch) with the unbiased variance (N*M / (N*M - 1));
+    eval uses them. G may exceed C, as long as G divides C * prod(spatial). With G = C this is
+    BatchNorm exactly; with a small G it trains at batch size 1.
+
+    Statistics are computed in float32 for float16/bfloat16 inputs and the output is cast back.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        *,
+        groups: int = 32,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        super().__init__()
+        self.num_channels = check_positive_int("num_channels", num_channels)
+        self.groups = check_positive_int("groups", groups)
+        self.eps = check_positive_float("eps", eps)
+        self.momentum = check_momentum(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(num_channels))
+            self.bias = nn.Parameter(torch.zeros(num_channels))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(groups))
+            self.register_buffer("running_var", torch.ones(groups))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_channels}, groups={self.groups}, eps={self.eps}, "
+                f"momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    @property
+    def channels_aligned(self) -> bool:
+        """True when every group is made of whole channels (G divides C): a per-channel affine in eval."""
+        return self.num_channels % self.groups == 0
+
+    def _check_groups(self, x: Tensor) -> int:
+        features = x[0].numel()
+        if features % self.groups != 0:
+            near = nearest_divisors(features, self.groups)
+            raise ValueError(
+                f"BatchGroupNorm groups={self.groups} does not divide C*prod(spatial)={features} "
+                f"for input shape {tuple(x.shape)}; nearest valid groups: "
+                + " or ".join(str(g) for g in near)
+            )
+        return features // self.groups
+
+    def _use_batch_stats(self) -> bool:
+        return self.training or not self.track_running_stats
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "BatchGroupNorm")
+        self._check_groups(x)
+        n, c, g = x.shape[0], self.num_channels, self.groups
+        use_batch = self._use_batch_stats()
+        if use_batch and x.shape[0] * x[0].numel() // g < 2 and self.training:
+            raise ValueError(
+                f"BatchGroupNorm needs more than 1 value per group when training, got input shape "
+                f"{tuple(x.shape)} with groups={g}; use fewer groups"
+            )
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        run_mean = self.running_mean if self.track_running_stats else None
+        run_var = self.running_var if self.track_running_stats else None
+
+        if g % c == 0:
+            # Every group lies inside one channel: torch's fused kernel does the affine too.
+            k = g // c
+            w, b = self.weight, self.bias
+            if self.affine and k > 1:
+                w, b = w.repeat_interleave(k), b.repeat_interleave(k)
+            y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, w, b,
+                             use_batch, self.momentum, self.eps)
+            return y.reshape(x.shape)
+        # Groups span several channels (or straddle them): normalize per group, affine per channel.
+        y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, None, None,
+                         use_batch, self.momentum, self.eps).reshape(x.shape)
+        if not self.affine:
+            return y
+        return torch.addcmul(channel_view(self.bias, x.dim()).to(y.dtype), y,
+                             channel_view(self.weight, x.dim()).to(y.dtype))
+
+    def channel_affine(self) -> tuple[Tensor, Tensor] | None:
+        """Eval-mode transform as per-channel (scale, shift), or None when it is not per channel."""
+        if not (self.track_running_stats and self.channels_aligned):
+            return None
+        per = self.num_channels // self.groups
+        return _running_affine(self.running_mean.repeat_interleave(per),
+                               self.running_var.repeat_interleave(per), self.eps,
+                               self.weight, self.bias)
+
+
+class SyncBatchGroupNorm(BatchGroupNorm):
+    """Batch Group Normalization with statistics reduced across a ``torch.distributed`` process group.
+
+    The same math as :class:`BatchGroupNorm`, with the batch spanning every process of the group:
+    mu_g and var_g are taken over the union of the processes' batches (each may hold a different
+    number of samples). The sums go through ``torch.distributed.nn.functional.all_reduce``, which
+    is differentiable, so input gradients match single-process BGN on the concatenated batch.
+    Outside training, or when torch.distributed is not initialised or the group has one process,
+    it is plain BatchGroupNorm. Two reductions are made per call (the sum, then the squared
+    deviations from the global mean), which keeps the variance free of cancellation.
+    """
+
+    def __init__(self, num_channels: int, *, groups: int = 32, eps: float = 1e-5,
+                 momentum: float = 0.1, affine: bool = True, track_running_stats: bool = True,
+                 process_group: object | None = None) -> None:
+        super().__init__(num_channels, groups=groups, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats)
+        self.process_group = process_group
+
+    def _world_size(self) -> int:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return 1
+        return dist.get_world_size(self.process_group)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self._world_size() == 1:
+            return super().forward(x)
+        from torch.distributed import ReduceOp
+        from torch.distributed.nn.functional import all_reduce
+
+        check_input(x, self.num_channels, "SyncBatchGroupNorm")
+        self._check_groups(x)
+        g = self.groups
+        dt = compute_dtype(x)
+        xv = x.reshape(x.shape[0], g, -1).to(dt)
+        count = torch.tensor([float(xv.shape[0] * xv.shape[2])], dtype=dt, device=x.device)
+        local = torch.cat([xv.sum(dim=(0, 2)), count])
+        total = all_reduce(local, op=ReduceOp.SUM, group=self.process_group)
+        n_total = total[-1].detach()
+        if n_total.item() < 2:
+            raise ValueError("SyncBatchGroupNorm needs more than 1 value per group across processes")
+        mean = total[:-1] / n_total
+        centered = xv - mean.view(1, g, 1)
+        var = all_reduce(centered.pow(2).sum(dim=(0, 2)), op=ReduceOp.SUM,
+                         group=self.process_group) / n_total
+        y = (centered * torch.rsqrt(var + self.eps).view(1, g, 1)).reshape(x.shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                m = self.momentum
+                self.num_batches_tracked.add_(1)
+                self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
+                unbiased = var.detach() * n_total / (n_total - 1)
+                self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        if self.affine:
+            y = y * channel_view(self.weight, x.dim()).to(dt) + channel_view(self.bias, x.dim()).to(dt)
+        return y.to(x.dtype)
+
+
+class BatchRenorm(nn.Module):
+    """Batch Renormalization (Ioffe, 2017, "Batch Renormalization").
+
+    Training, per channel over (N, *spatial), with sigma_B = sqrt(biased Var_B + eps) and
+    sigma = sqrt(running_var + eps):
+
+        r = stop_grad(clip(sigma_B / sigma, 1 / r_max, r_max))
+        d = stop_grad(clip((mu_B - running_mean) / sigma, -d_max, d_max))
+        y = ((x - mu_B) / sigma_B * r + d) * gamma + beta
+
+    Eval: y = (x - running_mean) / sigma * gamma + beta, which is BatchNorm's eval.
+    Running statistics follow BatchNorm (PyTorch momentum convention, unbiased running variance)
+    rather than the paper's moving sigma, so a BatchNorm state_dict loads as is.
+
+    Schedule, from the paper: r_max stays 1 and d_max 0 for ``warmup_steps`` training steps, then
+    rise linearly to ``r_max`` at ``r_max_steps`` and to ``d_max`` at ``d_max_steps``. The step
+    counter (``num_batches_tracked``) saturates at the end of the schedule, so it stays bounded.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        *,
+        eps: float = 1e-5,
+        momentum: float = 0.01,
+        affine: bool = True,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        warmup_steps: int = 5000,
+        r_max_steps: int = 40000,
+        d_max_steps: int = 25000,
+    ) -> None:
+        super().__init__()
+        self.num_channels = check_positive_int("num_channels", num_channels)
+        self.eps = check_positive_float("eps", eps)
+        self.momentum = check_momentum(momentum)
+        self.affine = bool(affine)
+        if not r_max >= 1:
+            raise ValueError(f"r_max={r_max!r} is invalid: expected a number >= 1")
+        self.r_max = float(r_max)
+        self.d_max = check_positive_float("d_max", d_max, allow_zero=True)
+        self.warmup_steps = int(check_positive_float("warmup_steps", warmup_steps, allow_zero=True))
+        for name, end in (("r_max_steps", r_max_steps), ("d_max_steps", d_max_steps)):
+            if not isinstance(end, int) or end < self.warmup_steps:
+                raise ValueError(f"{name}={end!r} is invalid: expected an integer >= "
+                                 f"warmup_steps={self.warmup_steps}")
+        self.r_max_steps, self.d_max_steps = r_max_steps, d_max_steps
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(num_channels))
+            self.bias = nn.Parameter(torch.zeros(num_channels))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_channels))
+        self.register_buffer("running_var", torch.ones(num_channels))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def schedule_end(self) -> int:
+        return max(self.r_max_steps, self.d_max_steps)
+
+    def limits(self, step: int | None = None) -> tuple[float, float]:
+        """(r_max, d_max) in force at ``step`` (default: the current step)."""
+        t = int(self.num_batches_tracked) if step is None else step
+
+        def ramp(end: int) -> float:
+            if t <= self.warmup_steps:
+                return 0.0
+            if end == self.warmup_steps:
+                return 1.0
+            return min(1.0, (t - self.warmup_steps) / (end - self.warmup_steps))
+
+        return 1.0 + (self.r_max - 1.0) * ramp(self.r_max_steps), self.d_max * ramp(self.d_max_steps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_channels}, eps={self.eps}, momentum={self.momentum}, r_max={self.r_max}, "
+                f"d_max={self.d_max}, warmup_steps={self.warmup_steps}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "BatchRenorm")
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        dims = reduce_dims(x)
+        n = x.numel() // x.shape[1]
+        if n < 2:
+            raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got "
+                             f"input shape {tuple(x.shape)}")
+        dt = compute_dtype(x)
+        xc = x.to(dt)
+        var_b, mean_b = torch.var_mean(xc, dim=dims, correction=0)
+        std_b = torch.sqrt(var_b + self.eps)
+        r_max, d_max = self.limits()
+        with torch.no_grad():
+            run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
+            r = (std_b / run_std).clamp(1.0 / r_max, r_max)
+            d = ((mean_b - self.running_mean.to(dt)) / run_std).clamp(-d_max, d_max)
+        w = self.weight.to(dt) if self.affine else torch.ones_like(r)
+        b = self.bias.to(dt) if self.affine else torch.zeros_like(r)
+        scale = w * r / std_b
+        shift = b + w * d - mean_b * scale
+        y = torch.addcmul(channel_view(shift, x.dim()), xc, channel_view(scale, x.dim()))
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean_b.to(self.running_mean.dtype), alpha=m)
+            self.running_var.mul_(1 - m).add_((var_b * n / (n - 1)).to(self.running_var.dtype), alpha=m)
+            if int(self.num_batches_tracked) < self.schedule_end:
+                self.num_batches_tracked.add_(1)
+        return y.to(x.dtype)
+
+    def channel_affine(self) -> tuple[Tensor, Tensor]:
+        """Eval-mode transform as per-channel (scale, shift)."""
+        return _running_affine(self.running_mean, self.running_var, self.eps, self.weight, self.bias)
+

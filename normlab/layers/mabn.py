@@ -1,0 +1,203 @@
+"""Moving Average Batch Normalization (Yan et al., ICLR 2020) and its weight-centred convolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._common import (
+    channel_view,
+    check_input,
+    check_momentum,
+    check_positive_float,
+    check_positive_int,
+    compute_dtype,
+    reduce_dims,
+)
+
+__all__ = ["MovingAverageBatchNorm", "CenteredConv2d", "mabn_function"]
+
+
+class _MABNFunction(torch.autograd.Function):
+    """Forward with a moving average of E[x^2]; backward with a moving average of E[g * z]."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None,
+                running_var: Tensor, buffer_x2: Tensor, buffer_gz: Tensor, step: int,
+                use_average: bool, renorm: bool, r_max: float, eps: float, momentum: float) -> Tensor:
+        dims = reduce_dims(x)
+        dt = compute_dtype(x)
+        xc = x.to(dt)
+        slot = step % buffer_x2.shape[0]
+        x2 = xc.pow(2).mean(dim=dims)
+        buffer_x2[slot] = x2.to(buffer_x2.dtype)
+        var = buffer_x2.mean(dim=0).to(dt) if use_average else x2
+        std = torch.sqrt(var + eps)
+        if renorm:
+            r = (std / torch.sqrt(running_var.to(dt) + eps)).clamp(1.0 / r_max, r_max)
+        else:
+            r = torch.ones_like(std)
+        scale = r / std
+        if weight is not None:
+            scale = scale * weight.to(dt)
+        y = xc * channel_view(scale, x.dim())
+        if bias is not None:
+            y = y + channel_view(bias.to(dt), x.dim())
+        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+        ctx.save_for_backward(x, weight, std, r)
+        ctx.buffer_gz, ctx.slot, ctx.use_average = buffer_gz, slot, use_average
+        ctx.has_bias = bias is not None
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor):
+        x, weight, std, r = ctx.saved_tensors
+        dims = reduce_dims(x)
+        dt = std.dtype
+        dy = grad_out.to(dt)
+        z = x.to(dt) / channel_view(std, x.dim())
+        g_scale = r if weight is None else r * weight.to(dt)
+        g = dy * channel_view(g_scale, x.dim())
+        gz = (g * z).mean(dim=dims)
+        ctx.buffer_gz[ctx.slot] = gz.to(ctx.buffer_gz.dtype)
+        mean_gz = ctx.buffer_gz.mean(dim=0).to(dt) if ctx.use_average else gz
+        gx = (g - z * channel_view(mean_gz, x.dim())) / channel_view(std, x.dim())
+        gw = gb = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            gw = (dy * z).sum(dim=dims).mul(r).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = dy.sum(dim=dims).to(ctx.bias_dtype)
+        return (gx.to(x.dtype), gw, gb) + (None,) * 9
+
+
+def mabn_function(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_var: Tensor,
+                  buffer_x2: Tensor, buffer_gz: Tensor, step: int, use_average: bool, renorm: bool,
+                  r_max: float = 5.0, eps: float = 1e-5, momentum: float = 0.02) -> Tensor:
+    """Functional MABN training step (see :class:`MovingAverageBatchNorm`); updates the buffers."""
+    return _MABNFunction.apply(x, weight, bias, running_var, buffer_x2, buffer_gz, step,
+                               use_average, renorm, r_max, eps, momentum)
+
+
+class MovingAverageBatchNorm(nn.Module):
+    """Moving Average Batch Normalization (Yan et al., 2020, "Towards Stabilizing Batch Statistics
+    in Backward Propagation of Batch Normalization").
+
+    No mean is subtracted (pair it with :class:`CenteredConv2d`). Per channel, over (N, *spatial):
+
+        chi_t  = E[x^2] of this batch;   chi = simple moving average of chi over the last
+                 ``buffer_size`` iterations (this batch alone until the buffer is full and
+                 ``warmup_iters`` have passed)
+        z      = x / sqrt(chi + eps)
+        r      = clip(sqrt(chi + eps) / sqrt(running_var + eps), 1/r_max, r_max), and r = 1 for
+                 the first ``renorm_iters`` iterations (the warm-up)
+        y      = r * z * gamma + beta
+
+    Backward replaces the batch's E[g * z] (g = dL/dy * gamma * r) by its simple moving average
+    over the same window: dL/dx = (g - z * SMA(E[g z])) / sqrt(chi + eps).
+
+    ``running_var`` is an EMA of chi in PyTorch's convention (new = (1 - momentum) * old +
+    momentum * chi); the paper's reference code writes it as 0.98 * old + 0.02 * chi, which is
+    momentum=0.02 here. Eval: y = x / sqrt(running_var + eps) * gamma + beta.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        *,
+        eps: float = 1e-5,
+        momentum: float = 0.02,
+        buffer_size: int = 16,
+        warmup_iters: int = 100,
+        renorm_iters: int = 1000,
+        r_max: float = 5.0,
+        affine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.num_channels = check_positive_int("num_channels", num_channels)
+        self.eps = check_positive_float("eps", eps)
+        self.momentum = check_momentum(momentum)
+        self.buffer_size = check_positive_int("buffer_size", buffer_size)
+        self.warmup_iters = int(check_positive_float("warmup_iters", warmup_iters, allow_zero=True))
+        self.renorm_iters = int(check_positive_float("renorm_iters", renorm_iters, allow_zero=True))
+        if not r_max >= 1:
+            raise ValueError(f"r_max={r_max!r} is invalid: expected a number >= 1")
+        self.r_max = float(r_max)
+        self.affine = bool(affine)
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(num_channels))
+            self.bias = nn.Parameter(torch.zeros(num_channels))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_var", torch.ones(num_channels))
+        self.register_buffer("buffer_x2", torch.zeros(buffer_size, num_channels))
+        self.register_buffer("buffer_gz", torch.zeros(buffer_size, num_channels))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self._step = 0  # python mirror of num_batches_tracked: no device sync per call
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_channels}, eps={self.eps}, momentum={self.momentum}, "
+                f"buffer_size={self.buffer_size}, warmup_iters={self.warmup_iters}, "
+                f"renorm_iters={self.renorm_iters}, r_max={self.r_max}")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._step = int(self.num_batches_tracked)
+
+    def phase(self, step: int) -> tuple[bool, bool]:
+        """(uses the moving averages, renormalises) at training iteration ``step`` (1-based)."""
+        use_average = step > self.buffer_size and step >= self.warmup_iters
+        renorm = step > max(self.renorm_iters, self.warmup_iters)
+        return use_average, renorm
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "MovingAverageBatchNorm")
+        if not self.training:
+            inv = torch.rsqrt(self.running_var + self.eps)
+            scale = inv if self.weight is None else inv * self.weight
+            y = x * channel_view(scale, x.dim()).to(x.dtype)
+            return y if self.bias is None else y + channel_view(self.bias, x.dim()).to(x.dtype)
+        self._step += 1
+        self.num_batches_tracked.fill_(self._step)
+        use_average, renorm = self.phase(self._step)
+        return mabn_function(x, self.weight, self.bias, self.running_var, self.buffer_x2,
+                             self.buffer_gz, self._step, use_average, renorm, self.r_max,
+                             self.eps, self.momentum)
+
+    def channel_affine(self) -> tuple[Tensor, Tensor]:
+        """Eval-mode transform as per-channel (scale, shift)."""
+        inv = torch.rsqrt(self.running_var + self.eps)
+        scale = inv if self.weight is None else inv * self.weight
+        shift = torch.zeros_like(scale) if self.bias is None else self.bias
+        return scale, shift
+
+
+class CenteredConv2d(nn.Conv2d):
+    """Conv2d with weight centralization, as MABN prescribes (Yan et al., 2020).
+
+    Each output filter's weight has its mean (over input channels and kernel positions) removed
+    before the convolution: W'_o = W_o - mean(W_o). This keeps the mean of the next layer's input
+    near zero, which MABN relies on since it does not subtract a mean.
+    """
+
+    def centered_weight(self) -> Tensor:
+        return self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.centered_weight(), self.bias)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "CenteredConv2d":
+        """A CenteredConv2d with ``conv``'s configuration, sharing its parameter values."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                  bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                  device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        return new

@@ -1,0 +1,211 @@
+"""Names for layers: the registry, the spec parser ("bgn:groups=8"), create_norm and norm_act."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from .batch import BatchGroupNorm, BatchNorm, BatchRenorm, SyncBatchGroupNorm
+from .evonorm import EvoNormB0, EvoNormS0
+from .frn import FilterResponseNorm
+from .mabn import MovingAverageBatchNorm
+from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
+
+__all__ = [
+    "NormInfo", "NORMS", "NormSpec", "NormSpecError", "parse_spec", "create_norm", "norm_act",
+    "available_norms", "create_act", "replaces_activation",
+]
+
+
+class NormSpecError(ValueError):
+    """A norm spec that names an unknown layer or carries a bad parameter."""
+
+
+@dataclass(frozen=True)
+class NormInfo:
+    cls: type[nn.Module]
+    batch_dependent: bool
+    replaces_act: bool
+    foldable: str          # "yes", "no", or the condition under which it folds into a conv
+    paper: str
+
+
+NORMS: dict[str, NormInfo] = {
+    "bn": NormInfo(BatchNorm, True, False, "yes", "Ioffe & Szegedy 2015, Batch Normalization"),
+    "bgn": NormInfo(BatchGroupNorm, True, False, "if groups divide C",
+                    "Zhou et al. 2020, Batch Group Normalization"),
+    "sync_bgn": NormInfo(SyncBatchGroupNorm, True, False, "if groups divide C",
+                         "Zhou et al. 2020, Batch Group Normalization (synchronised)"),
+    "brn": NormInfo(BatchRenorm, True, False, "yes", "Ioffe 2017, Batch Renormalization"),
+    "mabn": NormInfo(MovingAverageBatchNorm, True, False, "yes",
+                     "Yan et al. 2020, Moving Average Batch Normalization"),
+    "gn": NormInfo(GroupNorm, False, False, "no", "Wu & He 2018, Group Normalization"),
+    "ln": NormInfo(LayerNorm, False, False, "no", "Ba et al. 2016, Layer Normalization"),
+    "in": NormInfo(InstanceNorm, False, False, "no", "Ulyanov et al. 2016, Instance Normalization"),
+    "pn": NormInfo(PositionalNorm, False, False, "no", "Li et al. 2019, Positional Normalization"),
+    "evonorm_b0": NormInfo(EvoNormB0, True, True, "no",
+                           "Liu et al. 2020, Evolving Normalization-Activation Layers (B0)"),
+    "evonorm_s0": NormInfo(EvoNormS0, False, True, "no",
+                           "Liu et al. 2020, Evolving Normalization-Activation Layers (S0)"),
+    "frn": NormInfo(FilterResponseNorm, False, True, "no",
+                    "Singh & Krishnan 2020, Filter Response Normalization + TLU"),
+}
+
+
+def available_norms() -> list[str]:
+    """The spec names that create_norm knows."""
+    return list(NORMS)
+
+
+def _known() -> str:
+    return ", ".join(NORMS)
+
+
+def _parameters(cls: type) -> dict[str, inspect.Parameter]:
+    params = dict(inspect.signature(cls.__init__).parameters)
+    for skip in ("self", "num_channels", "process_group"):
+        params.pop(skip, None)
+    return params
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low == "none":
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _check_type(name: str, key: str, value: Any, param: inspect.Parameter) -> None:
+    default = param.default
+    expected: tuple[type, ...]
+    if isinstance(default, bool):
+        expected, label = (bool,), "true or false"
+    elif isinstance(default, int):
+        expected, label = (int,), "an integer"
+    elif isinstance(default, float):
+        expected, label = (int, float), "a number"
+    else:
+        return
+    if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+        raise NormSpecError(f"norm '{name}': parameter {key}={value!r} should be {label}")
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """A parsed spec: ``NormSpec.parse("bgn:groups=8")`` -> name 'bgn', params {'groups': 8}."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: "str | NormSpec") -> "NormSpec":
+        if isinstance(spec, NormSpec):
+            return spec
+        if not isinstance(spec, str) or not spec.strip():
+            raise NormSpecError(f"norm spec {spec!r} is empty; known norms: {_known()}")
+        name, _, rest = spec.strip().partition(":")
+        name = name.strip().lower()
+        if name not in NORMS:
+            raise NormSpecError(f"unknown norm '{name}' in spec {spec!r}; known norms: {_known()}")
+        valid = _parameters(NORMS[name].cls)
+        params: dict[str, Any] = {}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, raw = item.partition("=")
+            key = key.strip()
+            if not eq or not key or not raw.strip():
+                raise NormSpecError(f"bad parameter {item!r} in norm spec {spec!r}: expected "
+                                    f"key=value, e.g. '{name}:{next(iter(valid), 'eps')}=...'")
+            if key not in valid:
+                raise NormSpecError(f"norm '{name}' has no parameter '{key}'; valid parameters: "
+                                    + (", ".join(valid) or "none"))
+            value = _parse_value(raw.strip())
+            _check_type(name, key, value, valid[key])
+            params[key] = value
+        return cls(name, params)
+
+    @property
+    def info(self) -> NormInfo:
+        return NORMS[self.name]
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params.items())
+
+
+def parse_spec(spec: "str | NormSpec") -> NormSpec:
+    """Parse and validate a spec string; raises NormSpecError with the valid choices."""
+    return NormSpec.parse(spec)
+
+
+def create_norm(spec: "str | NormSpec", num_channels: int, **overrides: Any) -> nn.Module:
+    """Build the layer a spec names, e.g. ``create_norm("bgn:groups=8", 64)``."""
+    parsed = NormSpec.parse(spec)
+    params = {**parsed.params, **overrides}
+    try:
+        return parsed.info.cls(num_channels, **params)
+    except (ValueError, TypeError) as exc:
+        raise NormSpecError(f"norm '{parsed}' with {num_channels} channels: {exc}") from None
+
+
+_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "swish": lambda: nn.SiLU(inplace=True),
+    "gelu": nn.GELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "mish": lambda: nn.Mish(inplace=True),
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+}
+
+
+def create_act(act: "str | nn.Module | Callable[[], nn.Module] | None") -> nn.Module:
+    """An activation module from a name ('relu', 'silu', ...), a module, a class, or None."""
+    if act is None:
+        return nn.Identity()
+    if isinstance(act, nn.Module):
+        return act
+    if isinstance(act, str):
+        key = act.lower()
+        if key == "none":
+            return nn.Identity()
+        if key not in _ACTS:
+            raise NormSpecError(f"unknown activation '{act}'; known: {', '.join(_ACTS)}, none")
+        return _ACTS[key]()
+    if callable(act):
+        return act()
+    raise NormSpecError(f"activation {act!r} is not a name, module or module class")
+
+
+def replaces_activation(layer: nn.Module) -> bool:
+    """Whether a layer is a normalization-activation layer (EvoNorm, FRN+TLU)."""
+    return bool(getattr(layer, "replaces_activation", False))
+
+
+def norm_act(spec: "str | NormSpec", num_channels: int,
+             act: "str | nn.Module | Callable[[], nn.Module] | None" = "relu",
+             **overrides: Any) -> nn.Module:
+    """The norm followed by ``act``, or the single layer when the norm replaces the activation."""
+    norm = create_norm(spec, num_channels, **overrides)
+    if replaces_activation(norm):
+        return norm
+    activation = create_act(act)
+    if isinstance(activation, nn.Identity):
+        return norm
+    return nn.Sequential(norm, activation)

@@ -1,0 +1,133 @@
+"""Per-sample layers: statistics never cross the batch, so any batch size behaves the same."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+import torch
+from torch import Tensor, nn
+
+from ._common import (
+    check_input,
+    check_positive_float,
+    check_positive_int,
+    largest_divisor_at_most,
+    nearest_divisors,
+)
+
+__all__ = ["GroupNorm", "LayerNorm", "InstanceNorm", "PositionalNorm", "resolve_groups"]
+
+
+def resolve_groups(num_channels: int, groups: int | None, default: int, layer: str) -> int:
+    """The group rule shared by GroupNorm and EvoNorm-S0.
+
+    ``groups=None`` takes ``default`` reduced to the largest divisor of C not above it
+    (C=48 with default 32 gives 24). An explicit ``groups`` must divide C, or the error names the
+    nearest valid counts.
+    """
+    if groups is None:
+        return largest_divisor_at_most(num_channels, default)
+    check_positive_int("groups", groups)
+    if num_channels % groups != 0:
+        near = nearest_divisors(num_channels, groups)
+        raise ValueError(
+            f"{layer} groups={groups} does not divide num_channels={num_channels}; nearest valid "
+            "groups: " + " or ".join(str(g) for g in near)
+        )
+    return groups
+
+
+class _PerChannelAffine(nn.Module):
+    def __init__(self, num_channels: int, eps: float, affine: bool) -> None:
+        super().__init__()
+        self.num_channels = check_positive_int("num_channels", num_channels)
+        self.eps = check_positive_float("eps", eps)
+        self.affine = bool(affine)
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(num_channels))
+            self.bias = nn.Parameter(torch.zeros(num_channels))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+
+class GroupNorm(_PerChannelAffine):
+    """Group Normalization (Wu & He, 2018).
+
+    Channels are cut into G groups of C/G; for each sample and group, mean and biased variance span
+    the group's channels and all spatial positions; y = (x - mu) / sqrt(var + eps) * gamma_c + beta_c.
+    No running statistics: train and eval are the same. Group rule: the default (32) is reduced to
+    the largest divisor of C not above it; an explicit ``groups`` must divide C.
+    """
+
+    def __init__(self, num_channels: int, *, groups: int | None = None, eps: float = 1e-5,
+                 affine: bool = True) -> None:
+        super().__init__(num_channels, eps, affine)
+        self.groups = resolve_groups(num_channels, groups, 32, "GroupNorm")
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, groups={self.groups}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "GroupNorm", min_spatial=0)
+        return F.group_norm(x, self.groups, self.weight, self.bias, self.eps)
+
+
+class LayerNorm(_PerChannelAffine):
+    """Layer Normalization over (C, *spatial) (Ba et al., 2016), as used in CNNs.
+
+    For each sample, mean and biased variance span all channels and positions;
+    y = (x - mu) / sqrt(var + eps) * gamma_c + beta_c with a per-channel affine (GroupNorm with one
+    group). No running statistics.
+    """
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-5, affine: bool = True) -> None:
+        super().__init__(num_channels, eps, affine)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "LayerNorm", min_spatial=0)
+        return F.group_norm(x, 1, self.weight, self.bias, self.eps)
+
+
+class InstanceNorm(_PerChannelAffine):
+    """Instance Normalization (Ulyanov et al., 2016), affine by default.
+
+    For each sample and channel, mean and biased variance span the spatial positions;
+    y = (x - mu) / sqrt(var + eps) * gamma_c + beta_c. No running statistics (train == eval).
+    Needs more than one spatial position.
+    """
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-5, affine: bool = True) -> None:
+        super().__init__(num_channels, eps, affine)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "InstanceNorm", min_spatial=1)
+        if x[0, 0].numel() < 2:
+            raise ValueError(f"InstanceNorm needs more than 1 spatial position, got input shape "
+                             f"{tuple(x.shape)}")
+        return F.group_norm(x, self.num_channels, self.weight, self.bias, self.eps)
+
+
+class PositionalNorm(_PerChannelAffine):
+    """Positional Normalization (Li et al., 2019, "Positional Normalization").
+
+    At each sample and spatial position, mean and biased variance span the C channels;
+    y = (x - mu) / sqrt(var + eps), then an optional per-channel affine (off by default, as in the
+    paper, where PONO's moments are re-injected later). No running statistics.
+    """
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-5, affine: bool = False) -> None:
+        super().__init__(num_channels, eps, affine)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, "PositionalNorm", min_spatial=0)
+        y = F.layer_norm(x.movedim(1, -1), (self.num_channels,), self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)
