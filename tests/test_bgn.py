@@ -1,0 +1,156 @@
+"""BatchGroupNorm against the paper's formula, written out here in float64."""
+
+import pytest
+import torch
+from torch import nn
+
+from normlab.layers import BatchGroupNorm, BatchNorm
+
+from conftest import SHAPES
+
+
+def bgn_reference(x, groups, weight, bias, eps):
+    """View (N, C, *S) as (N, G, C*S/G); statistics over the batch and each group's features."""
+    n = x.shape[0]
+    xv = x.reshape(n, groups, -1)
+    mean = xv.mean(dim=(0, 2), keepdim=True)
+    var = ((xv - mean) ** 2).mean(dim=(0, 2), keepdim=True)       # biased
+    xhat = ((xv - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    count = xv.shape[0] * xv.shape[2]
+    return xhat * weight.view(view) + bias.view(view), mean.flatten(), var.flatten() * count / (count - 1)
+
+
+def eval_reference(x, groups, weight, bias, eps, run_mean, run_var):
+    xv = x.reshape(x.shape[0], groups, -1)
+    xhat = ((xv - run_mean.view(1, -1, 1)) / torch.sqrt(run_var.view(1, -1, 1) + eps)).reshape(x.shape)
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    return xhat * weight.view(view) + bias.view(view)
+
+
+def _groups_for(shape):
+    c = shape[1]
+    feats = 1
+    for s in shape[1:]:
+        feats *= s
+    # groups below C (whole channels), equal to C, above C (inside channels), and straddling
+    cands = {1, 2, c, 2 * c, feats // 2}
+    return sorted(g for g in cands if feats % g == 0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_train_and_eval_match_formula(shape):
+    for groups in _groups_for(shape):
+        layer = BatchGroupNorm(shape[1], groups=groups, momentum=0.3, eps=1e-4).double()
+        with torch.no_grad():
+            layer.weight.uniform_(0.5, 1.5)
+            layer.bias.uniform_(-0.5, 0.5)
+        run_mean, run_var = torch.zeros(groups, dtype=torch.float64), torch.ones(groups, dtype=torch.float64)
+        for _ in range(3):
+            x = torch.randn(shape, dtype=torch.float64) * 2 + 0.7
+            expected, bmean, bvar = bgn_reference(x, groups, layer.weight.detach(), layer.bias.detach(), 1e-4)
+            torch.testing.assert_close(layer(x), expected, rtol=1e-10, atol=1e-10)
+            run_mean = 0.7 * run_mean + 0.3 * bmean
+            run_var = 0.7 * run_var + 0.3 * bvar
+        torch.testing.assert_close(layer.running_mean, run_mean)
+        torch.testing.assert_close(layer.running_var, run_var)
+        assert layer.running_mean.shape == (groups,)
+        layer.eval()
+        x = torch.randn(shape, dtype=torch.float64)
+        expected = eval_reference(x, groups, layer.weight.detach(), layer.bias.detach(), 1e-4, run_mean, run_var)
+        torch.testing.assert_close(layer(x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_groups_straddling_channels():
+    # C=6, G=4: each group holds 1.5 channels' worth of features.
+    x = torch.randn(3, 6, 2, 2, dtype=torch.float64)
+    layer = BatchGroupNorm(6, groups=4).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1.0, 7.0))
+    expected, _, _ = bgn_reference(x, 4, layer.weight.detach(), layer.bias.detach(), 1e-5)
+    torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 7), (4, 16, 6, 6), (2, 3, 2, 3, 4)])
+def test_groups_equal_channels_is_batchnorm_exactly(shape):
+    c = shape[1]
+    bgn, bn = BatchGroupNorm(c, groups=c), BatchNorm(c)
+    ref = nn.BatchNorm2d(c) if len(shape) == 4 else None
+    with torch.no_grad():
+        for m in (bgn, bn):
+            m.weight.copy_(torch.linspace(0.5, 2.0, c))
+            m.bias.copy_(torch.linspace(-1.0, 1.0, c))
+    for _ in range(3):
+        x = torch.randn(shape) * 3 + 1
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ya, yb = bgn(xa), bn(xb)
+        assert torch.equal(ya, yb)
+        (ya * torch.arange(ya.numel()).reshape(ya.shape).sin()).sum().backward()
+        (yb * torch.arange(yb.numel()).reshape(yb.shape).sin()).sum().backward()
+        assert torch.equal(xa.grad, xb.grad)
+        assert torch.equal(bgn.weight.grad, bn.weight.grad)
+    assert torch.equal(bgn.running_mean, bn.running_mean)
+    assert torch.equal(bgn.running_var, bn.running_var)
+    bgn.eval(), bn.eval()
+    x = torch.randn(shape)
+    assert torch.equal(bgn(x), bn(x))
+    if ref is not None:
+        ref.load_state_dict(bn.state_dict())
+        ref.eval()
+        assert torch.equal(ref(x), bgn(x))
+
+
+def test_trains_at_batch_one_where_batchnorm_cannot():
+    torch.manual_seed(0)
+    # BatchNorm cannot normalize one sample's single value per channel...
+    with pytest.raises(ValueError):
+        nn.BatchNorm1d(8).train()(torch.randn(1, 8))
+    # ...BGN with few groups can, and a network with it learns from batches of one.
+    def net(norm):
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), norm, nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(8, 8), BatchGroupNorm(8, groups=2), nn.ReLU(),
+                             nn.Linear(8, 2))
+    model = net(BatchGroupNorm(8, groups=2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    data = torch.randn(16, 1, 6, 6)
+    labels = (data.mean(dim=(1, 2, 3)) > 0).long()
+    data = data + labels.view(-1, 1, 1, 1).float() * 1.5 - 0.75
+    def loss_all():
+        return sum(nn.functional.cross_entropy(model(data[i:i + 1]), labels[i:i + 1]).item() for i in range(16))
+    before = loss_all()
+    for _ in range(10):
+        for i in torch.randperm(16):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(data[i:i + 1]), labels[i:i + 1])
+            loss.backward()
+            assert torch.isfinite(loss)
+            opt.step()
+    assert loss_all() < 0.5 * before
+
+
+def test_invalid_groups_name_the_nearest_valid():
+    layer = BatchGroupNorm(6, groups=7)
+    with pytest.raises(ValueError, match=r"groups=7 .* nearest valid groups: 6 or 8"):
+        layer(torch.randn(2, 6, 2, 2))   # C*S = 24
+    with pytest.raises(ValueError, match="groups=0"):
+        BatchGroupNorm(6, groups=0)
+    with pytest.raises(ValueError, match="momentum"):
+        BatchGroupNorm(6, groups=2, momentum=1.5)
+
+
+def test_channel_affine_matches_eval():
+    layer = BatchGroupNorm(8, groups=4)
+    for _ in range(3):
+        layer(torch.randn(4, 8, 3, 3) * 2 + 1)
+    layer.eval()
+    x = torch.randn(2, 8, 3, 3)
+    scale, shift = layer.channel_affine()
+    torch.testing.assert_close(layer(x), x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+    assert BatchGroupNorm(8, groups=16).channel_affine() is None   # groups inside channels
+
+
+def test_no_running_stats_uses_batch_statistics_in_eval():
+    layer = BatchGroupNorm(4, groups=2, track_running_stats=False).double().eval()
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    expected, _, _ = bgn_reference(x, 2, layer.weight.detach(), layer.bias.detach(), 1e-5)
+    torch.testing.assert_close(layer(x), expected)

@@ -1,0 +1,91 @@
+"""EvoNorm-B0, EvoNorm-S0 and FRN+TLU against their formulas in float64."""
+
+import pytest
+import torch
+
+from normlab.layers import EvoNormB0, EvoNormS0, FilterResponseNorm
+
+from conftest import SHAPES
+
+
+def _view(t, nd):
+    return t.view((1, -1) + (1,) * (nd - 2))
+
+
+def _randomize(layer):
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.uniform_(-1.0, 1.5)
+    return layer
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_evonorm_b0(shape):
+    nd, eps, m = len(shape), 1e-5, 0.25
+    bdims, sdims = (0,) + tuple(range(2, nd)), tuple(range(2, nd))
+    layer = _randomize(EvoNormB0(shape[1], momentum=m).double())
+    gamma, beta, v = (p.detach() for p in (layer.weight, layer.bias, layer.v))
+    run_var = torch.ones(shape[1], dtype=torch.float64)
+
+    def formula(x, batch_var):
+        inst_var = ((x - x.mean(dim=sdims, keepdim=True)) ** 2).mean(dim=sdims, keepdim=True)
+        den = torch.maximum(_view(torch.sqrt(batch_var + eps), nd), _view(v, nd) * x + torch.sqrt(inst_var + eps))
+        return x / den * _view(gamma, nd) + _view(beta, nd)
+
+    for _ in range(3):
+        x = torch.randn(shape, dtype=torch.float64) * 2 + 0.5
+        batch_var = ((x - x.mean(dim=bdims, keepdim=True)) ** 2).mean(dim=bdims)   # biased
+        torch.testing.assert_close(layer(x), formula(x, batch_var), rtol=1e-10, atol=1e-10)
+        run_var = (1 - m) * run_var + m * batch_var
+    torch.testing.assert_close(layer.running_var, run_var)
+    layer.eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), formula(x, run_var), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_evonorm_s0(shape, groups):
+    nd, eps = len(shape), 1e-5
+    layer = _randomize(EvoNormS0(shape[1], groups=groups).double())
+    gamma, beta, v = (p.detach() for p in (layer.weight, layer.bias, layer.v))
+    x = torch.randn(shape, dtype=torch.float64) * 2 + 0.5
+    xv = x.reshape(shape[0], groups, -1)
+    var = ((xv - xv.mean(dim=2, keepdim=True)) ** 2).mean(dim=2, keepdim=True)
+    std = torch.sqrt(var + eps).expand_as(xv).reshape(shape)
+    expected = x * torch.sigmoid(_view(v, nd) * x) / std * _view(gamma, nd) + _view(beta, nd)
+    for training in (True, False):
+        torch.testing.assert_close(layer.train(training)(x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_evonorm_s0_group_rule():
+    assert EvoNormS0(64).groups == 32
+    assert EvoNormS0(40).groups == 20
+    with pytest.raises(ValueError, match="nearest valid groups"):
+        EvoNormS0(40, groups=16)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(5, 6)])
+@pytest.mark.parametrize("tlu", [True, False])
+def test_frn_tlu(shape, tlu):
+    nd, eps = len(shape), 1e-6
+    layer = _randomize(FilterResponseNorm(shape[1], tlu=tlu).double())
+    x = torch.randn(shape, dtype=torch.float64) * 2 + 0.5
+    nu2 = (x ** 2).mean(dim=tuple(range(2, nd)), keepdim=True) if nd > 2 else x ** 2
+    y = x / torch.sqrt(nu2 + eps) * _view(layer.weight.detach(), nd) + _view(layer.bias.detach(), nd)
+    if tlu:
+        y = torch.maximum(y, _view(layer.tau.detach(), nd))
+    torch.testing.assert_close(layer(x), y, rtol=1e-10, atol=1e-10)
+    assert layer.replaces_activation is tlu
+
+
+def test_frn_learnable_eps():
+    layer = FilterResponseNorm(3, learnable_eps=True).double()
+    with torch.no_grad():
+        layer.eps_param.fill_(-0.01)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64) * 0.01
+    nu2 = (x ** 2).mean(dim=(2, 3), keepdim=True)
+    expected = torch.clamp(x / torch.sqrt(nu2 + 1e-6 + 0.01), min=0.0)
+    torch.testing.assert_close(layer(x), expected)
+    layer(x).sum().backward()
+    assert layer.eps_param.grad is not None

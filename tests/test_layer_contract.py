@@ -1,0 +1,86 @@
+"""What every layer promises: dtypes, float32 statistics, state_dict, gradcheck, torch.compile."""
+
+import copy
+
+import pytest
+import torch
+
+from normlab.layers import NORMS, create_norm
+
+NAMES = list(NORMS)
+
+
+def _make(name, channels=8):
+    spec = f"{name}:groups=4" if "bgn" in name else (f"{name}:groups=2" if name in ("gn", "evonorm_s0") else name)
+    torch.manual_seed(0)
+    layer = create_norm(spec, channels)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.rand_like(p) * 0.3)
+    return layer
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("shape", [(4, 8, 16), (4, 8, 6, 6), (2, 8, 3, 4, 4)])
+def test_low_precision_matches_float64(name, dtype, shape):
+    ref, layer = _make(name).double(), _make(name)
+    x64 = torch.randn(shape, dtype=torch.float64) * 2 + 1
+    x = x64.to(dtype)
+    for training in (True, False):
+        ref.train(training), layer.train(training)
+        expected = ref(x.double())
+        got = layer(x)
+        assert got.dtype == dtype
+        tol = {torch.float16: 2e-2, torch.bfloat16: 8e-2, torch.float32: 1e-4}[dtype]
+        torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    for buf in layer.buffers():
+        assert buf.dtype in (torch.float32, torch.long)   # statistics stay in float32
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name):
+    a = _make(name)
+    for _ in range(3):
+        a((torch.randn(4, 8, 5, 5) + 1).requires_grad_(True)).sum().backward()
+    b = create_norm(f"{name}:groups=4" if "bgn" in name else (f"{name}:groups=2" if name in ("gn", "evonorm_s0") else name), 8)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    a.eval(), b.eval()
+    x = torch.randn(2, 8, 5, 5)
+    assert torch.equal(a(x), b(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck_float64(name):
+    layer = _make(name).double()
+    if name == "mabn":
+        layer = create_norm("mabn:warmup_iters=1000000,renorm_iters=1000000", 8).double()
+    x = (torch.randn(3, 8, 3, 2, dtype=torch.float64) * 2 + 0.5).requires_grad_(True)
+    if name == "frn":
+        x = x.detach().abs().add(0.5).requires_grad_(True)
+    fn = layer.train()
+    if name in ("bn", "bgn", "sync_bgn", "brn", "evonorm_b0"):
+        # running statistics change each call but do not feed the training output
+        pass
+    assert torch.autograd.gradcheck(lambda t: fn(t), (x,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_compile(name):
+    torch._dynamo.reset()
+    eager, compiled_layer = _make(name), _make(name)
+    compiled = torch.compile(compiled_layer)
+    for step in range(2):
+        x = torch.randn(4, 8, 6, 6) * 2 + 1
+        xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ye, yc = eager(xe), compiled(xc)
+        torch.testing.assert_close(yc, ye, rtol=1e-4, atol=1e-4)
+        ye.square().sum().backward()
+        yc.square().sum().backward()
+        torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-3, atol=1e-3)
+    eager.eval(), compiled_layer.eval()
+    x = torch.randn(2, 8, 6, 6)
+    torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-4)
