@@ -1,7 +1,6 @@
 """SyncBatchGroupNorm: two gloo processes with batch b match one process with batch 2b."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -11,16 +10,11 @@ import torch.multiprocessing as mp
 from normlab.layers import BatchGroupNorm, SyncBatchGroupNorm
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, x, dy, params, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, world, x, dy, params, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file rendezvous: no TCP port to race for
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank,
+                            world_size=world)
     try:
         layer = SyncBatchGroupNorm(x.shape[1], groups=params["groups"], momentum=0.3).double()
         with torch.no_grad():
@@ -47,7 +41,7 @@ def test_two_processes_match_single_process(tmp_path, groups, shape):
     dy = torch.randn(shape, dtype=torch.float64)
     params = {"groups": groups, "weight": torch.rand(shape[1], dtype=torch.float64) + 0.5,
               "bias": torch.randn(shape[1], dtype=torch.float64)}
-    mp.spawn(_worker, args=(2, _free_port(), x, dy, params, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, x, dy, params, str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
     ref = BatchGroupNorm(shape[1], groups=groups, momentum=0.3).double()

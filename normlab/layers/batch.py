@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -69,6 +72,84 @@ def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None
     scale = inv if weight is None else weight * inv
     shift = -mean * scale if bias is None else bias - mean * scale
     return scale, shift
+
+
+class _BGNFunction(torch.autograd.Function):
+    """BGN training step for groups made of whole channels (G divides C), in two light passes.
+
+    Statistics come from per-(sample, channel) row sums, which are fast and contiguous: a rough
+    group mean K from plain sums, then the sums of d = x - K and of d^2 (two-pass, so no
+    cancellation when |mean| >> std). The output is d * scale + shift' written over d.
+    Backward uses the closed form of BatchNorm's gradient per group:
+        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu)
+    written as dx = a_c dy + b_c x + c_c so that it needs one temporary (dy * x, whose storage
+    then receives dx).
+    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
+    number of values per group.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None,
+                running_mean: Tensor | None, running_var: Tensor | None, groups: int,
+                momentum: float, eps: float) -> Tensor:
+        n, c = x.shape[0], x.shape[1]
+        k = c // groups
+        x3 = x.view(n, c, -1)
+        count = n * k * x3.shape[2]
+        if count < 2:
+            raise ValueError(f"BatchGroupNorm needs more than 1 value per group when training, got "
+                             f"input shape {tuple(x.shape)} with groups={groups}; use fewer groups")
+
+        def per_group(t: Tensor) -> Tensor:          # (N, C) -> (G,)
+            return t.view(n, groups, k).sum(dim=(0, 2))
+
+        rough = per_group(x3.sum(dim=2)) / count
+        d = x3 - rough.repeat_interleave(k).view(1, c, 1)
+        e1 = per_group(d.sum(dim=2)) / count
+        e2 = per_group(torch.linalg.vector_norm(d, dim=2).square()) / count
+        mean = rough + e1
+        var = (e2 - e1 * e1).clamp_min(0.0)
+        inv = torch.rsqrt(var + eps)
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            unbiased = var * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        scale = inv.repeat_interleave(k)
+        if weight is not None:
+            scale = scale * weight.to(x.dtype)
+        shift = -e1.repeat_interleave(k) * scale          # (d - e1) * scale == (x - mean) * scale
+        if bias is not None:
+            shift = shift + bias.to(x.dtype)
+        y = torch.addcmul(shift.view(1, c, 1), d, scale.view(1, c, 1), out=d)
+        ctx.save_for_backward(x, mean, inv, weight)
+        ctx.groups, ctx.count, ctx.has_bias = groups, count, bias is not None
+        return y.view(x.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor):
+        x, mean, inv, weight = ctx.saved_tensors
+        n, c = x.shape[0], x.shape[1]
+        groups, count = ctx.groups, ctx.count
+        k = c // groups
+        dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
+        x3 = x.view(n, c, -1)
+        mean_c, inv_c = mean.repeat_interleave(k), inv.repeat_interleave(k)
+        s_dy = dy.sum(dim=2).sum(dim=0)
+        prod = dy * x3                                     # reused below as dx's storage
+        s_dyxm = prod.sum(dim=2).sum(dim=0) - mean_c * s_dy
+        grad_w = inv_c * s_dyxm                            # sum of dy * xhat per channel
+        w = weight.to(x.dtype) if weight is not None else torch.ones_like(inv_c)
+        s1 = (w * s_dy).view(groups, k).sum(dim=1)
+        s2 = (w * grad_w).view(groups, k).sum(dim=1)
+        coef_x = (-(inv * inv) * s2 / count).repeat_interleave(k)
+        const = (-inv * s1 / count).repeat_interleave(k) - coef_x * mean_c
+        dx = torch.addcmul(const.view(1, c, 1), x3, coef_x.view(1, c, 1), out=prod)
+        dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
+        gw = grad_w.to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
+        gb = s_dy.to(weight.dtype if weight is not None else x.dtype) \
+            if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx.view(x.shape), gw, gb, None, None, None, None, None
 
 
 class BatchGroupNorm(nn.Module):
@@ -176,7 +257,17 @@ class BatchGroupNorm(nn.Module):
             y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, w, b,
                              use_batch, self.momentum, self.eps)
             return y.reshape(x.shape)
-        # Groups span several channels (or straddle them): normalize per group, affine per channel.
+        if self.channels_aligned:
+            # Groups of whole channels: one fused pass each way (see _BGNFunction).
+            if not use_batch:
+                per = c // g
+                return F.batch_norm(x, run_mean.repeat_interleave(per), run_var.repeat_interleave(per),
+                                    self.weight, self.bias, False, 0.0, self.eps)
+            dt = compute_dtype(x)
+            y = _BGNFunction.apply(x.to(dt).contiguous(), self.weight, self.bias, run_mean, run_var,
+                                   g, self.momentum, self.eps)
+            return y.to(x.dtype)
+        # Groups straddle channels: normalize per group with torch's kernel, affine per channel.
         y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, None, None,
                          use_batch, self.momentum, self.eps).reshape(x.shape)
         if not self.affine:

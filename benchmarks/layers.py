@@ -1,0 +1,117 @@
+"""Layer speed as ratios, measured side by side in one run.
+
+For every registered layer and three input shapes, prints the forward time and the
+forward+backward time as a ratio to torch.nn.BatchNorm2d and to a plain tensor copy. Timings are
+interleaved (each round times every layer once) and the median round is reported, so a slow
+moment of the machine hits all layers alike. Runs on CPU, and on CUDA when present.
+
+    python benchmarks/layers.py                 # CPU (and CUDA if available)
+    python benchmarks/layers.py --device cuda --rounds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from normlab.layers import NORMS, create_norm
+
+SHAPES = {
+    "small batch, large spatial": (2, 64, 112, 112),
+    "medium": (16, 128, 28, 28),
+    "large batch, small spatial": (256, 256, 7, 7),
+}
+SPECS = {"bgn": "bgn:groups=32", "sync_bgn": "sync_bgn:groups=32", "gn": "gn:groups=32",
+         "evonorm_s0": "evonorm_s0:groups=32"}
+
+
+class Copy(nn.Module):
+    def forward(self, x):
+        return x.clone()
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _runner(module: nn.Module, x: torch.Tensor, backward: bool, device: str):
+    grad = torch.randn_like(x)
+
+    def run(iters: int) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            if backward:
+                xi = x.detach().requires_grad_(True)
+                module(xi).backward(grad)
+            else:
+                with torch.no_grad():
+                    module(x)
+        _sync(device)
+        return (time.perf_counter() - start) / iters
+
+    return run
+
+
+def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype):
+    x = torch.randn(shape, device=device, dtype=dtype)
+    layers = {"copy": Copy(), "BatchNorm2d": nn.BatchNorm2d(shape[1])}
+    for name in NORMS:
+        layers[name] = create_norm(SPECS.get(name, name), shape[1])
+    results = {}
+    for backward in (False, True):
+        runners = {}
+        for name, mod in layers.items():
+            mod = mod.to(device=device).train()
+            runners[name] = _runner(mod, x, backward, device)
+            runners[name](2)  # warm up
+        times = {name: [] for name in layers}
+        for _ in range(rounds):
+            for name, run in runners.items():
+                times[name].append(run(iters))
+        results[backward] = {name: statistics.median(t) for name, t in times.items()}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--shapes", nargs="*", choices=list(SHAPES), default=list(SHAPES))
+    args = parser.parse_args()
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    dtype = getattr(torch, args.dtype)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}, "
+          f"median of {args.rounds} interleaved rounds x {args.iters} iterations")
+    worst = {}
+    for device in devices:
+        name_dev = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        for label in args.shapes:
+            shape = SHAPES[label]
+            res = bench_shape(shape, device, args.rounds, args.iters, dtype)
+            fwd, both = res[False], res[True]
+            print(f"\n[{name_dev}] {label} {shape}: BatchNorm2d fwd {fwd['BatchNorm2d'] * 1e3:.3f} ms, "
+                  f"fwd+bwd {both['BatchNorm2d'] * 1e3:.3f} ms")
+            print(f"{'layer':<12} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
+            for name in [n for n in fwd if n != "copy"]:
+                r = (fwd[name] / fwd["BatchNorm2d"], fwd[name] / fwd["copy"],
+                     both[name] / both["BatchNorm2d"], both[name] / both["copy"])
+                print(f"{name:<12} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
+                key = (device, name)
+                worst[key] = max(worst.get(key, 0.0), r[0], r[2])
+    print("\nworst ratio to BatchNorm2d over shapes (forward or forward+backward):")
+    for (device, name), r in sorted(worst.items(), key=lambda kv: -kv[1]):
+        if name != "BatchNorm2d":
+            print(f"  {device:<5} {name:<12} {r:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
