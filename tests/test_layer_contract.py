@@ -60,11 +60,11 @@ def test_gradcheck_float64(name):
     x = (torch.randn(3, 8, 3, 2, dtype=torch.float64) * 2 + 0.5).requires_grad_(True)
     if name == "frn":
         x = x.detach().abs().add(0.5).requires_grad_(True)
-    fn = layer.train()
-    if name in ("bn", "bgn", "sync_bgn", "brn", "evonorm_b0"):
-        # running statistics change each call but do not feed the training output
-        pass
-    assert torch.autograd.gradcheck(lambda t: fn(t), (x,), eps=1e-6, atol=1e-5)
+    params = tuple(p for p in layer.parameters())
+    for training in (True, False):
+        layer.train(training)
+        # running statistics change at each training call but do not feed the training output
+        assert torch.autograd.gradcheck(lambda t, *_: layer(t), (x, *params), eps=1e-6, atol=1e-5)
 
 
 @pytest.mark.slow

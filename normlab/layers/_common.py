@@ -82,3 +82,26 @@ def spatial_dims(x: Tensor) -> tuple[int, ...]:
 def reduce_dims(x: Tensor) -> tuple[int, ...]:
     """Batch and spatial dims: what per-channel batch statistics span."""
     return (0,) + spatial_dims(x)
+
+
+def var_mean(x: Tensor, dims: tuple[int, ...], keepdim: bool = False) -> tuple[Tensor, Tensor]:
+    """Biased variance and mean over ``dims``, two-pass (mean, then centred squares).
+
+    Same values as ``torch.var_mean(..., correction=0)`` but built from a plain mean and a
+    vector norm, which are several times faster on CPU than torch's Welford reduction over
+    non-contiguous dims, and differentiable (the norm's gradient at 0 is 0).
+    """
+    mean = x.mean(dim=dims, keepdim=True)
+    count = 1
+    for d in dims:
+        count *= x.shape[d]
+    var = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=keepdim).square() / count
+    return var, (mean if keepdim else mean.squeeze(dims))
+
+
+def mean_square(x: Tensor, dims: tuple[int, ...], keepdim: bool = False) -> Tensor:
+    """E[x^2] over ``dims`` through a vector norm: one read, no temporary."""
+    count = 1
+    for d in dims:
+        count *= x.shape[d]
+    return torch.linalg.vector_norm(x, dim=dims, keepdim=keepdim).square() / count

@@ -18,6 +18,7 @@ from ._common import (
     compute_dtype,
     nearest_divisors,
     reduce_dims,
+    var_mean,
 )
 
 __all__ = ["BatchNorm", "BatchGroupNorm", "BatchRenorm", "SyncBatchGroupNorm"]
@@ -435,7 +436,7 @@ class BatchRenorm(nn.Module):
                              f"input shape {tuple(x.shape)}")
         dt = compute_dtype(x)
         xc = x.to(dt)
-        var_b, mean_b = torch.var_mean(xc, dim=dims, correction=0)
+        var_b, mean_b = var_mean(xc, dims)
         std_b = torch.sqrt(var_b + self.eps)
         r_max, d_max = self.limits()
         with torch.no_grad():

@@ -2,12 +2,69 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch.autograd.function import once_differentiable
 from torch import Tensor, nn
 
-from ._common import channel_view, check_input, check_positive_float, check_positive_int, compute_dtype
+from ._common import check_input, check_positive_float, check_positive_int, compute_dtype
 
 __all__ = ["FilterResponseNorm"]
+
+
+class _FRNFunction(torch.autograd.Function):
+    """FRN(+TLU) with a hand-derived backward.
+
+    With s = 1 / sqrt(nu^2 + eps) per sample and channel, y = gamma s x + beta, z = max(y, tau):
+        dy   = dz where y >= tau (the rest goes to tau)
+        dx   = gamma s dy - gamma s^3 (sum_s dy x) / S * x
+        deps = -1/2 sum gamma s^3 (sum_s dy x)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, tau: Tensor | None,
+                eps_param: Tensor | None, eps: float) -> Tensor:
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.view(n, c, -1)
+        nu2 = torch.linalg.vector_norm(x3, dim=2).square() / x3.shape[2]
+        eps_eff = eps + eps_param.abs().to(x.dtype) if eps_param is not None else eps
+        s = torch.rsqrt(nu2 + eps_eff)                                    # (N, C)
+        y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, (s * weight.to(x.dtype)).unsqueeze(-1))
+        if tau is not None:
+            torch.maximum(y, tau.to(x.dtype).view(1, c, 1), out=y)
+        ctx.save_for_backward(x, weight, bias, tau, eps_param, s)
+        return y.view(x.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor):
+        x, weight, bias, tau, eps_param, s = ctx.saved_tensors
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.view(n, c, -1)
+        dz = grad_out.to(x.dtype).contiguous().view(n, c, -1)
+        w = weight.to(x.dtype)
+        grad_tau = None
+        if tau is not None:
+            y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, (s * w).unsqueeze(-1))
+            passed = y >= tau.to(x.dtype).view(1, c, 1)
+            dy = torch.mul(dz, passed, out=y)
+            grad_tau = (dz.sum(dim=(0, 2)) - dy.sum(dim=(0, 2))).to(tau.dtype)
+        else:
+            dy = dz
+        grad_beta = dy.sum(dim=(0, 2))
+        buf = dy * x3
+        sdyx = buf.sum(dim=2)                                             # (N, C)
+        grad_gamma = (s * sdyx).sum(dim=0)
+        s3 = s ** 3
+        coef = -(w * s3 * sdyx / x3.shape[2])
+        dx = torch.mul(dy, (w * s).unsqueeze(-1), out=buf).addcmul_(x3, coef.unsqueeze(-1))
+        grad_eps = None
+        if eps_param is not None:
+            d_eff = -0.5 * (w * s3 * sdyx).sum()
+            grad_eps = (d_eff * torch.sign(eps_param)).to(eps_param.dtype).reshape(eps_param.shape)
+        return (dx.view(x.shape), grad_gamma.to(weight.dtype), grad_beta.to(bias.dtype), grad_tau,
+                grad_eps, None)
 
 
 class FilterResponseNorm(nn.Module):
@@ -51,12 +108,6 @@ class FilterResponseNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "FilterResponseNorm", min_spatial=0)
         dt = compute_dtype(x)
-        xc = x.to(dt)
-        nd = x.dim()
-        nu2 = xc.pow(2).mean(dim=tuple(range(2, nd)), keepdim=True) if nd > 2 else xc.pow(2)
-        eps = self.eps + (self.eps_param.abs().to(dt) if self.eps_param is not None else 0.0)
-        y = xc * torch.rsqrt(nu2 + eps)
-        y = y * channel_view(self.weight.to(dt), nd) + channel_view(self.bias.to(dt), nd)
-        if self.tau is not None:
-            y = torch.maximum(y, channel_view(self.tau.to(dt), nd))
+        y = _FRNFunction.apply(x.to(dt).contiguous(), self.weight, self.bias, self.tau,
+                               self.eps_param, self.eps)
         return y.to(x.dtype)

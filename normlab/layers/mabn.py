@@ -14,6 +14,7 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    mean_square,
     reduce_dims,
 )
 
@@ -31,7 +32,7 @@ class _MABNFunction(torch.autograd.Function):
         dt = compute_dtype(x)
         xc = x.to(dt)
         slot = step % buffer_x2.shape[0]
-        x2 = xc.pow(2).mean(dim=dims)
+        x2 = mean_square(xc, dims)
         buffer_x2[slot] = x2.to(buffer_x2.dtype)
         var = buffer_x2.mean(dim=0).to(dt) if use_average else x2
         std = torch.sqrt(var + eps)
