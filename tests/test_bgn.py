@@ -154,3 +154,14 @@ def test_no_running_stats_uses_batch_statistics_in_eval():
     x = torch.randn(3, 4, 5, dtype=torch.float64)
     expected, _, _ = bgn_reference(x, 2, layer.weight.detach(), layer.bias.detach(), 1e-5)
     torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("groups", [2, 8])
+def test_float32_statistics_survive_a_large_mean(groups):
+    # |mean| / std = 1e3: a one-pass E[x^2] - E[x]^2 would lose most digits in float32.
+    x64 = torch.randn(4, 8, 6, 6, dtype=torch.float64) + 1000.0
+    layer = BatchGroupNorm(8, groups=groups)
+    expected, _, var = bgn_reference(x64, groups, torch.ones(8, dtype=torch.float64),
+                                     torch.zeros(8, dtype=torch.float64), 1e-5)
+    y = layer(x64.float())
+    torch.testing.assert_close(y.double(), expected, rtol=0, atol=2e-3)

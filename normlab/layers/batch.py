@@ -78,13 +78,16 @@ def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None
 class _BGNFunction(torch.autograd.Function):
     """BGN training step for groups made of whole channels (G divides C), in two light passes.
 
-    Statistics come from per-(sample, channel) row sums, which are fast and contiguous: a rough
-    group mean K from plain sums, then the sums of d = x - K and of d^2 (two-pass, so no
-    cancellation when |mean| >> std). The output is d * scale + shift' written over d.
-    Backward uses the closed form of BatchNorm's gradient per group:
-        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu)
-    written as dx = a_c dy + b_c x + c_c so that it needs one temporary (dy * x, whose storage
-    then receives dx).
+    Statistics come from torch's GroupNorm kernel run with one group per channel (fast and
+    contiguous), whose per-(sample, channel) means and variances combine exactly into the group's:
+    mean_g = mean of the means, var_g = mean of (var + (mean - mean_g)^2). The output is a
+    per-(sample, channel) affine of that kernel's normalized output, written in place.
+    Backward is BatchNorm's gradient per group,
+        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu),
+    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
+    number of values per group. torch's fused BatchNorm backward, given the group statistics per
+    channel, yields the per-channel sums and dx for one-channel groups; a per-channel a + b x
+    turns that into the group gradient in one more pass.
     with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
     number of values per group.
     """
@@ -101,27 +104,29 @@ class _BGNFunction(torch.autograd.Function):
             raise ValueError(f"BatchGroupNorm needs more than 1 value per group when training, got "
                              f"input shape {tuple(x.shape)} with groups={groups}; use fewer groups")
 
-        def per_group(t: Tensor) -> Tensor:          # (N, C) -> (G,)
-            return t.view(n, groups, k).sum(dim=(0, 2))
-
-        rough = per_group(x3.sum(dim=2)) / count
-        d = x3 - rough.repeat_interleave(k).view(1, c, 1)
-        e1 = per_group(d.sum(dim=2)) / count
-        e2 = per_group(torch.linalg.vector_norm(d, dim=2).square()) / count
-        mean = rough + e1
-        var = (e2 - e1 * e1).clamp_min(0.0)
+        # Per-(sample, channel) mean and rstd from torch's GroupNorm kernel with one group per
+        # channel, combined exactly into group statistics (parallel variance formula).
+        # (a tiny eps keeps rstd finite for constant rows; it is taken back out below)
+        tiny = 1e-30 if x.dtype != torch.float64 else 1e-300
+        out, mean_nc, rstd_nc = torch.native_group_norm(x, None, None, n, c, x3.shape[2], c, tiny)
+        var_nc = (rstd_nc.reciprocal().square_() - tiny).clamp_min_(0.0)
+        mean = mean_nc.view(n, groups, k).mean(dim=(0, 2))
+        var = (var_nc + (mean_nc - mean.repeat_interleave(k)).square()).view(n, groups, k).mean(dim=(0, 2))
         inv = torch.rsqrt(var + eps)
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        # out = (x - mean_nc) * rstd_nc; y = (x - mean_g) * inv_g * w + b, per (n, c) affine of out
         scale = inv.repeat_interleave(k)
         if weight is not None:
             scale = scale * weight.to(x.dtype)
-        shift = -e1.repeat_interleave(k) * scale          # (d - e1) * scale == (x - mean) * scale
+        shift = (mean_nc - mean.repeat_interleave(k)) * scale
         if bias is not None:
             shift = shift + bias.to(x.dtype)
-        y = torch.addcmul(shift.view(1, c, 1), d, scale.view(1, c, 1), out=d)
+        scale_nc = scale / rstd_nc
+        out3 = out.view(n, c, -1)
+        y = torch.addcmul(shift.unsqueeze(-1), out3, scale_nc.unsqueeze(-1), out=out3)
         ctx.save_for_backward(x, mean, inv, weight)
         ctx.groups, ctx.count, ctx.has_bias = groups, count, bias is not None
         return y.view(x.shape)
@@ -136,17 +141,18 @@ class _BGNFunction(torch.autograd.Function):
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         x3 = x.view(n, c, -1)
         mean_c, inv_c = mean.repeat_interleave(k), inv.repeat_interleave(k)
-        s_dy = dy.sum(dim=2).sum(dim=0)
-        prod = dy * x3                                     # reused below as dx's storage
-        s_dyxm = prod.sum(dim=2).sum(dim=0) - mean_c * s_dy
-        grad_w = inv_c * s_dyxm                            # sum of dy * xhat per channel
         w = weight.to(x.dtype) if weight is not None else torch.ones_like(inv_c)
-        s1 = (w * s_dy).view(groups, k).sum(dim=1)
-        s2 = (w * grad_w).view(groups, k).sum(dim=1)
-        coef_x = (-(inv * inv) * s2 / count).repeat_interleave(k)
-        const = (-inv * s1 / count).repeat_interleave(k) - coef_x * mean_c
-        dx = torch.addcmul(const.view(1, c, 1), x3, coef_x.view(1, c, 1), out=prod)
-        dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
+        # torch's fused BatchNorm backward with the group statistics spread over channels gives
+        # the per-channel sums (sum dy * xhat, sum dy) and dx as if each channel were its own group
+        dx, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+            dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [True, True, True])
+        # ...which the group sums then correct: per channel, a + b * x
+        per_channel = n * x3.shape[2]
+        s1 = (w * s_dy).view(groups, k).sum(dim=1).repeat_interleave(k)
+        s2 = (w * grad_w).view(groups, k).sum(dim=1).repeat_interleave(k)
+        a = inv_c * (w * s_dy / per_channel - s1 / count)
+        b = inv_c * (w * grad_w / per_channel - s2 / count) * inv_c
+        dx.addcmul_(x3, b.view(1, c, 1)).add_((a - b * mean_c).view(1, c, 1))
         gw = grad_w.to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
         gb = s_dy.to(weight.dtype if weight is not None else x.dtype) \
             if ctx.has_bias and ctx.needs_input_grad[2] else None
