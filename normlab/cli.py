@@ -39,18 +39,22 @@ if typer is not None:
             with console.status("checking layers..."):
                 results = {r.name: r for r in run_checks()}
         table = Table(title="normlab layers", show_lines=False)
-        for col in ("spec", "class", "batch-dependent", "replaces act", "folds into conv"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("paper")
+        wide = console.width >= 110
+        cols = (("spec", "class", "batch-dependent", "replaces act", "folds into conv", "paper")
+                if wide else ("spec", "batch", "repl. act", "folds", "paper"))
+        for col in cols:
+            table.add_column(col, no_wrap=col != "paper")
         if check:
             table.add_column("check")
         yes = lambda flag: "[green]yes[/]" if flag else "no"  # noqa: E731
         for name, info in NORMS.items():
             row = [name, info.cls.__name__, yes(info.batch_dependent), yes(info.replaces_act),
                    info.foldable, info.paper]
+            if not wide:
+                del row[1]
             if check:
                 r = results[name]
-                row.append("[green]PASS[/]" if r.ok else "[red]FAIL[/]")
+                row.append("[green]ok[/]" if r.ok else "[red]FAIL[/]")
             table.add_row(*row)
         console.print(table)
         if check:

@@ -30,28 +30,28 @@ class NormInfo:
     batch_dependent: bool
     replaces_act: bool
     foldable: str          # "yes", "no", or the condition under which it folds into a conv
-    paper: str
+    paper: str             # short citation; the class docstring names the paper in full
 
 
 NORMS: dict[str, NormInfo] = {
-    "bn": NormInfo(BatchNorm, True, False, "yes", "Ioffe & Szegedy 2015, Batch Normalization"),
-    "bgn": NormInfo(BatchGroupNorm, True, False, "if groups divide C",
-                    "Zhou et al. 2020, Batch Group Normalization"),
-    "sync_bgn": NormInfo(SyncBatchGroupNorm, True, False, "if groups divide C",
-                         "Zhou et al. 2020, Batch Group Normalization (synchronised)"),
-    "brn": NormInfo(BatchRenorm, True, False, "yes", "Ioffe 2017, Batch Renormalization"),
+    "bn": NormInfo(BatchNorm, True, False, "yes", "Ioffe & Szegedy 2015"),
+    "bgn": NormInfo(BatchGroupNorm, True, False, "if G divides C",
+                    "Zhou et al. 2020"),
+    "sync_bgn": NormInfo(SyncBatchGroupNorm, True, False, "if G divides C",
+                         "Zhou et al. 2020"),
+    "brn": NormInfo(BatchRenorm, True, False, "yes", "Ioffe 2017"),
     "mabn": NormInfo(MovingAverageBatchNorm, True, False, "yes",
-                     "Yan et al. 2020, Moving Average Batch Normalization"),
-    "gn": NormInfo(GroupNorm, False, False, "no", "Wu & He 2018, Group Normalization"),
-    "ln": NormInfo(LayerNorm, False, False, "no", "Ba et al. 2016, Layer Normalization"),
-    "in": NormInfo(InstanceNorm, False, False, "no", "Ulyanov et al. 2016, Instance Normalization"),
-    "pn": NormInfo(PositionalNorm, False, False, "no", "Li et al. 2019, Positional Normalization"),
+                     "Yan et al. 2020"),
+    "gn": NormInfo(GroupNorm, False, False, "no", "Wu & He 2018"),
+    "ln": NormInfo(LayerNorm, False, False, "no", "Ba et al. 2016"),
+    "in": NormInfo(InstanceNorm, False, False, "no", "Ulyanov et al. 2016"),
+    "pn": NormInfo(PositionalNorm, False, False, "no", "Li et al. 2019"),
     "evonorm_b0": NormInfo(EvoNormB0, True, True, "no",
-                           "Liu et al. 2020, Evolving Normalization-Activation Layers (B0)"),
+                           "Liu et al. 2020"),
     "evonorm_s0": NormInfo(EvoNormS0, False, True, "no",
-                           "Liu et al. 2020, Evolving Normalization-Activation Layers (S0)"),
+                           "Liu et al. 2020"),
     "frn": NormInfo(FilterResponseNorm, False, True, "no",
-                    "Singh & Krishnan 2020, Filter Response Normalization + TLU"),
+                    "Singh & Krishnan 2020"),
 }
 
 
