@@ -2,8 +2,9 @@
 
 For every registered layer and three input shapes, prints the forward time and the
 forward+backward time as a ratio to torch.nn.BatchNorm2d and to a plain tensor copy. Timings are
-interleaved (each round times every layer once) and the median round is reported, so a slow
-moment of the machine hits all layers alike. Runs on CPU, and on CUDA when present.
+interleaved: each round times every layer once, a ratio is taken within the round (against the
+BatchNorm2d and the copy timed in that same round), and the median of those paired ratios over
+the rounds is reported, so a slow moment of a shared machine hits both sides of a ratio alike. Runs on CPU, and on CUDA when present.
 
     python benchmarks/layers.py                 # CPU (and CUDA if available)
     python benchmarks/layers.py --device cuda --rounds 30
@@ -58,10 +59,12 @@ def _runner(module: nn.Module, x: torch.Tensor, backward: bool, device: str):
     return run
 
 
-def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype):
+def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype, names):
+    """Per layer: (best time, median over rounds of time / BatchNorm2d's time in that round,
+    median of time / copy's time in that round), forward and forward+backward."""
     x = torch.randn(shape, device=device, dtype=dtype)
     layers = {"copy": Copy(), "BatchNorm2d": nn.BatchNorm2d(shape[1])}
-    for name in NORMS:
+    for name in names:
         layers[name] = create_norm(SPECS.get(name, name), shape[1])
     results = {}
     for backward in (False, True):
@@ -74,36 +77,43 @@ def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype)
         for _ in range(rounds):
             for name, run in runners.items():
                 times[name].append(run(iters))
-        results[backward] = {name: statistics.median(t) for name, t in times.items()}
+        ratio = lambda name, base: statistics.median(  # noqa: E731
+            t / b for t, b in zip(times[name], times[base]))
+        results[backward] = {name: (min(t), ratio(name, "BatchNorm2d"), ratio(name, "copy"))
+                             for name, t in times.items()}
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--shapes", nargs="*", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument("--layers", nargs="*", choices=list(NORMS), default=list(NORMS),
+                        help="which layers to time beside BatchNorm2d and the copy")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}, "
-          f"median of {args.rounds} interleaved rounds x {args.iters} iterations")
+          f"median of paired ratios over {args.rounds} interleaved rounds x {args.iters} iterations")
     worst = {}
     for device in devices:
         name_dev = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         for label in args.shapes:
             shape = SHAPES[label]
-            res = bench_shape(shape, device, args.rounds, args.iters, dtype)
+            res = bench_shape(shape, device, args.rounds, args.iters, dtype, args.layers)
             fwd, both = res[False], res[True]
-            print(f"\n[{name_dev}] {label} {shape}: BatchNorm2d fwd {fwd['BatchNorm2d'] * 1e3:.3f} ms, "
-                  f"fwd+bwd {both['BatchNorm2d'] * 1e3:.3f} ms")
+            print(f"\n[{name_dev}] {label} {shape}: BatchNorm2d fwd {fwd['BatchNorm2d'][0] * 1e3:.3f} ms, "
+                  f"fwd+bwd {both['BatchNorm2d'][0] * 1e3:.3f} ms (best round)")
             print(f"{'layer':<12} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
             for name in [n for n in fwd if n != "copy"]:
-                r = (fwd[name] / fwd["BatchNorm2d"], fwd[name] / fwd["copy"],
-                     both[name] / both["BatchNorm2d"], both[name] / both["copy"])
+                r = (fwd[name][1], fwd[name][2], both[name][1], both[name][2])
                 print(f"{name:<12} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
                 key = (device, name)
                 worst[key] = max(worst.get(key, 0.0), r[0], r[2])

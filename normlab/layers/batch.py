@@ -80,8 +80,8 @@ class _BGNFunction(torch.autograd.Function):
 
     Statistics come from torch's GroupNorm kernel run with one group per channel (fast and
     contiguous), whose per-(sample, channel) means and variances combine exactly into the group's:
-    mean_g = mean of the means, var_g = mean of (var + (mean - mean_g)^2). The output is a
-    per-(sample, channel) affine of that kernel's normalized output, written in place.
+    mean_g = mean of the means, var_g = mean of (var + (mean - mean_g)^2). The output comes from
+    torch's fused eval-mode BatchNorm kernel given those statistics per channel.
     Backward is BatchNorm's gradient per group,
         dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu),
     with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
@@ -108,7 +108,7 @@ class _BGNFunction(torch.autograd.Function):
         # channel, combined exactly into group statistics (parallel variance formula).
         # (a tiny eps keeps rstd finite for constant rows; it is taken back out below)
         tiny = 1e-30 if x.dtype != torch.float64 else 1e-300
-        out, mean_nc, rstd_nc = torch.native_group_norm(x, None, None, n, c, x3.shape[2], c, tiny)
+        _, mean_nc, rstd_nc = torch.native_group_norm(x, None, None, n, c, x3.shape[2], c, tiny)
         var_nc = (rstd_nc.reciprocal().square_() - tiny).clamp_min_(0.0)
         mean = mean_nc.view(n, groups, k).mean(dim=(0, 2))
         var = (var_nc + (mean_nc - mean.repeat_interleave(k)).square()).view(n, groups, k).mean(dim=(0, 2))
@@ -117,19 +117,12 @@ class _BGNFunction(torch.autograd.Function):
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-        # out = (x - mean_nc) * rstd_nc; y = (x - mean_g) * inv_g * w + b, per (n, c) affine of out
-        scale = inv.repeat_interleave(k)
-        if weight is not None:
-            scale = scale * weight.to(x.dtype)
-        shift = (mean_nc - mean.repeat_interleave(k)) * scale
-        if bias is not None:
-            shift = shift + bias.to(x.dtype)
-        scale_nc = scale / rstd_nc
-        out3 = out.view(n, c, -1)
-        y = torch.addcmul(shift.unsqueeze(-1), out3, scale_nc.unsqueeze(-1), out=out3)
+        # The output pass is torch's fused eval-mode BatchNorm with the group statistics per channel.
+        y = F.batch_norm(x, mean.repeat_interleave(k), var.repeat_interleave(k), weight, bias,
+                         False, 0.0, eps)
         ctx.save_for_backward(x, mean, inv, weight)
         ctx.groups, ctx.count, ctx.has_bias = groups, count, bias is not None
-        return y.view(x.shape)
+        return y
 
     @staticmethod
     @once_differentiable
