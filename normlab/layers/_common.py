@@ -105,3 +105,13 @@ def mean_square(x: Tensor, dims: tuple[int, ...], keepdim: bool = False) -> Tens
     for d in dims:
         count *= x.shape[d]
     return torch.linalg.vector_norm(x, dim=dims, keepdim=keepdim).square() / count
+
+
+def init_affine(module: torch.nn.Module, num_channels: int, affine: bool) -> None:
+    """Give ``module`` a per-channel affine (weight = 1, bias = 0), or None parameters."""
+    if affine:
+        module.weight = torch.nn.Parameter(torch.ones(num_channels))
+        module.bias = torch.nn.Parameter(torch.zeros(num_channels))
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)

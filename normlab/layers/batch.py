@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._common import (
     channel_view,
@@ -16,6 +16,7 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    init_affine,
     nearest_divisors,
     reduce_dims,
     var_mean,
@@ -188,12 +189,7 @@ class BatchGroupNorm(nn.Module):
         self.momentum = check_momentum(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
-        if self.affine:
-            self.weight = nn.Parameter(torch.ones(num_channels))
-            self.bias = nn.Parameter(torch.zeros(num_channels))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        init_affine(self, num_channels, self.affine)
         if self.track_running_stats:
             self.register_buffer("running_mean", torch.zeros(groups))
             self.register_buffer("running_var", torch.ones(groups))
@@ -285,13 +281,35 @@ class BatchGroupNorm(nn.Module):
                                self.weight, self.bias)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes of a group; its gradient is the same sum of the upstream gradients
+    (every process's loss depends on every process's input through the total)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor, group: object | None) -> Tensor:
+        import torch.distributed as dist
+
+        ctx.group = group
+        out = t.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor):
+        import torch.distributed as dist
+
+        out = grad.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=ctx.group)
+        return out, None
+
+
 class SyncBatchGroupNorm(BatchGroupNorm):
     """Batch Group Normalization with statistics reduced across a ``torch.distributed`` process group.
 
     The same math as :class:`BatchGroupNorm`, with the batch spanning every process of the group:
     mu_g and var_g are taken over the union of the processes' batches (each may hold a different
-    number of samples). The sums go through ``torch.distributed.nn.functional.all_reduce``, which
-    is differentiable, so input gradients match single-process BGN on the concatenated batch.
+    number of samples). The sums go through a differentiable all-reduce (its backward all-reduces
+    the gradients), so input gradients match single-process BGN on the concatenated batch.
     Outside training, or when torch.distributed is not initialised or the group has one process,
     it is plain BatchGroupNorm. Two reductions are made per call (the sum, then the squared
     deviations from the global mean), which keeps the variance free of cancellation.
@@ -314,9 +332,6 @@ class SyncBatchGroupNorm(BatchGroupNorm):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self._world_size() == 1:
             return super().forward(x)
-        from torch.distributed import ReduceOp
-        from torch.distributed.nn.functional import all_reduce
-
         check_input(x, self.num_channels, "SyncBatchGroupNorm")
         self._check_groups(x)
         g = self.groups
@@ -324,14 +339,13 @@ class SyncBatchGroupNorm(BatchGroupNorm):
         xv = x.reshape(x.shape[0], g, -1).to(dt)
         count = torch.tensor([float(xv.shape[0] * xv.shape[2])], dtype=dt, device=x.device)
         local = torch.cat([xv.sum(dim=(0, 2)), count])
-        total = all_reduce(local, op=ReduceOp.SUM, group=self.process_group)
+        total = _AllReduceSum.apply(local, self.process_group)
         n_total = total[-1].detach()
         if n_total.item() < 2:
             raise ValueError("SyncBatchGroupNorm needs more than 1 value per group across processes")
         mean = total[:-1] / n_total
         centered = xv - mean.view(1, g, 1)
-        var = all_reduce(centered.pow(2).sum(dim=(0, 2)), op=ReduceOp.SUM,
-                         group=self.process_group) / n_total
+        var = _AllReduceSum.apply(centered.pow(2).sum(dim=(0, 2)), self.process_group) / n_total
         y = (centered * torch.rsqrt(var + self.eps).view(1, g, 1)).reshape(x.shape)
         if self.track_running_stats:
             with torch.no_grad():
@@ -392,12 +406,7 @@ class BatchRenorm(nn.Module):
                 raise ValueError(f"{name}={end!r} is invalid: expected an integer >= "
                                  f"warmup_steps={self.warmup_steps}")
         self.r_max_steps, self.d_max_steps = r_max_steps, d_max_steps
-        if self.affine:
-            self.weight = nn.Parameter(torch.ones(num_channels))
-            self.bias = nn.Parameter(torch.zeros(num_channels))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        init_affine(self, num_channels, self.affine)
         self.register_buffer("running_mean", torch.zeros(num_channels))
         self.register_buffer("running_var", torch.ones(num_channels))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))

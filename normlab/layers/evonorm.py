@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._common import (
     check_input,

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-from ._common import check_input, check_positive_float, check_positive_int, compute_dtype
+from ._common import (
+    check_input,
+    check_positive_float,
+    check_positive_int,
+    compute_dtype,
+)
 
 __all__ = ["FilterResponseNorm"]
 

@@ -14,6 +14,7 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    init_affine,
     mean_square,
     reduce_dims,
 )
@@ -127,12 +128,7 @@ class MovingAverageBatchNorm(nn.Module):
             raise ValueError(f"r_max={r_max!r} is invalid: expected a number >= 1")
         self.r_max = float(r_max)
         self.affine = bool(affine)
-        if self.affine:
-            self.weight = nn.Parameter(torch.ones(num_channels))
-            self.bias = nn.Parameter(torch.zeros(num_channels))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        init_affine(self, num_channels, self.affine)
         self.register_buffer("running_var", torch.ones(num_channels))
         self.register_buffer("buffer_x2", torch.zeros(buffer_size, num_channels))
         self.register_buffer("buffer_gz", torch.zeros(buffer_size, num_channels))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-import torch
 from torch import Tensor, nn
 
 from ._common import (
     check_input,
     check_positive_float,
     check_positive_int,
+    init_affine,
     largest_divisor_at_most,
     nearest_divisors,
 )
@@ -42,12 +42,7 @@ class _PerChannelAffine(nn.Module):
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.eps = check_positive_float("eps", eps)
         self.affine = bool(affine)
-        if self.affine:
-            self.weight = nn.Parameter(torch.ones(num_channels))
-            self.bias = nn.Parameter(torch.zeros(num_channels))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        init_affine(self, num_channels, self.affine)
 
 
 class GroupNorm(_PerChannelAffine):
