@@ -72,3 +72,14 @@ def test_layers_import_with_torch_alone():
             "if m in sys.modules and m != 'numpy.random._pickle']; print(bad); assert not bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + out.stdout
+
+
+def test_norm_act_without_activation_uses_the_linear_variants():
+    import torch
+    evo = norm_act("evonorm_b0", 4, act=None)
+    assert isinstance(evo, normlab.EvoNormB0) and not evo.replaces_activation and evo.v is None
+    x = torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(evo(x), x)          # gamma = 1, beta = 0: y = x * gamma + beta
+    frn = norm_act("frn", 4, act=None)
+    assert isinstance(frn, FilterResponseNorm) and frn.tau is None
+    assert isinstance(norm_act("bn", 4, act=None), normlab.BatchNorm)

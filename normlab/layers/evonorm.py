@@ -153,15 +153,26 @@ class _EvoNormS0Function(torch.autograd.Function):
 
 
 class _EvoNormBase(nn.Module):
-    replaces_activation = True
-
-    def __init__(self, num_channels: int, eps: float) -> None:
+    def __init__(self, num_channels: int, eps: float, apply_act: bool) -> None:
         super().__init__()
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.eps = check_positive_float("eps", eps)
+        self.apply_act = bool(apply_act)
         self.weight = nn.Parameter(torch.ones(num_channels))   # gamma
         self.bias = nn.Parameter(torch.zeros(num_channels))    # beta
-        self.v = nn.Parameter(torch.ones(num_channels))
+        if self.apply_act:
+            self.v = nn.Parameter(torch.ones(num_channels))
+        else:
+            self.register_parameter("v", None)
+
+    @property
+    def replaces_activation(self) -> bool:
+        return self.apply_act
+
+    def _affine_only(self, x: Tensor) -> Tensor:
+        """The reference code's nonlinearity=False variant: y = x * gamma + beta."""
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(view).to(x.dtype) + self.bias.view(view).to(x.dtype)
 
 
 class EvoNormB0(_EvoNormBase):
@@ -174,10 +185,15 @@ class EvoNormB0(_EvoNormBase):
     channel. Training keeps a moving batch variance, biased as in the reference code, with
     momentum 0.1 in PyTorch's convention (the reference's decay 0.9); eval uses it in place of the
     batch variance. Needs at least one spatial dimension.
+
+    ``apply_act=False`` gives the reference code's linear variant (nonlinearity=False), which is
+    just y = x * gamma + beta: what sits in a normalization slot that has no activation after it
+    (before a residual addition, say).
     """
 
-    def __init__(self, num_channels: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__(num_channels, eps)
+    def __init__(self, num_channels: int, *, eps: float = 1e-5, momentum: float = 0.1,
+                 apply_act: bool = True) -> None:
+        super().__init__(num_channels, eps, apply_act)
         self.momentum = check_momentum(momentum)
         self.register_buffer("running_var", torch.ones(num_channels))
 
@@ -186,6 +202,8 @@ class EvoNormB0(_EvoNormBase):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "EvoNormB0", min_spatial=1)
+        if not self.apply_act:
+            return self._affine_only(x)
         if self.training and x.numel() // x.shape[1] < 2:
             raise ValueError(f"EvoNormB0 needs more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
@@ -203,10 +221,12 @@ class EvoNormS0(_EvoNormBase):
     The variance is biased and spans, for each sample, a group of C/G channels and all spatial
     positions (as in GroupNorm). Group rule: the default 32 is reduced to the largest divisor of C
     not above it; an explicit ``groups`` must divide C. No running statistics (train == eval).
+    ``apply_act=False`` gives the reference code's linear variant, y = x * gamma + beta.
     """
 
-    def __init__(self, num_channels: int, *, groups: int | None = None, eps: float = 1e-5) -> None:
-        super().__init__(num_channels, eps)
+    def __init__(self, num_channels: int, *, groups: int | None = None, eps: float = 1e-5,
+                 apply_act: bool = True) -> None:
+        super().__init__(num_channels, eps, apply_act)
         self.groups = resolve_groups(num_channels, groups, 32, "EvoNormS0")
 
     def extra_repr(self) -> str:
@@ -214,6 +234,8 @@ class EvoNormS0(_EvoNormBase):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "EvoNormS0", min_spatial=0)
+        if not self.apply_act:
+            return self._affine_only(x)
         dt = compute_dtype(x)
         y = _EvoNormS0Function.apply(x.to(dt).contiguous(), self.weight, self.bias, self.v,
                                      self.groups, self.eps)

@@ -201,11 +201,19 @@ def replaces_activation(layer: nn.Module) -> bool:
 def norm_act(spec: "str | NormSpec", num_channels: int,
              act: "str | nn.Module | Callable[[], nn.Module] | None" = "relu",
              **overrides: Any) -> nn.Module:
-    """The norm followed by ``act``, or the single layer when the norm replaces the activation."""
-    norm = create_norm(spec, num_channels, **overrides)
-    if replaces_activation(norm):
-        return norm
+    """The norm followed by ``act``, or the single layer when the norm replaces the activation.
+
+    With ``act=None`` a normalization-activation layer (EvoNorm, FRN) comes in its linear variant
+    (EvoNorm's nonlinearity=False, FRN without TLU), for slots with no activation after them.
+    """
     activation = create_act(act)
-    if isinstance(activation, nn.Identity):
+    no_act = isinstance(activation, nn.Identity)
+    parsed = NormSpec.parse(spec)
+    if no_act and parsed.info.replaces_act:
+        # the layer's own linear variant: EvoNorm without its nonlinearity, FRN without its TLU
+        flag = "tlu" if parsed.name == "frn" else "apply_act"
+        overrides = {flag: False, **overrides}
+    norm = create_norm(parsed, num_channels, **overrides)
+    if replaces_activation(norm) or no_act:
         return norm
     return nn.Sequential(norm, activation)
