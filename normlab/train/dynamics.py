@@ -9,6 +9,7 @@ Delta_t = arccos(cos(w_t, w_{t+1})) for every such weight at every step, beside 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -119,9 +120,8 @@ class AngularUpdate(Callback):
         rows = []
         for a, b in phases:
             lo = b - max(1, int(round((b - a) * tail)))
-            per_step = [float(torch.tensor([self.angles[k][i] for k in self.angles]).median())
-                        for i in range(lo, b)]
-            measured = float(torch.tensor(per_step).median())
+            per_step = [statistics.median(self.angles[k][i] for k in self.angles) for i in range(lo, b)]
+            measured = statistics.median(per_step)
             theory = self.theory[a]
             rows.append({"lr": self.lrs[a], "first_step": float(self.steps[a]),
                          "last_step": float(self.steps[b - 1]), "theory": theory,
