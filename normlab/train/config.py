@@ -45,6 +45,7 @@ class TrainConfig:
     eval_mode: str = "running"               # running | batch (statistics of the eval batches)
     eval_batch_size: int = 500
     eval_every: int = 1                      # epochs between evaluations (0: only at the end)
+    final_eval: bool = True                  # evaluate after the last step
     progress: bool = True
     checkpoint: str | None = None            # path of a checkpoint written at each epoch end
     resume: bool = False

@@ -154,13 +154,19 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
                 if cuda and cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 opt.zero_grad(set_to_none=True)
-                step_loss = torch.zeros((), device=device)
-                for xc, yc in zip(xb.split(micro), yb.split(micro)):
+                if micro >= len(yb):
                     with autocast:
-                        out = model(xc)
-                        loss = F.cross_entropy(out.float(), yc, label_smoothing=cfg.label_smoothing)
-                    (loss * (len(yc) / len(yb))).backward()
-                    step_loss += loss.detach() * (len(yc) / len(yb))
+                        loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=cfg.label_smoothing)
+                    loss.backward()
+                    step_loss = loss.detach()
+                else:                      # micro-batches: normalization sees `micro` samples
+                    step_loss = torch.zeros((), device=device)
+                    for xc, yc in zip(xb.split(micro), yb.split(micro)):
+                        with autocast:
+                            loss = F.cross_entropy(model(xc).float(), yc,
+                                                   label_smoothing=cfg.label_smoothing)
+                        (loss * (len(yc) / len(yb))).backward()
+                        step_loss += loss.detach() * (len(yc) / len(yb))
                 if (state.step + 1) % check_every == 0 or state.step + 1 == total:
                     state.loss = float(step_loss)
                     if not math.isfinite(state.loss):
@@ -192,7 +198,7 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
             if not math.isfinite(record["train_loss"]):
                 status, message = "diverged", f"non-finite training loss in epoch {state.epoch}"
                 break
-            if (cfg.eval_every and state.epoch % cfg.eval_every == 0) or last:
+            if (cfg.eval_every and state.epoch % cfg.eval_every == 0) or (last and cfg.final_eval):
                 record.update(evaluate(model, data, "test", mode=cfg.eval_mode,
                                        batch_size=cfg.eval_batch_size, device=device))
             state.history.append(record)
