@@ -1,4 +1,4 @@
-# make demo   - create .venv from nothing and run the main job
+# make demo   - create .venv from nothing and run the main job (the quick batch-size study)
 # make test   - create .venv from nothing and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/normlab layers --check
+	$(VENV)/bin/normlab bench --preset quick
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -138,6 +138,192 @@ if typer is not None:
         console.print(f"plot: {plot}\nrecord: {folder / 'dynamics.json'}")
 
 
+if typer is not None:
+    from typing import List, Optional
+
+    DEFAULT_STORE = "runs/normlab.sqlite"
+
+    def _print_report(summary, out_dir) -> None:
+        from .bench.report import rich_table, write_report
+
+        for model in summary.groups:
+            console.print(rich_table(summary, model))
+            drop = summary.drop(model)
+            if drop:
+                worst = max(drop, key=lambda n: drop[n])
+                console.print(f"largest drop from the largest to the smallest batch: "
+                              f"[bold]{worst}[/] ({drop[worst]:+.1f} points)", highlight=False)
+        paths = write_report(summary, out_dir)
+        console.print(f"plot: {paths['png']} (and {paths['svg'].name})\n"
+                      f"html: {paths['html']}\nmarkdown: {paths['markdown']}", highlight=False)
+
+    @app.command()
+    def bench(
+        config: Optional[str] = typer.Argument(None, help="experiment YAML file"),
+        preset: Optional[str] = typer.Option(None, help="a preset from normlab/configs: quick, paper-cifar10"),
+        name: Optional[str] = typer.Option(None, help="experiment name (rows are grouped by it)"),
+        dataset: Optional[str] = typer.Option(None),
+        model: Optional[List[str]] = typer.Option(None, help="model (repeat for several)"),
+        norm: Optional[List[str]] = typer.Option(None, help="norm spec (repeat for several)"),
+        batch_size: Optional[List[int]] = typer.Option(None, help="batch size (repeat for several)"),
+        seed: Optional[List[int]] = typer.Option(None, help="seed (repeat for several)"),
+        batch_mode: Optional[str] = typer.Option(None, help="both | norm | optimizer"),
+        epochs: Optional[float] = typer.Option(None),
+        steps: Optional[int] = typer.Option(None),
+        lr: Optional[float] = typer.Option(None),
+        width: Optional[float] = typer.Option(None),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost"),
+        workers: int = typer.Option(1, help="parallel trials (a process pool unless --backend ray)"),
+        backend: str = typer.Option("serial", help="serial | process | ray"),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address to join"),
+        store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+        out: Optional[str] = typer.Option(None, help="report folder (default runs/<name>)"),
+        mlflow: Optional[str] = typer.Option(None, help="MLflow tracking URI: log every trial"),
+        download: bool = typer.Option(False, help="download the dataset if missing"),
+        data_root: Optional[str] = typer.Option(None, help="where downloadable datasets live"),
+    ) -> None:
+        """Run the batch-size study: train every model x norm x batch size x seed, store each
+        result, and print the report. Re-running the same command resumes."""
+        from .bench import ExperimentError, estimate, load_experiment, plan, summarize, sweep
+        from .data import DataError
+        from .runtime import Store, make_executor
+
+        if config is None and preset is None:
+            preset = "quick"
+        try:
+            exp = load_experiment(config, preset=None if config else preset, name=name, dataset=dataset,
+                                  models=model or None, norms=norm or None,
+                                  batch_sizes=batch_size or None, seeds=seed or None,
+                                  batch_mode=batch_mode, epochs=epochs, steps=steps, lr=lr,
+                                  width=width, download=download or None, data_root=data_root)
+            if backend not in ("serial", "process", "ray"):
+                raise ExperimentError(f"backend={backend!r} is invalid: expected serial, process or ray")
+            if workers < 1:
+                raise ExperimentError(f"workers={workers} is invalid: expected a positive integer")
+            if dry_run:
+                trials = plan(exp)
+                with console.status("timing one step of each model/norm/batch to estimate the cost..."):
+                    est = estimate(exp)
+                table = Table(title=f"plan: {exp.name} ({len(trials)} trials)")
+                for col in ("model", "norm", "batch", "seed", "lr", "optimizer batch", "norm batch", "id"):
+                    table.add_column(col)
+                for t in trials:
+                    tc = t["train"]
+                    table.add_row(t["model"], t["norm"], str(t["batch_size"]), str(t["seed"]),
+                                  f"{t['lr']:g}", str(tc["batch_size"]),
+                                  str(tc["norm_batch_size"] or tc["batch_size"]), t["id"])
+                console.print(table)
+                minutes = est["seconds"] / 60 / max(1, workers)
+                console.print(f"{est['trials']} trials, {est['images'] / 1e6:.2f}M training images, "
+                              f"about {est['gflops']:.0f} GFLOP; estimated {minutes:.1f} min on this "
+                              f"machine with {workers} worker(s) (from timing one step of each)",
+                              highlight=False)
+                return
+            executor = make_executor(backend, workers, address)
+        except (ExperimentError, DataError, ValueError) as exc:
+            raise fail(str(exc))
+        from rich.progress import Progress
+
+        db = Store(store)
+        try:
+            with Progress(console=console, transient=False) as progress:
+                task = progress.add_task(f"{exp.name}", total=None)
+
+                def started(total: int, todo: int) -> None:
+                    progress.update(task, total=todo, completed=0)
+                    if total - todo:
+                        progress.console.print(f"resuming: {total - todo} of {total} trials already "
+                                               f"finished in {store}", highlight=False)
+
+                def done(trial: dict, result: dict) -> None:
+                    acc = result.get("metrics", {}).get("test_acc")
+                    mark = {"ok": "[green]ok[/]", "diverged": "[yellow]diverged[/]"}.get(
+                        result["status"], "[red]failed[/]")
+                    extra = f" top-1 {100 * acc:.1f}%" if acc is not None and result["status"] == "ok" else ""
+                    err = f" ({(result.get('error') or '').splitlines()[0]})" if result["status"] != "ok" else ""
+                    progress.console.print(f"{mark} {trial['model']} {trial['norm']} b={trial['batch_size']} "
+                                           f"seed={trial['seed']}{extra}{err}", highlight=False)
+                    progress.advance(task)
+
+                outcome = sweep(exp, db, executor, on_result=done, on_start=started, mlflow_uri=mlflow)
+        except ValueError as exc:
+            raise fail(str(exc))
+        finally:
+            executor.close()
+        rows = db.rows(experiment=exp.name)
+        db.close()
+        console.print(f"{outcome['planned']} trials: {outcome['skipped']} already done, ran "
+                      f"{outcome['ran']} ({outcome.get('ok', 0)} ok, {outcome.get('diverged', 0)} "
+                      f"diverged, {outcome.get('failed', 0)} failed); store: {store}", highlight=False)
+        _print_report(summarize(rows, exp.name), out or f"runs/{exp.name}")
+
+    @app.command()
+    def runs(
+        store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+        experiment: Optional[str] = typer.Option(None),
+        status: Optional[str] = typer.Option(None, help="ok | diverged | failed | running | pending"),
+        norm: Optional[str] = typer.Option(None),
+        model: Optional[str] = typer.Option(None),
+        batch_size: Optional[int] = typer.Option(None),
+        format: str = typer.Option("table", help="table | csv | json"),
+        output: Optional[str] = typer.Option(None, help="write to this file instead of the screen"),
+    ) -> None:
+        """List, filter and export the stored trials."""
+        from pathlib import Path
+
+        from .runtime import STATUSES, Store
+        from .runtime.store import export
+
+        if not Path(store).exists():
+            raise fail(f"no store at {store}; run 'normlab bench' first or pass --store")
+        if status is not None and status not in STATUSES:
+            raise fail(f"status={status!r} is invalid: expected one of {', '.join(STATUSES)}")
+        if format not in ("table", "csv", "json"):
+            raise fail(f"format={format!r} is invalid: expected table, csv or json")
+        with Store(store) as db:
+            rows = db.rows(experiment=experiment, status=status, norm=norm, model=model,
+                           batch_size=batch_size)
+        if format == "table":
+            table = Table(title=f"{len(rows)} trial(s) in {store}")
+            for col in ("experiment", "model", "norm", "batch", "seed", "status", "top-1", "id"):
+                table.add_column(col)
+            for r in rows:
+                acc = r["metrics"].get("test_acc")
+                table.add_row(r["experiment"], r["model"], r["norm"], str(r["batch_size"]), str(r["seed"]),
+                              r["status"], f"{100 * acc:.1f}" if acc is not None else "-", r["id"])
+            console.print(table)
+            return
+        text = export(rows, format)
+        if output:
+            Path(output).write_text(text)
+            console.print(f"wrote {len(rows)} row(s) to {output}")
+        else:
+            print(text)
+
+    @app.command()
+    def report(
+        store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+        experiment: Optional[str] = typer.Option(None, help="which experiment (default: each)"),
+        out: Optional[str] = typer.Option(None, help="report folder (default runs/<experiment>)"),
+    ) -> None:
+        """Print the batch-size report and write its plot, HTML page and markdown."""
+        from pathlib import Path
+
+        from .bench import summarize
+        from .runtime import Store
+
+        if not Path(store).exists():
+            raise fail(f"no store at {store}; run 'normlab bench' first or pass --store")
+        with Store(store) as db:
+            names = [experiment] if experiment else db.experiments()
+            known = db.experiments()
+            if experiment and experiment not in known:
+                raise fail(f"no experiment '{experiment}' in {store}; stored: {', '.join(known) or 'none'}")
+            for exp_name in names:
+                rows = db.rows(experiment=exp_name)
+                _print_report(summarize(rows, exp_name), out or f"runs/{exp_name}")
+
+
 def main() -> None:
     if typer is None:
         print("error: the normlab command needs the cli extra: pip install 'normlab[cli]'",

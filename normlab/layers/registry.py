@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -87,18 +88,26 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def _check_type(name: str, key: str, value: Any, param: inspect.Parameter) -> None:
-    default = param.default
-    expected: tuple[type, ...]
-    if isinstance(default, bool):
-        expected, label = (bool,), "true or false"
-    elif isinstance(default, int):
-        expected, label = (int,), "an integer"
-    elif isinstance(default, float):
-        expected, label = (int, float), "a number"
+def _check_type(name: str, key: str, value: Any, param: inspect.Parameter, hint: Any) -> None:
+    """Check a parsed value against the parameter's annotation (int, float, bool, optional)."""
+    import types
+    import typing
+
+    allowed = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) or \
+        typing.get_origin(hint) is typing.Union else {hint}
+    if value is None:
+        if type(None) not in allowed:
+            raise NormSpecError(f"norm '{name}': parameter {key} cannot be none")
+        return
+    if bool in allowed:
+        ok, label = isinstance(value, bool), "true or false"
+    elif int in allowed:
+        ok, label = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif float in allowed:
+        ok, label = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
     else:
         return
-    if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+    if not ok:
         raise NormSpecError(f"norm '{name}': parameter {key}={value!r} should be {label}")
 
 
@@ -120,6 +129,7 @@ class NormSpec:
         if name not in NORMS:
             raise NormSpecError(f"unknown norm '{name}' in spec {spec!r}; known norms: {_known()}")
         valid = _parameters(NORMS[name].cls)
+        hints = typing.get_type_hints(NORMS[name].cls.__init__)
         params: dict[str, Any] = {}
         for item in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, raw = item.partition("=")
@@ -131,7 +141,7 @@ class NormSpec:
                 raise NormSpecError(f"norm '{name}' has no parameter '{key}'; valid parameters: "
                                     + (", ".join(valid) or "none"))
             value = _parse_value(raw.strip())
-            _check_type(name, key, value, valid[key])
+            _check_type(name, key, value, valid[key], hints.get(key))
             params[key] = value
         return cls(name, params)
 

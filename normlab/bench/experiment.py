@@ -1,0 +1,222 @@
+"""The experiment description: validated up front, so a bad value fails before any training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["Experiment", "ExperimentError", "load_experiment", "preset_path", "available_presets",
+           "plan", "trial_id"]
+
+PRESETS = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ExperimentError(ValueError):
+    """An experiment description that cannot run: one line saying what and what is valid."""
+
+
+class Experiment(BaseModel):
+    """Models x norms x batch sizes x seeds (x learning rates), on one dataset, with one budget.
+
+    ``batch_mode`` says what the batch-size axis varies:
+      - ``both``: the optimizer batch and the batch normalization sees (the BGN paper's study);
+      - ``norm``: only the normalization batch (micro-batches), the optimizer batch stays
+        ``fixed_batch_size`` (the MABN paper's protocol);
+      - ``optimizer``: only the optimizer batch; normalization sees ``fixed_norm_batch_size``.
+    Learning rates are for ``base_batch_size`` and scaled linearly to each optimizer batch.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "experiment"
+    dataset: str = "mnist5k"
+    models: list[str] = Field(default_factory=lambda: ["resnet20"])
+    norms: list[str] = Field(default_factory=lambda: ["bn", "gn:groups=8", "bgn:groups=8"])
+    batch_sizes: list[int] = Field(default_factory=lambda: [2, 8, 32])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    batch_mode: Literal["both", "norm", "optimizer"] = "both"
+    fixed_batch_size: int = 32
+    fixed_norm_batch_size: int = 2
+    epochs: float | None = 1.0
+    steps: int | None = None
+    lr: float = 0.1
+    lrs: list[float] | None = None            # optional learning-rate axis (overrides lr)
+    base_batch_size: int | None = 32
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    width: float = 1.0
+    act: str = "relu"
+    augment: bool = True
+    eval_mode: Literal["running", "batch"] = "running"
+    data_seed: int = 0
+    data_root: str | None = None
+    download: bool = False
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        from ..models import available_models
+
+        if not v:
+            raise ValueError("models is empty: expected at least one")
+        bad = [m for m in v if m not in available_models()]
+        if bad:
+            raise ValueError(f"unknown model '{bad[0]}'; known models: {', '.join(available_models())}")
+        return v
+
+    @field_validator("norms")
+    @classmethod
+    def _norms(cls, v: list[str]) -> list[str]:
+        from ..layers import parse_spec
+
+        if not v:
+            raise ValueError("norms is empty: expected at least one norm spec")
+        return [str(parse_spec(s)) for s in v]
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        from ..data import DATASETS, available_datasets
+
+        name = v.partition(":")[0].lower()
+        if name != "imagefolder" and name not in DATASETS:
+            raise ValueError(f"unknown dataset '{name}'; known datasets: {', '.join(available_datasets())}")
+        return v
+
+    @field_validator("batch_sizes", "seeds")
+    @classmethod
+    def _ints(cls, v: list[int], info) -> list[int]:
+        if not v:
+            raise ValueError(f"{info.field_name} is empty: expected at least one value")
+        if info.field_name == "batch_sizes" and any(b < 1 for b in v):
+            raise ValueError(f"batch_sizes={v} is invalid: expected positive integers")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{info.field_name}={v} has repeated values")
+        return sorted(v) if info.field_name == "batch_sizes" else v
+
+    @model_validator(mode="after")
+    def _budget(self) -> "Experiment":
+        if self.steps is None and (self.epochs is None or self.epochs <= 0):
+            raise ValueError("set a training budget: epochs > 0 or steps > 0")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps={self.steps} is invalid: expected a positive integer")
+        if self.batch_mode == "norm" and max(self.batch_sizes) > self.fixed_batch_size:
+            raise ValueError(f"batch_mode=norm: batch sizes up to {max(self.batch_sizes)} exceed "
+                             f"fixed_batch_size={self.fixed_batch_size}")
+        if self.batch_mode == "optimizer" and self.fixed_norm_batch_size > min(self.batch_sizes):
+            raise ValueError(f"batch_mode=optimizer: fixed_norm_batch_size={self.fixed_norm_batch_size} "
+                             f"exceeds the smallest batch size {min(self.batch_sizes)}")
+        for lr in self.lrs or [self.lr]:
+            if lr <= 0:
+                raise ValueError(f"learning rate {lr} is invalid: expected > 0")
+        if not 0 < self.width <= 16:
+            raise ValueError(f"width={self.width} is invalid: expected a number in (0, 16]")
+        from ..models import create_model
+
+        for model in self.models:          # every norm must fit every model's channel counts
+            for norm in self.norms:
+                try:
+                    create_model(model, norm=norm, act=self.act, width=self.width)
+                except ValueError as exc:
+                    raise ValueError(f"{model} with norm '{norm}': {exc}") from None
+        return self
+
+    def train_config(self, batch_size: int, seed: int, lr: float) -> dict[str, Any]:
+        """The TrainConfig fields of one trial."""
+        if self.batch_mode == "both":
+            opt_batch, norm_batch = batch_size, None
+        elif self.batch_mode == "norm":
+            opt_batch, norm_batch = self.fixed_batch_size, batch_size
+        else:
+            opt_batch, norm_batch = batch_size, self.fixed_norm_batch_size
+        return {"epochs": self.epochs or 1.0, "steps": self.steps, "batch_size": opt_batch,
+                "norm_batch_size": norm_batch if norm_batch != opt_batch else None,
+                "optimizer": self.optimizer, "lr": lr, "base_batch_size": self.base_batch_size,
+                "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "schedule": self.schedule, "warmup_epochs": self.warmup_epochs,
+                "augment": self.augment, "seed": seed, "eval_mode": self.eval_mode,
+                "eval_every": 0, "progress": False}
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "experiment"
+    msg = err.get("msg", "invalid").removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        valid = ", ".join(Experiment.model_fields)
+        return f"unknown setting '{where}'; valid settings: {valid}"
+    return f"{where}: {msg}" if where not in msg else msg
+
+
+def load_experiment(path: str | Path | None = None, preset: str | None = None,
+                    **overrides: Any) -> Experiment:
+    """An experiment from a YAML file or a preset, with CLI overrides; ExperimentError if invalid."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    source = path or (preset_path(preset) if preset else None)
+    if source is not None:
+        source = Path(source)
+        if not source.is_file():
+            raise ExperimentError(f"experiment file {source} does not exist")
+        try:
+            loaded = yaml.safe_load(source.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ExperimentError(f"malformed YAML in {source}{where}: "
+                                  f"{getattr(exc, 'problem', None) or exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ExperimentError(f"{source} should hold a mapping of settings, got {type(loaded).__name__}")
+        data.update(loaded)
+        data.setdefault("name", source.stem)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Experiment(**data)
+    except ValidationError as exc:
+        raise ExperimentError(_one_line(exc)) from None
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        raise ExperimentError(f"unknown preset '{name}'; presets: {', '.join(available_presets())}")
+    return path
+
+
+def trial_id(description: dict[str, Any]) -> str:
+    """A trial's identity: the hash of its full description (canonical JSON)."""
+    blob = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan(exp: Experiment) -> list[dict[str, Any]]:
+    """The trials: the product of the axes, each a pure description with its hash as id."""
+    trials = []
+    for model in exp.models:
+        for norm in exp.norms:
+            for batch_size in exp.batch_sizes:
+                for lr in exp.lrs or [exp.lr]:
+                    for seed in exp.seeds:
+                        desc = {"model": model, "norm": norm, "dataset": exp.dataset,
+                                "batch_size": batch_size, "batch_mode": exp.batch_mode,
+                                "seed": seed, "lr": lr, "width": exp.width, "act": exp.act,
+                                "data_seed": exp.data_seed,
+                                "train": exp.train_config(batch_size, seed, lr)}
+                        trials.append({"id": trial_id(desc), **desc})
+    return trials

@@ -1,0 +1,262 @@
+"""The batch-size study: plan, store, executors, resume after SIGKILL, report, CLI errors."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from normlab.bench import (ExperimentError, available_presets, load_experiment, plan, summarize,
+                           sweep, write_report)
+from normlab.bench.report import markdown
+from normlab.cli import app
+from normlab.runtime import PoolExecutor, SerialExecutor, Store
+from normlab.runtime.store import export
+
+TINY = dict(name="tiny", dataset="synthetic:n=192,classes=3,channels=1,size=8", models=["resnet20"],
+            width=0.25, norms=["bn", "gn:groups=2"], batch_sizes=[4, 16], seeds=[0], steps=4,
+            augment=False)
+
+
+def _yaml(tmp_path, **overrides):
+    import yaml
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **overrides}))
+    return path
+
+
+def test_plan_is_the_product_of_the_axes_with_stable_hash_ids():
+    exp = load_experiment(**{**TINY, "seeds": [0, 1], "lrs": [0.1, 0.2]})
+    trials = plan(exp)
+    assert len(trials) == 1 * 2 * 2 * 2 * 2
+    assert len({t["id"] for t in trials}) == len(trials)
+    assert [t["id"] for t in plan(exp)] == [t["id"] for t in trials]        # deterministic
+    other = plan(load_experiment(**{**TINY, "seeds": [0, 1], "lrs": [0.1, 0.2], "steps": 5}))
+    assert not {t["id"] for t in trials} & {t["id"] for t in other}       # budget is identity
+
+
+def test_batch_modes():
+    both = plan(load_experiment(**TINY))[0]["train"]
+    assert (both["batch_size"], both["norm_batch_size"]) == (4, None)
+    norm = plan(load_experiment(**{**TINY, "batch_mode": "norm", "fixed_batch_size": 16}))[0]["train"]
+    assert (norm["batch_size"], norm["norm_batch_size"]) == (16, 4)
+    opt = plan(load_experiment(**{**TINY, "batch_mode": "optimizer", "fixed_norm_batch_size": 2}))
+    assert [(t["train"]["batch_size"], t["train"]["norm_batch_size"]) for t in opt[:2]] == [(4, 2), (16, 2)]
+    with pytest.raises(ExperimentError, match="exceed fixed_batch_size"):
+        load_experiment(**{**TINY, "batch_mode": "norm", "fixed_batch_size": 8})
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"norms": ["batchnorm"]}, "unknown norm 'batchnorm'"),
+    ({"norms": ["bgn:groups=x"]}, "groups='x' should be an integer"),
+    ({"models": ["vgg"]}, "unknown model 'vgg'"),
+    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"batch_sizes": []}, "batch_sizes is empty"),
+    ({"colour": 1}, "unknown setting 'colour'"),
+    ({"steps": 0}, "steps=0"),
+])
+def test_bad_experiments_fail_before_training(overrides, message):
+    with pytest.raises(ExperimentError, match=message):
+        load_experiment(**{**TINY, **overrides})
+
+
+def test_presets_validate():
+    assert {"quick", "paper-cifar10"} <= set(available_presets())
+    quick = load_experiment(preset="quick")
+    assert quick.dataset == "mnist5k" and min(quick.batch_sizes) == 2
+    assert {"bn", "gn:groups=4", "bgn:groups=4"} <= set(quick.norms)
+    assert any(n.startswith("evonorm") for n in quick.norms)
+    paper = load_experiment(preset="paper-cifar10")
+    assert paper.dataset == "cifar10" and paper.batch_sizes == [2, 4, 8, 16, 32, 64, 128]
+
+
+def test_store_is_wal_and_idempotent(tmp_path):
+    trials = plan(load_experiment(**TINY))
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.add_planned("tiny", trials) == 4
+        assert store.add_planned("tiny", trials) == 0
+        store.mark_running(trials[0]["id"])
+        store.finish(trials[0]["id"], "ok", {"test_acc": 0.5}, [{"epoch": 1.0}])
+        rows = store.rows(status="ok")
+        assert len(rows) == 1 and rows[0]["metrics"] == {"test_acc": 0.5} and rows[0]["attempts"] == 1
+        assert len(store.rows(norm="bn")) == 2 and len(store.rows(batch_size=16)) == 2
+        csv_text = export(store.rows(), "csv")
+        assert csv_text.splitlines()[0].startswith("id,experiment,model,norm") and "test_acc" in csv_text
+        assert len(json.loads(export(store.rows(), "json"))) == 4
+
+
+def test_sweep_stores_every_trial_and_resumes(tmp_path):
+    exp = load_experiment(**TINY)
+    with Store(tmp_path / "s.sqlite") as store:
+        out = sweep(exp, store)
+        assert (out["planned"], out["ran"], out["ok"]) == (4, 4, 4)
+        rows = store.rows()
+        assert all(r["status"] == "ok" and r["history"] and "test_acc" in r["metrics"] for r in rows)
+        # a failed trial and an interrupted one run again; finished ones are skipped
+        store.db.execute("UPDATE trials SET status='failed' WHERE id=?", (rows[0]["id"],))
+        store.db.execute("UPDATE trials SET status='running' WHERE id=?", (rows[1]["id"],))
+        again = sweep(exp, store)
+        assert (again["skipped"], again["ran"]) == (2, 2)
+        assert store.count() == 4
+
+
+def test_a_diverged_trial_is_stored_and_the_sweep_goes_on(tmp_path):
+    exp = load_experiment(**{**TINY, "norms": ["bn"], "batch_sizes": [16], "lrs": [0.05, 1e9]})
+    with Store(tmp_path / "s.sqlite") as store:
+        out = sweep(exp, store)
+        assert (out["ok"], out["diverged"]) == (1, 1)
+        bad = store.rows(status="diverged")[0]
+        assert bad["description"]["lr"] == 1e9 and "non-finite" in bad["error"]
+
+
+def _results(store):
+    return {r["id"]: (r["status"], r["metrics"]["test_acc"], r["metrics"]["train_loss"]) for r in store.rows()}
+
+
+@pytest.mark.slow
+def test_pool_and_ray_match_serial(tmp_path):
+    exp = load_experiment(**TINY)
+    stores = {}
+    executors = {"serial": SerialExecutor(threads=1), "process": PoolExecutor(2, threads=1)}
+    try:
+        from normlab.runtime import RayExecutor
+
+        executors["ray"] = RayExecutor(num_cpus=2, threads=1)
+    except ValueError:
+        pytest.fail("ray is not installed")
+    for name, ex in executors.items():
+        with Store(tmp_path / f"{name}.sqlite") as store:
+            sweep(exp, store, ex)
+            stores[name] = _results(store)
+        ex.close()
+    assert stores["serial"] == stores["process"] == stores["ray"]
+    assert all(v[0] == "ok" for v in stores["serial"].values())
+
+
+def _bench_cmd(config, store, *extra):
+    return [sys.executable, "-m", "normlab.cli", "bench", str(config), "--store", str(store),
+            "--out", str(Path(store).parent / "report"), *extra]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_loses_nothing_finished(tmp_path):
+    config = _yaml(tmp_path, norms=["bn", "gn:groups=2", "bgn:groups=2"], batch_sizes=[4, 8, 16],
+                   steps=8)
+    store_path = tmp_path / "kill.sqlite"
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen(_bench_cmd(config, store_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    finished = []
+    try:
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if store_path.exists():
+                db = sqlite3.connect(store_path)
+                finished = db.execute("SELECT id, finished FROM trials WHERE status='ok'").fetchall()
+                db.close()
+                if len(finished) >= 3:
+                    break
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(finished) >= 3
+    db = sqlite3.connect(store_path)
+    before = dict(db.execute("SELECT id, finished FROM trials WHERE status='ok'").fetchall())
+    db.close()
+    done = subprocess.run(_bench_cmd(config, store_path), capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stdout
+    with Store(store_path) as store:
+        rows = store.rows()
+    assert len(rows) == 9 and len({r["id"] for r in rows}) == 9          # nothing duplicated
+    assert all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        if r["id"] in before:                                             # nothing finished is lost
+            assert r["finished"] == before[r["id"]] and r["attempts"] == 1
+
+
+def test_report_table_best_drop_plot_html_markdown(tmp_path):
+    rows = []
+    accs = {("bn", 2): [0.5, 0.6], ("bn", 32): [0.9, 0.92], ("gn", 2): [0.8, 0.82], ("gn", 32): [0.85, 0.85]}
+    for (norm, b), values in accs.items():
+        for seed, acc in enumerate(values):
+            rows.append({"experiment": "e", "status": "ok", "metrics": {"test_acc": acc},
+                         "description": {"model": "resnet20", "norm": norm, "dataset": "mnist5k",
+                                         "batch_size": b, "batch_mode": "both", "seed": seed}})
+    rows.append({"experiment": "e", "status": "diverged", "metrics": {}, "description":
+                 {"model": "resnet20", "norm": "bn", "dataset": "mnist5k", "batch_size": 2,
+                  "batch_mode": "both", "seed": 9}})
+    summary = summarize(rows)
+    assert summary.best("resnet20") == {2: "gn", 32: "bn"}
+    drop = summary.drop("resnet20")
+    assert drop["bn"] == pytest.approx(100 * (0.91 - 0.55)) and drop["gn"] == pytest.approx(4.0)
+    cell = summary.groups["resnet20"]["bn"][2]
+    assert cell.mean == pytest.approx(0.55) and cell.diverged == 1
+    paths = write_report(summary, tmp_path / "r")
+    assert paths["png"].stat().st_size > 5000 and paths["svg"].read_text().startswith("<?xml")
+    page = paths["html"].read_text()
+    assert "data:image/png;base64," in page and "<svg" in page
+    assert "src=\"http" not in page and "href=\"http" not in page          # opens with no server
+    md = markdown(summary)
+    assert "| norm | b=2 | b=32 | drop |" in md and "**81.0 ± 1.4**" in md
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("norms: [bn\n")
+    cases = [["--norm", "nope"], ["--model", "vgg"], ["--dataset", "imagenet"],
+             ["--norm", "gn:groups=zero"], [str(bad_yaml)], [str(tmp_path / "missing.yaml")]]
+    for args in cases:
+        res = subprocess.run([sys.executable, "-m", "normlab.cli", "bench", *args, "--store",
+                              str(tmp_path / "x.sqlite")], capture_output=True, text=True)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, (args, res.stderr)
+        assert res.stderr.startswith("error: ")
+    assert not (tmp_path / "x.sqlite").exists()                            # failed before any work
+
+
+def test_bench_runs_report_and_dry_run_commands(tmp_path):
+    runner = CliRunner()
+    config = _yaml(tmp_path)
+    store = tmp_path / "c.sqlite"
+    env = {"COLUMNS": "160"}
+    dry = runner.invoke(app, ["bench", str(config), "--store", str(store), "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "4 trials" in dry.output and "estimated" in dry.output and not store.exists()
+    res = runner.invoke(app, ["bench", str(config), "--store", str(store), "--out", str(tmp_path / "rep")], env=env)
+    assert res.exit_code == 0, res.output
+    assert "b=4" in res.output and "accuracy.png" in res.output
+    assert (tmp_path / "rep" / "report.html").exists()
+    listed = runner.invoke(app, ["runs", "--store", str(store), "--norm", "bn"], env=env)
+    assert listed.exit_code == 0 and "2 trial(s)" in listed.output
+    runner.invoke(app, ["runs", "--store", str(store), "--format", "json", "--output", str(tmp_path / "r.json")])
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 4
+    rep = runner.invoke(app, ["report", "--store", str(store), "--out", str(tmp_path / "rep2")], env=env)
+    assert rep.exit_code == 0 and (tmp_path / "rep2" / "accuracy.svg").exists()
+    missing = runner.invoke(app, ["report", "--store", str(store), "--experiment", "nope"])
+    assert missing.exit_code == 2
+
+
+def test_mlflow_logs_each_trial(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")     # a plain folder as the tracking store
+    exp = load_experiment(**TINY)
+    uri = f"file://{tmp_path / 'mlruns'}"
+    with Store(tmp_path / "m.sqlite") as store:
+        sweep(exp, store, mlflow_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    assert len(runs) == 4
+    assert all("test_acc" in r.data.metrics and r.data.params["norm"] in ("bn", "gn:groups=2") for r in runs)
