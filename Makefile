@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/normlab bench --preset quick
+	$(VENV)/bin/normlab bench --preset quick --workers 2
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
