@@ -83,6 +83,7 @@ if typer is not None:
         weight_decay: float = typer.Option(5e-4),
         milestones: str = typer.Option("0.5", help="step-schedule milestones, fractions of the run"),
         gamma: float = typer.Option(0.1, help="learning-rate factor at each milestone"),
+        warmup_epochs: float = typer.Option(1.0, help="linear warm-up before the first phase"),
         seed: int = typer.Option(0),
         out: str = typer.Option("runs/dynamics", help="folder for the plot and the JSON record"),
         data_root: str = typer.Option(None, help="where downloadable datasets live"),
@@ -103,9 +104,13 @@ if typer is not None:
             marks = tuple(float(m) for m in milestones.split(",") if m.strip())
             cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, base_batch_size=None,
                               momentum=momentum, weight_decay=weight_decay, schedule="step",
-                              milestones=marks, gamma=gamma, seed=seed, augment=False,
+                              milestones=marks, gamma=gamma, warmup_epochs=warmup_epochs,
+                              seed=seed, augment=False,
                               eval_every=0, progress=True)
             data = load_dataset(dataset, root=data_root, download=download)
+            import torch
+
+            torch.manual_seed(seed)
             net = create_model(model, norm=norm, in_channels=data.in_channels,
                                num_classes=data.num_classes, width=width)
         except (DataError, NormSpecError, ModelError, ConfigError, ValueError) as exc:

@@ -51,19 +51,25 @@ def test_records_angles_norms_and_theory():
 @pytest.mark.slow
 def test_resnet20_bn_reaches_the_spherical_motion_equilibrium():
     """Acceptance: ResNet-20 + BN on mnist5k, SGD (momentum 0.9, weight decay 5e-4): the median
-    angular update over the last 20% of a constant-learning-rate phase is within 20% of theory."""
+    angular update over the last 20% of a constant-learning-rate phase is within 20% of theory.
+    (A one-epoch warm-up precedes the constant phase: at lr 1 without it, some initialisations
+    lose every ReLU in the first steps and stop moving at all.)"""
     data = load_dataset("mnist5k")
+    torch.manual_seed(0)
     model = create_model("resnet20", norm="bn", in_channels=1, width=0.5)
     rec = AngularUpdate()
-    cfg = TrainConfig(steps=500, batch_size=64, lr=1.0, base_batch_size=None, momentum=0.9,
-                      weight_decay=5e-4, schedule="constant", augment=False, progress=False,
-                      eval_every=0)
+    cfg = TrainConfig(steps=600, batch_size=64, lr=1.0, base_batch_size=None, momentum=0.9,
+                      weight_decay=5e-4, schedule="constant", warmup_epochs=1.0, augment=False,
+                      progress=False, eval_every=0)
     result = fit(model, data, cfg, callbacks=[rec])
     assert result.status == "ok"
-    (phase,) = rec.summary(tail=0.2)
+    phase = rec.summary(tail=0.2)[-1]                  # the constant phase after the warm-up
     theory = math.sqrt(2 * 1.0 * 5e-4 / 1.9)
-    assert phase["theory"] == pytest.approx(theory)
-    tail = range(len(rec.steps) - len(rec.steps) // 5, len(rec.steps))
+    assert phase["lr"] == pytest.approx(1.0) and phase["theory"] == pytest.approx(theory)
+    assert phase["last_step"] - phase["first_step"] > 500
+    first = rec.steps.index(int(phase["first_step"]))
+    n = len(rec.steps) - first
+    tail = range(len(rec.steps) - round(n * 0.2), len(rec.steps))
     measured = statistics.median(statistics.median(rec.angles[k][i] for k in rec.angles) for i in tail)
     assert measured == pytest.approx(phase["measured"])
     assert abs(measured / theory - 1) < 0.2, (measured, theory)

@@ -59,3 +59,13 @@ def test_bad_model_arguments():
         create_model("resnet20", width=0)
     with pytest.raises(ValueError, match="unknown norm"):
         create_model("resnet20", norm="batchnorm")
+
+
+def test_mabn_models_use_centred_convolutions():
+    from normlab.layers import CenteredConv2d, MovingAverageBatchNorm
+
+    model = create_model("resnet20", norm="mabn", width=0.25)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(isinstance(m, CenteredConv2d) for m in convs)
+    assert any(isinstance(m, MovingAverageBatchNorm) for m in model.modules())
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)

@@ -24,9 +24,20 @@ def run_trial(trial: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     threads = trial.get("_threads")
+    previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     start = time.time()
+    try:
+        return _run(trial, start)
+    finally:
+        if threads and previous != int(threads):
+            torch.set_num_threads(previous)      # in-process (serial) runs leave no trace
+
+
+def _run(trial: dict[str, Any], start: float) -> dict[str, Any]:
+    import torch
+
     try:
         from ..models import create_model
         from ..train import TrainConfig, fit

@@ -22,7 +22,7 @@ from .mabn import CenteredConv2d, MovingAverageBatchNorm
 from .registry import NormSpec, create_act, create_norm, replaces_activation
 from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
 
-__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels"]
+__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_convs"]
 
 _OWN = (BatchGroupNorm, BatchRenorm, MovingAverageBatchNorm, GroupNorm, LayerNorm, InstanceNorm,
         PositionalNorm, EvoNormB0, EvoNormS0, FilterResponseNorm)
@@ -156,6 +156,17 @@ def convert_norms(model: nn.Module, spec: "str | NormSpec", *, center_convs: boo
         return _replacement(model, parsed, fallback_act)
     center = center_convs and parsed.name == "mabn"
     _convert(model, parsed, center, fallback_act)
+    return model
+
+
+def center_convs(model: nn.Module) -> nn.Module:
+    """Swap every plain ``nn.Conv2d`` for a :class:`CenteredConv2d` (weight centralization, as
+    MABN prescribes), keeping the parameter values. In place; returns the model."""
+    for name, child in _children(model):
+        if type(child) is nn.Conv2d:
+            setattr(model, name, _like(CenteredConv2d.from_conv(child), child))
+        else:
+            center_convs(child)
     return model
 
 

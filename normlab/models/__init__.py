@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import NormSpec
+from ..layers.convert import center_convs
 from .mobile import EFFNET_B0_STAGES, MBV2_STAGES, MobileNet
 from .resnet import CifarResNet, PreActResNet
 
@@ -55,7 +56,10 @@ def create_model(name: str, norm: str | NormSpec = "bn", act: str = "relu", in_c
     if not isinstance(width, (int, float)) or not 0 < width <= 16:
         raise ModelError(f"width={width!r} is invalid: expected a number in (0, 16]")
     spec = NormSpec.parse(norm)
-    return MODELS[name](spec, act, in_channels, num_classes, float(width))
+    model = MODELS[name](spec, act, in_channels, num_classes, float(width))
+    if spec.name == "mabn":          # MABN subtracts no mean: its convolutions are weight-centred
+        center_convs(model)
+    return model
 
 
 @dataclass(frozen=True)
