@@ -22,7 +22,7 @@ from .mabn import CenteredConv2d, MovingAverageBatchNorm
 from .registry import NormSpec, create_act, create_norm, replaces_activation
 from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
 
-__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_convs"]
+__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_convs", "traced_pairs"]
 
 _OWN = (BatchGroupNorm, BatchRenorm, MovingAverageBatchNorm, GroupNorm, LayerNorm, InstanceNorm,
         PositionalNorm, EvoNormB0, EvoNormS0, FilterResponseNorm)
@@ -215,20 +215,28 @@ def _fused_conv(conv: nn.Module, scale: Tensor, shift: Tensor) -> nn.Module:
 
 
 class _Tracer(torch.fx.Tracer):
+    """Keeps norms and weighted layers as leaves, so the graph shows which feeds which."""
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_norm(m) or isinstance(m, _CONVS) or super().is_leaf_module(m, qualname)
+        return is_norm(m) or isinstance(m, _CONVS + (nn.Linear,)) or super().is_leaf_module(m, qualname)
 
 
-def _traced_pairs(model: nn.Module) -> list[tuple[str, str]]:
+def traced_pairs(model: nn.Module, producers: tuple[type, ...],
+                 consumer: "type | tuple[type, ...] | None" = None) -> list[tuple[str, str]]:
+    """(producer, consumer) module paths where a ``producers`` layer's output goes only into a
+    norm (of type ``consumer`` if given), read off the torch.fx graph. Raises if untraceable."""
     graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or not is_norm(modules[node.target]):
+        if node.op != "call_module":
+            continue
+        mod = modules[node.target]
+        if not (isinstance(mod, consumer) if consumer is not None else is_norm(mod)):
             continue
         src = node.args[0] if node.args else None
         if isinstance(src, torch.fx.Node) and src.op == "call_module" \
-                and isinstance(modules[src.target], _CONVS) and len(src.users) == 1:
+                and isinstance(modules[src.target], producers) and len(src.users) == 1:
             pairs.append((src.target, node.target))
     return pairs
 
@@ -264,7 +272,7 @@ def fuse_norms(model: nn.Module) -> nn.Module:
     if model.training:
         raise ValueError("fuse_norms folds eval-mode statistics: call model.eval() first")
     try:
-        pairs = _traced_pairs(model)
+        pairs = traced_pairs(model, _CONVS)
     except Exception as exc:  # noqa: BLE001 - any tracing failure falls back to Sequential order
         warnings.warn(f"fuse_norms: torch.fx could not trace the model ({type(exc).__name__}); "
                       "fusing only conv->norm pairs adjacent in nn.Sequential", stacklevel=2)

@@ -13,11 +13,10 @@ import statistics
 from dataclasses import dataclass, field
 
 import torch
-import torch.fx
 from torch import Tensor, nn
 
-from ..layers import (BatchGroupNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm,
-                      PositionalNorm, is_norm)
+from ..layers import BatchGroupNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
+from ..layers.convert import traced_pairs
 from .callbacks import Callback, TrainState
 
 __all__ = ["AngularUpdate", "scale_invariant_weights", "angle_between", "theory_angular_update"]
@@ -42,25 +41,12 @@ def theory_angular_update(lr: float, weight_decay: float, momentum: float) -> fl
     return math.sqrt(2.0 * lr * weight_decay / (1.0 + momentum))
 
 
-class _Tracer(torch.fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_norm(m) or isinstance(m, _WEIGHTED) or super().is_leaf_module(m, qualname)
-
-
 def scale_invariant_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     """Weights of convs/linears whose output goes straight (and only) into a mean-and-scale
     normalization, found on the torch.fx graph. Name -> parameter."""
-    graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
-    found: dict[str, nn.Parameter] = {}
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], _INVARIANT):
-            continue
-        src = node.args[0] if node.args else None
-        if isinstance(src, torch.fx.Node) and src.op == "call_module" \
-                and isinstance(modules[src.target], _WEIGHTED) and len(src.users) == 1:
-            found[f"{src.target}.weight"] = modules[src.target].weight
-    return found
+    return {f"{conv}.weight": modules[conv].weight
+            for conv, _ in traced_pairs(model, _WEIGHTED, _INVARIANT)}
 
 
 @dataclass
