@@ -160,9 +160,13 @@ def test_resume_after_sigkill_loses_nothing_finished(tmp_path):
         while time.time() < deadline:
             time.sleep(0.5)
             if store_path.exists():
-                db = sqlite3.connect(store_path)
-                finished = db.execute("SELECT id, finished FROM trials WHERE status='ok'").fetchall()
-                db.close()
+                db = sqlite3.connect(store_path, timeout=10)
+                try:
+                    finished = db.execute("SELECT id, finished FROM trials WHERE status='ok'").fetchall()
+                except sqlite3.OperationalError:        # created, schema not written yet
+                    finished = []
+                finally:
+                    db.close()
                 if len(finished) >= 3:
                     break
         assert proc.poll() is None, "the sweep ended before it could be killed"
