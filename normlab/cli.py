@@ -12,6 +12,8 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
     typer = None
 
 if typer is not None:
+    from typing import List, Optional
+
     app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="normlab: normalization layers, the batch-size study, and search.")
     console = Console()
@@ -67,9 +69,6 @@ if typer is not None:
                 raise fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", code=1)
             console.print(f"[bold green]all {len(results)} checks passed[/]")
 
-
-if typer is not None:
-
     @app.command()
     def dynamics(
         model: str = typer.Option("resnet20", help="anchor model (normlab.models)"),
@@ -94,10 +93,9 @@ if typer is not None:
         import json
         from pathlib import Path
 
-        from .data import DataError, load_dataset
-        from .layers import NormSpecError
-        from .models import ModelError, create_model
-        from .train import ConfigError, TrainConfig, fit
+        from .data import load_dataset
+        from .models import create_model
+        from .train import TrainConfig, fit
         from .train.dynamics import AngularUpdate
 
         try:
@@ -113,7 +111,7 @@ if typer is not None:
             torch.manual_seed(seed)
             net = create_model(model, norm=norm, in_channels=data.in_channels,
                                num_classes=data.num_classes, width=width)
-        except (DataError, NormSpecError, ModelError, ConfigError, ValueError) as exc:
+        except ValueError as exc:        # DataError, NormSpecError, ModelError, ConfigError
             raise fail(str(exc))
         recorder = AngularUpdate()
         try:
@@ -141,10 +139,6 @@ if typer is not None:
         if result.diverged:
             console.print(f"[red]training diverged:[/] {result.message}")
         console.print(f"plot: {plot}\nrecord: {folder / 'dynamics.json'}")
-
-
-if typer is not None:
-    from typing import List, Optional
 
     DEFAULT_STORE = "runs/normlab.sqlite"
 
@@ -189,9 +183,8 @@ if typer is not None:
     ) -> None:
         """Run the batch-size study: train every model x norm x batch size x seed, store each
         result, and print the report. Re-running the same command resumes."""
-        from .bench import ExperimentError, estimate, load_experiment, plan, summarize, sweep
-        from .data import DataError
-        from .runtime import Store, make_executor
+        from .bench import ExperimentError, estimate, load_experiment, summarize, sweep
+        from .runtime import BACKENDS, Store, make_executor
 
         if config is None and preset is None:
             preset = "quick"
@@ -201,14 +194,14 @@ if typer is not None:
                                   batch_sizes=batch_size or None, seeds=seed or None,
                                   batch_mode=batch_mode, epochs=epochs, steps=steps, lr=lr,
                                   width=width, download=download or None, data_root=data_root)
-            if backend not in ("serial", "process", "ray"):
-                raise ExperimentError(f"backend={backend!r} is invalid: expected serial, process or ray")
+            if backend not in BACKENDS:
+                raise ExperimentError(f"backend={backend!r} is invalid: expected {', '.join(BACKENDS)}")
             if workers < 1:
                 raise ExperimentError(f"workers={workers} is invalid: expected a positive integer")
             if dry_run:
-                trials = plan(exp)
                 with console.status("timing one step of each model/norm/batch to estimate the cost..."):
                     est = estimate(exp)
+                trials = est["plan"]
                 table = Table(title=f"plan: {exp.name} ({len(trials)} trials)")
                 for col in ("model", "norm", "batch", "seed", "lr", "optimizer batch", "norm batch", "id"):
                     table.add_column(col)
@@ -225,7 +218,7 @@ if typer is not None:
                               highlight=False)
                 return
             executor = make_executor(backend, workers, address)
-        except (ExperimentError, DataError, ValueError) as exc:
+        except ValueError as exc:        # ExperimentError, DataError, bad executor settings
             raise fail(str(exc))
         from rich.progress import Progress
 
@@ -320,8 +313,8 @@ if typer is not None:
         if not Path(store).exists():
             raise fail(f"no store at {store}; run 'normlab bench' first or pass --store")
         with Store(store) as db:
-            names = [experiment] if experiment else db.experiments()
             known = db.experiments()
+            names = [experiment] if experiment else known
             if experiment and experiment not in known:
                 raise fail(f"no experiment '{experiment}' in {store}; stored: {', '.join(known) or 'none'}")
             for exp_name in names:

@@ -20,6 +20,14 @@ def _warm(model, steps=3, shape=(8, 3, 32, 32)):
     return model.eval()
 
 
+def _fuse(model, x):
+    """Outputs before and after fuse_norms on the same input."""
+    with torch.no_grad():
+        before = model(x)
+        fuse_norms(model)
+        return before, model(x)
+
+
 def _count(model, cls):
     return sum(isinstance(m, cls) for m in model.modules())
 
@@ -39,11 +47,7 @@ def test_resnet18_convert_then_fuse(spec, cls):
     if spec == "mabn":
         assert _count(model, CenteredConv2d) == _count(model, nn.Conv2d)
     _warm(model)
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        before = model(x)
-        fuse_norms(model)
-        after = model(x)
+    before, after = _fuse(model, torch.randn(4, 3, 32, 32))
     assert _count(model, cls) == 0, "every norm after a conv should fold"
     assert _count(model, CenteredConv2d) == 0
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
@@ -53,11 +57,8 @@ def test_resnet18_unfoldable_norms_stay():
     model = convert_norms(tv.models.resnet18(num_classes=10), "gn")
     _warm(model, 1)
     n = _count(model, GroupNorm)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        before = model(x)
-        fuse_norms(model)
-        torch.testing.assert_close(model(x), before)
+    before, after = _fuse(model, torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(after, before)
     assert _count(model, GroupNorm) == n
 
 
@@ -93,22 +94,14 @@ def test_timm_convert_then_fuse(name):
     convert_norms(model, "bgn:groups=8")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     _warm(model)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        before = model(x)
-        fuse_norms(model)
-        after = model(x)
+    before, after = _fuse(model, torch.randn(2, 3, 32, 32))
     assert _count(model, BatchGroupNorm) == 0
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
 
 
 def test_fuse_timm_batchnorm_act_directly():
     model = _warm(timm.create_model("efficientnet_b0", num_classes=10))
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        before = model(x)
-        fuse_norms(model)
-        after = model(x)
+    before, after = _fuse(model, torch.randn(2, 3, 32, 32))
     assert _count(model, timm.layers.BatchNormAct2d) == 0
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
 

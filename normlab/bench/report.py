@@ -55,6 +55,15 @@ class Summary:
                 out[b] = max(cands)[1]
         return out
 
+    def table(self, model: str) -> list[tuple[str, list[tuple[str, bool]], float | None]]:
+        """What every rendering shows, per norm: (norm, [(cell text, is best)] per batch size,
+        drop in points or None). The renderers only format it."""
+        best = self.best(model)
+        drop = self.drop(model)
+        return [(norm, [(row[b].text() if b in row else "-", best.get(b) == norm)
+                        for b in self.batch_sizes], drop.get(norm))
+                for norm, row in self.groups[model].items()]
+
     def drop(self, model: str) -> dict[str, float]:
         """Accuracy at the largest batch size minus at the smallest, in points, per norm."""
         out = {}
@@ -92,42 +101,30 @@ def rich_table(summary: Summary, model: str):
     from rich.table import Table
 
     best = summary.best(model)
-    drop = summary.drop(model)
     table = Table(title=f"{summary.experiment}: {model} on {summary.dataset}, top-1 % "
                         f"(mean ± std over seeds; batch = {summary.batch_mode})")
     table.add_column("norm")
     for b in summary.batch_sizes:
         table.add_column(f"b={b}", justify="right")
     table.add_column("drop", justify="right")
-    for norm, row in summary.groups[model].items():
-        cells = []
-        for b in summary.batch_sizes:
-            c = row.get(b)
-            text = c.text() if c else "-"
-            cells.append(f"[bold green]{text}[/]" if best.get(b) == norm else text)
-        d = drop.get(norm)
-        table.add_row(norm, *cells, f"{d:+.1f}" if d is not None else "-")
+    for norm, cells, d in summary.table(model):
+        table.add_row(norm, *[f"[bold green]{t}[/]" if is_best else t for t, is_best in cells],
+                      f"{d:+.1f}" if d is not None else "-")
     table.add_row("[italic]best[/]", *[best.get(b, "-") for b in summary.batch_sizes], "")
     return table
 
 
 def markdown(summary: Summary) -> str:
     lines = []
-    for model, norms in summary.groups.items():
+    for model in summary.groups:
         best = summary.best(model)
-        drop = summary.drop(model)
         lines.append(f"**{model} on {summary.dataset}** — top-1 % (mean ± std over seeds), "
                      f"batch = {summary.batch_mode}\n")
         lines.append("| norm | " + " | ".join(f"b={b}" for b in summary.batch_sizes) + " | drop |")
         lines.append("|---|" + "---:|" * (len(summary.batch_sizes) + 1))
-        for norm, row in norms.items():
-            cells = []
-            for b in summary.batch_sizes:
-                text = row[b].text() if b in row else "-"
-                cells.append(f"**{text}**" if best.get(b) == norm else text)
-            d = drop.get(norm)
-            lines.append(f"| {norm} | " + " | ".join(cells) + f" | {d:+.1f} |" if d is not None
-                         else f"| {norm} | " + " | ".join(cells) + " | - |")
+        for norm, cells, d in summary.table(model):
+            texts = [f"**{t}**" if is_best else t for t, is_best in cells]
+            lines.append(f"| {norm} | " + " | ".join(texts) + (f" | {d:+.1f} |" if d is not None else " | - |"))
         lines.append("| *best* | " + " | ".join(best.get(b, "-") for b in summary.batch_sizes) + " | |")
         lines.append("")
     return "\n".join(lines)
@@ -168,16 +165,13 @@ def plot(summary: Summary, stem: Path) -> list[Path]:
 
 def _html(summary: Summary, png: Path, svg: Path, md: str) -> str:
     rows_html = []
-    for model, norms in summary.groups.items():
+    for model in summary.groups:
         best = summary.best(model)
-        drop = summary.drop(model)
         head = "".join(f"<th>b={b}</th>" for b in summary.batch_sizes)
         body = []
-        for norm, row in norms.items():
-            tds = "".join(
-                f"<td class='{'best' if best.get(b) == norm else ''}'>"
-                f"{html.escape(row[b].text() if b in row else '-')}</td>" for b in summary.batch_sizes)
-            d = drop.get(norm)
+        for norm, cells, d in summary.table(model):
+            tds = "".join(f"<td class='{'best' if is_best else ''}'>{html.escape(t)}</td>"
+                          for t, is_best in cells)
             body.append(f"<tr><th>{html.escape(norm)}</th>{tds}<td>{'' if d is None else f'{d:+.1f}'}</td></tr>")
         body.append("<tr><th><i>best</i></th>" + "".join(
             f"<td>{html.escape(best.get(b, '-'))}</td>" for b in summary.batch_sizes) + "<td></td></tr>")

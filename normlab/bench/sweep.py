@@ -72,9 +72,9 @@ def sweep(exp: Experiment, store: Store, executor: Executor | None = None, *,
     return outcome
 
 
-def estimate(exp: Experiment, calibrate: bool = True) -> dict[str, Any]:
-    """The plan's size and a cost estimate from timing one micro-step of each model/norm/batch
-    on this machine (a few seconds), extrapolated to every trial's steps."""
+def estimate(exp: Experiment) -> dict[str, Any]:
+    """The plan and a cost estimate from timing one micro-step of each model/norm/batch on this
+    machine (a few seconds), extrapolated to every trial's steps."""
     import math
 
     import torch
@@ -82,6 +82,7 @@ def estimate(exp: Experiment, calibrate: bool = True) -> dict[str, Any]:
 
     from ..data import load_dataset
     from ..models import create_model, profile
+    from ..train import TrainConfig
 
     trials = plan(exp)
     data = load_dataset(exp.dataset, root=exp.data_root, download=exp.download, seed=exp.data_seed)
@@ -94,13 +95,13 @@ def estimate(exp: Experiment, calibrate: bool = True) -> dict[str, Any]:
         cfg = t["train"]
         opt_batch = cfg["batch_size"]
         micro = cfg["norm_batch_size"] or opt_batch
-        steps = cfg["steps"] or max(1, math.ceil(cfg["epochs"] * (n_train // max(1, opt_batch))))
+        steps = TrainConfig.from_dict(cfg).total_steps(n_train // opt_batch)
         total_images += steps * opt_batch
         if t["model"] not in flops:
             m = create_model(t["model"], in_channels=shape[0], num_classes=data.num_classes, width=exp.width)
             flops[t["model"]] = profile(m, (1, *shape)).flops
         key = (t["model"], t["norm"], micro)
-        if calibrate and key not in timings:
+        if key not in timings:
             torch.manual_seed(0)
             m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
                              num_classes=data.num_classes, width=exp.width)
@@ -112,8 +113,6 @@ def estimate(exp: Experiment, calibrate: bool = True) -> dict[str, Any]:
                 runs.append(time.perf_counter() - start)
             timings[key] = min(runs[1:])
         total_flops += 3 * flops[t["model"]] * steps * opt_batch      # forward + backward
-        if calibrate:
-            total_seconds += steps * math.ceil(opt_batch / micro) * timings[key]
-    return {"trials": len(trials), "images": total_images,
-            "gflops": total_flops / 1e9,
-            "seconds": total_seconds if calibrate else None, "n_train": n_train}
+        total_seconds += steps * math.ceil(opt_batch / micro) * timings[key]
+    return {"plan": trials, "trials": len(trials), "images": total_images,
+            "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train}

@@ -89,8 +89,6 @@ class _BGNFunction(torch.autograd.Function):
     number of values per group. torch's fused BatchNorm backward, given the group statistics per
     channel, yields the per-channel sums and dx for one-channel groups; a per-channel a + b x
     turns that into the group gradient in one more pass.
-    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
-    number of values per group.
     """
 
     @staticmethod
@@ -100,10 +98,7 @@ class _BGNFunction(torch.autograd.Function):
         n, c = x.shape[0], x.shape[1]
         k = c // groups
         x3 = x.view(n, c, -1)
-        count = n * k * x3.shape[2]
-        if count < 2:
-            raise ValueError(f"BatchGroupNorm needs more than 1 value per group when training, got "
-                             f"input shape {tuple(x.shape)} with groups={groups}; use fewer groups")
+        count = n * k * x3.shape[2]          # BatchGroupNorm.forward has checked count >= 2
 
         # Per-(sample, channel) mean and rstd from torch's GroupNorm kernel with one group per
         # channel, combined exactly into group statistics (parallel variance formula).

@@ -12,22 +12,17 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._common import (
+    channel_view,
     check_input,
     check_momentum,
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    var_mean,
 )
 from .sample import resolve_groups
 
 __all__ = ["EvoNormB0", "EvoNormS0"]
-
-
-def _row_stats(x3: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-row mean and biased variance of an (R, ..., L) view over its last dim, two-pass."""
-    mean = x3.mean(dim=-1)
-    var = torch.linalg.vector_norm(x3 - mean.unsqueeze(-1), dim=-1).square() / x3.shape[-1]
-    return mean, var
 
 
 class _EvoNormB0Function(torch.autograd.Function):
@@ -46,7 +41,7 @@ class _EvoNormB0Function(torch.autograd.Function):
                 running_var: Tensor, training: bool, momentum: float, eps: float) -> Tensor:
         n, c = x.shape[0], x.shape[1]
         x3 = x.view(n, c, -1)
-        mu_i, var_i = _row_stats(x3)                                    # (N, C)
+        var_i, mu_i = var_mean(x3, (2,))                                # (N, C)
         if training:
             mu_b = mu_i.mean(dim=0)
             var_b = (var_i + (mu_i - mu_b).square()).mean(dim=0)        # exact parallel combine
@@ -114,7 +109,7 @@ class _EvoNormS0Function(torch.autograd.Function):
         n, c = x.shape[0], x.shape[1]
         k = c // groups
         x3 = x.view(n, c, -1)
-        mu_g, var_g = _row_stats(x.view(n, groups, -1))                  # (N, G)
+        var_g, mu_g = var_mean(x.view(n, groups, -1), (2,))              # (N, G)
         inv = torch.rsqrt(var_g + eps)
         scale = inv.repeat_interleave(k, dim=1) * weight.to(x.dtype)     # (N, C)
         y = torch.mul(x3, v.to(x.dtype).view(1, c, 1)).sigmoid_().mul_(x3)
@@ -171,8 +166,8 @@ class _EvoNormBase(nn.Module):
 
     def _affine_only(self, x: Tensor) -> Tensor:
         """The reference code's nonlinearity=False variant: y = x * gamma + beta."""
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        return x * self.weight.view(view).to(x.dtype) + self.bias.view(view).to(x.dtype)
+        nd = x.dim()
+        return x * channel_view(self.weight, nd).to(x.dtype) + channel_view(self.bias, nd).to(x.dtype)
 
 
 class EvoNormB0(_EvoNormBase):

@@ -13,6 +13,7 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    mean_square,
 )
 
 __all__ = ["FilterResponseNorm"]
@@ -32,7 +33,7 @@ class _FRNFunction(torch.autograd.Function):
                 eps_param: Tensor | None, eps: float) -> Tensor:
         n, c = x.shape[0], x.shape[1]
         x3 = x.view(n, c, -1)
-        nu2 = torch.linalg.vector_norm(x3, dim=2).square() / x3.shape[2]
+        nu2 = mean_square(x3, (2,))
         eps_eff = eps + eps_param.abs().to(x.dtype) if eps_param is not None else eps
         s = torch.rsqrt(nu2 + eps_eff)                                    # (N, C)
         y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, (s * weight.to(x.dtype)).unsqueeze(-1))

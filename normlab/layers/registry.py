@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -88,11 +89,8 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def _check_type(name: str, key: str, value: Any, param: inspect.Parameter, hint: Any) -> None:
+def _check_type(name: str, key: str, value: Any, hint: Any) -> None:
     """Check a parsed value against the parameter's annotation (int, float, bool, optional)."""
-    import types
-    import typing
-
     allowed = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) or \
         typing.get_origin(hint) is typing.Union else {hint}
     if value is None:
@@ -141,7 +139,7 @@ class NormSpec:
                 raise NormSpecError(f"norm '{name}' has no parameter '{key}'; valid parameters: "
                                     + (", ".join(valid) or "none"))
             value = _parse_value(raw.strip())
-            _check_type(name, key, value, valid[key], hints.get(key))
+            _check_type(name, key, value, hints.get(key))
             params[key] = value
         return cls(name, params)
 

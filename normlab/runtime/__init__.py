@@ -1,7 +1,7 @@
 """Executors (serial, process pool, Ray) and the SQLite results store."""
 
-from .executors import Executor, PoolExecutor, RayExecutor, SerialExecutor, make_executor
+from .executors import BACKENDS, Executor, PoolExecutor, RayExecutor, SerialExecutor, make_executor
 from .store import FINISHED, STATUSES, Store, export
 
-__all__ = ["Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor", "Store",
+__all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor", "Store",
            "export", "FINISHED", "STATUSES"]

@@ -10,9 +10,10 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor"]
+__all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor"]
 
 Trial = dict[str, Any]
+BACKENDS = ("serial", "process", "ray")
 
 
 class Executor:
@@ -135,4 +136,4 @@ def make_executor(backend: str = "serial", workers: int = 1, address: str | None
         return PoolExecutor(workers)
     if backend == "ray":
         return RayExecutor(address=address, num_cpus=workers if workers > 1 else None)
-    raise ValueError(f"backend={backend!r} is invalid: expected serial, process or ray")
+    raise ValueError(f"backend={backend!r} is invalid: expected {', '.join(BACKENDS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -90,6 +91,10 @@ class TrainConfig:
             raise ConfigError(f"eval_every={self.eval_every!r} is invalid: expected an integer >= 0")
         if self.resume and not self.checkpoint:
             raise ConfigError("resume=True needs a checkpoint path")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps in the run: ``steps``, else ``epochs`` worth of epochs (at least one)."""
+        return self.steps or max(1, math.ceil(self.epochs * steps_per_epoch))
 
     @property
     def scaled_lr(self) -> float:

@@ -120,7 +120,7 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set "
                          f"({data.size('train')} samples)")
-    total = cfg.steps or max(1, int(math.ceil(cfg.epochs * steps_per_epoch)))
+    total = cfg.total_steps(steps_per_epoch)
     cuda = device.type == "cuda"
     model.to(device)
     if cuda and cfg.channels_last:
