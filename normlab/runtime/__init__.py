@@ -1,7 +1,19 @@
-"""Executors (serial, process pool, Ray) and the SQLite results store."""
+"""The engine under every study and search: the store, the executors and the driver.
 
-from .executors import BACKENDS, Executor, PoolExecutor, RayExecutor, SerialExecutor, make_executor
-from .store import FINISHED, STATUSES, Store, export
+    store = Store("runs/normlab.sqlite")
+    exp = store.experiment("my-study", kind="bench", config=cfg)
+    driver = Driver(store, exp, run_trial, make_executor("process", workers=2))
+    outcome = driver.run(descriptions)          # or driver.submit(d) / driver.wait() in a search
+"""
 
-__all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor", "Store",
-           "export", "FINISHED", "STATUSES"]
+from .driver import Completed, Driver, Outcome, Sink
+from .executors import (BACKENDS, Executor, ExecutorError, PoolExecutor, RayExecutor, SerialExecutor,
+                        make_executor)
+from .results import (FINISHED, STATUSES, RunContext, TrialResult, canonical_json, experiment_id,
+                      trial_id)
+from .store import SCHEMA_VERSION, ExperimentRecord, Store, StoreError, export
+
+__all__ = ["BACKENDS", "Executor", "ExecutorError", "SerialExecutor", "PoolExecutor", "RayExecutor",
+           "make_executor", "Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export",
+           "FINISHED", "STATUSES", "TrialResult", "RunContext", "canonical_json", "experiment_id",
+           "trial_id", "Driver", "Completed", "Outcome", "Sink"]

@@ -1,102 +1,262 @@
-"""Executors run trials anywhere and hand results back; only the driver writes the store.
+"""Executors run trial functions anywhere and hand results back; only the driver writes the store.
 
-One small interface: ``run(trials, fn)`` yields ``(trial, result)`` as trials finish, where
-``fn(trial) -> result`` is a picklable module-level function.
+One interface for every backend, fed one trial at a time so a steady-state search can propose
+its next candidate after a result comes back:
+
+    ex.submit(key, fn, description)      # only while ex.in_flight < ex.capacity
+    for key, result in ex.poll(timeout): ...   # finished since the last poll (a TrialResult each)
+
+``fn(description) -> TrialResult | mapping`` is a picklable module-level function (or a
+``functools.partial`` of one). A trial is in flight from ``submit`` until ``poll`` returns it:
+the process pool sends it to an idle worker at once (capacity = workers), Ray keeps about two
+per CPU queued. A trial that raises, or whose worker process dies, comes back as ``failed``;
+the other trials are not affected and the pool replaces the dead worker.
+
+Thread counts are set once per worker by its initialiser; pool workers also watch their parent
+and exit when the driver dies (SIGKILL included), so a killed driver leaves no orphans.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+import signal
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
 
-__all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor"]
+from .results import TrialResult
 
-Trial = dict[str, Any]
+__all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor",
+           "call_trial", "ExecutorError"]
+
 BACKENDS = ("serial", "process", "ray")
+TrialFn = Callable[[dict], Any]
+
+
+class ExecutorError(ValueError):
+    """An executor that cannot start (bad settings, unreachable cluster): one line."""
+
+
+def call_trial(fn: TrialFn, description: dict) -> TrialResult:
+    """Run one trial function; any exception becomes a failed result (never raises)."""
+    started = time.time()
+    try:
+        result = TrialResult.coerce(fn(description))
+    except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the run goes on
+        tail = traceback.format_exc(limit=4)
+        return TrialResult.failure(f"{type(exc).__name__}: {exc}\n{tail}", started)
+    if result.started is None:
+        result.started = started
+    if result.finished is None:
+        result.finished = time.time()
+    return result
 
 
 class Executor:
-    name = "executor"
+    """Base class: ``submit`` while ``in_flight < capacity``, then ``poll``."""
 
-    def run(self, trials: Iterable[Trial], fn: Callable[[Trial], dict]) -> Iterator[tuple[Trial, dict]]:
+    name = "executor"
+    capacity = 1
+
+    @property
+    def in_flight(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def has_room(self) -> bool:
+        return self.in_flight < self.capacity
+
+    def submit(self, key: str, fn: TrialFn, description: dict) -> None:
+        raise NotImplementedError
+
+    def poll(self, timeout: float | None = None) -> list[tuple[str, TrialResult]]:
         raise NotImplementedError
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 class SerialExecutor(Executor):
-    """In this process, one trial after another (the default)."""
+    """In this process, one trial at a time (the default). ``poll`` runs the submitted trial."""
 
     name = "serial"
+    capacity = 1
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
+        self._queue: list[tuple[str, TrialFn, dict]] = []
 
-    def run(self, trials, fn):
-        for trial in trials:
-            yield trial, fn({**trial, "_threads": self.threads})
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, key, fn, description):
+        if self._queue:
+            raise RuntimeError("SerialExecutor holds one trial at a time: poll() it first")
+        self._queue.append((key, fn, description))
+
+    def poll(self, timeout=None):
+        if not self._queue:
+            return []
+        key, fn, description = self._queue[0]
+        import torch
+
+        previous = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        try:
+            result = call_trial(fn, description)
+        finally:
+            self._queue.pop(0)
+            if self.threads and previous != int(self.threads):
+                torch.set_num_threads(previous)      # serial runs leave no trace on the caller
+        return [(key, result)]
 
 
 def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _init_worker(threads: int) -> None:
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)                           # the driver died: never outlive it
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the driver's to handle
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
 
 
 class PoolExecutor(Executor):
-    """A process pool of ``workers`` processes; torch threads are split between them so the
-    workers do not oversubscribe the cores."""
+    """``workers`` worker processes (spawned), one trial each at a time; torch threads are split
+    between them so the workers do not oversubscribe the cores.
+
+    Each worker is its own single-process pool, so a worker that dies (killed, out of memory,
+    a segfault) fails exactly the trial it was running; it is replaced and the run goes on."""
 
     name = "process"
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
-        if workers < 1:
-            raise ValueError(f"workers={workers} is invalid: expected a positive integer")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ExecutorError(f"workers={workers!r} is invalid: expected a positive integer")
         self.workers = workers
+        self.capacity = workers
         self.threads = threads or _threads_per_worker(workers)
-        import multiprocessing as mp
+        self._slots: list[ProcessPoolExecutor | None] = [None] * workers
+        self._busy: dict[Future, tuple[int, str]] = {}
 
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(self.threads,))
+    def _slot(self, i: int) -> ProcessPoolExecutor:
+        pool = self._slots[i]
+        if pool is None:
+            import multiprocessing as mp
 
-    def run(self, trials, fn):
-        pending = {}
-        queue = list(trials)
-        while queue or pending:
-            while queue and len(pending) < 2 * self.workers:
-                trial = queue.pop(0)
-                pending[self.pool.submit(fn, {**trial, "_threads": self.threads})] = trial
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                trial = pending.pop(fut)
-                try:
-                    yield trial, fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker crash is the trial's failure
-                    yield trial, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                       initargs=(self.threads, os.getpid()))
+            self._slots[i] = pool
+        return pool
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def submit(self, key, fn, description):
+        busy = {slot for slot, _ in self._busy.values()}
+        free = [i for i in range(self.workers) if i not in busy]
+        if not free:
+            raise RuntimeError("every worker is busy: poll() before submitting more")
+        slot = free[0]
+        try:
+            fut = self._slot(slot).submit(call_trial, fn, description)
+        except BrokenProcessPool:
+            self._replace(slot)
+            fut = self._slot(slot).submit(call_trial, fn, description)
+        self._busy[fut] = (slot, key)
+
+    def _replace(self, slot: int) -> None:
+        pool = self._slots[slot]
+        self._slots[slot] = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def poll(self, timeout=None):
+        if not self._busy:
+            return []
+        done, _ = wait(list(self._busy), timeout=timeout, return_when=FIRST_COMPLETED)
+        out = []
+        for fut in done:
+            slot, key = self._busy.pop(fut)
+            try:
+                out.append((key, fut.result()))
+            except BrokenProcessPool:
+                self._replace(slot)
+                out.append((key, TrialResult.failure(
+                    "the worker process running this trial died (killed, out of memory or crashed); "
+                    "it was replaced and the other trials went on")))
+            except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+                out.append((key, TrialResult.failure(f"{type(exc).__name__}: {exc}")))
+        return out
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for i, pool in enumerate(self._slots):
+            if pool is None:
+                continue
+            procs = list(getattr(pool, "_processes", {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:                   # in-flight trials are abandoned: stop them now
+                if p.is_alive():
+                    p.terminate()
+            self._slots[i] = None
+        self._busy.clear()
+
+
+def _probe(address: str, timeout: float) -> None:
+    host, _, port = address.rpartition(":")
+    if address.startswith("ray://"):
+        host, _, port = address[len("ray://"):].rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"--address {address!r} is invalid: expected HOST:PORT (e.g. 10.0.0.5:6379) "
+                            f"or 'auto'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ExecutorError(f"cannot reach a Ray cluster at {address} ({reason.lower()} after at most "
+                            f"{timeout:g}s): start one with 'ray start --head' or fix --address") from None
 
 
 class RayExecutor(Executor):
-    """Ray tasks, one CPU each; ``address`` joins a running cluster, else a local instance."""
+    """Ray tasks, one CPU each; ``address`` joins a running cluster (checked within
+    ``connect_timeout`` seconds), else a local instance with ``num_cpus``."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 threads: int = 1) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, threads: int = 1,
+                 connect_timeout: float = 10.0) -> None:
         try:
             import ray
         except ImportError:
-            raise ValueError("the ray backend needs Ray: pip install 'normlab[ray]'") from None
+            raise ExecutorError("the ray backend needs Ray: pip install 'normlab[ray]'") from None
         self.ray = ray
         self.threads = threads
+        if address and address != "auto":
+            _probe(address, connect_timeout)
+        self._owned = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False,
                                       "include_dashboard": False}
@@ -104,36 +264,73 @@ class RayExecutor(Executor):
                 kwargs["address"] = address
             else:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ExecutorError(f"cannot start or join Ray (address={address or 'local'}): "
+                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
             self._owned = True
-        else:
-            self._owned = False
+        cpus = int(ray.cluster_resources().get("CPU", num_cpus or 1))
+        self.capacity = max(2, 2 * cpus)
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
+        self._refs: dict[Any, str] = {}
 
-    def run(self, trials, fn):
-        ray = self.ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-        refs = {remote.remote({**t, "_threads": self.threads}): t for t in trials}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                trial = refs.pop(ref)
-                try:
-                    yield trial, ray.get(ref)
-                except Exception as exc:  # noqa: BLE001
-                    yield trial, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    @property
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def submit(self, key, fn, description):
+        self._refs[self._remote.remote(fn, description, self.threads)] = key
+
+    def poll(self, timeout=None):
+        if not self._refs:
+            return []
+        ready, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        if ready:
+            more, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
+            ready = list(dict.fromkeys([*ready, *more]))
+        out = []
+        for ref in ready:
+            key = self._refs.pop(ref)
+            try:
+                out.append((key, self.ray.get(ref)))
+            except Exception as exc:  # noqa: BLE001 - a dead worker fails its own trial
+                out.append((key, TrialResult.failure(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")))
+        return out
 
     def close(self) -> None:
+        for ref in list(self._refs):
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self._refs.clear()
         if self._owned:
             self.ray.shutdown()
 
 
-def make_executor(backend: str = "serial", workers: int = 1, address: str | None = None) -> Executor:
+def _ray_call(fn: TrialFn, description: dict, threads: int) -> TrialResult:
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return call_trial(fn, description)
+
+
+def make_executor(backend: str = "serial", workers: int = 1, address: str | None = None,
+                  connect_timeout: float = 10.0) -> Executor:
+    """serial (workers=1), process (a pool of ``workers``) or ray (local or ``address``)."""
+    if backend not in BACKENDS:
+        raise ExecutorError(f"backend={backend!r} is invalid: expected {', '.join(BACKENDS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ExecutorError(f"workers={workers!r} is invalid: expected a positive integer")
+    if address and backend != "ray":
+        raise ExecutorError(f"--address {address} needs --backend ray (got --backend {backend})")
     if backend == "serial" and workers > 1:
         backend = "process"
     if backend == "serial":
         return SerialExecutor()
     if backend == "process":
         return PoolExecutor(workers)
-    if backend == "ray":
-        return RayExecutor(address=address, num_cpus=workers if workers > 1 else None)
-    raise ValueError(f"backend={backend!r} is invalid: expected {', '.join(BACKENDS)}")
+    return RayExecutor(address=address, num_cpus=workers if workers > 1 else None,
+                       connect_timeout=connect_timeout)

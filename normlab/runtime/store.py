@@ -1,8 +1,25 @@
-"""The results store: one SQLite row per trial, in WAL mode, written only by the driver.
+"""The store: every study and search keeps its experiments and trials here (SQLite, WAL mode).
 
-Every state change is its own committed transaction, so a process killed at any moment (SIGKILL
-included) loses at most the trials that were in flight; they are found as 'running' on the next
-start and run again.
+Two tables any kind of work can use:
+
+- ``experiments``: id (hash of kind, name and the result-relevant config), name, kind (``bench``,
+  ``search``, ``evolve``, ``nas``, ``nago``, ...), the full frozen config as JSON, created time.
+- ``trials``: id (hash of the experiment id and the canonical trial description), the
+  experiment's id, the description as JSON, status, metrics, history, error, attempts, the
+  worker's lease (owner and expiry), timings, and ``seq`` (insertion order).
+
+Nothing study-specific is schema: the ``bench_trials`` view pulls model/norm/batch size/seed out
+of the JSON, and ``rows(where={...})`` filters on any description field.
+
+Promises:
+- every state change is its own committed transaction: a process killed at any moment loses at
+  most the trials in flight, and those become claimable again when their lease runs out;
+- ``claim`` is atomic (one UPDATE): two drivers never run the same trial at once, and a finished
+  trial (ok, diverged) is never marked running again;
+- a store written by an older schema is migrated when opened for writing and read through an
+  in-memory copy when opened read-only; a newer schema is refused with one line;
+- every SQLite failure (not a database, corrupt, a directory, read-only, disk full) becomes one
+  ``StoreError`` line naming the path, and nothing is written to a file that is not our store.
 """
 
 from __future__ import annotations
@@ -10,46 +27,250 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping
+from urllib.parse import quote
 
-__all__ = ["Store", "FINISHED", "STATUSES"]
+from .results import FINISHED, STATUSES, TrialResult, canonical_json, experiment_id, trial_id
 
-FINISHED = ("ok", "diverged")                 # a rerun skips these
-STATUSES = ("pending", "running", "ok", "diverged", "failed")
+__all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner"]
+
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS trials (
-    id          TEXT PRIMARY KEY,
-    experiment  TEXT NOT NULL,
-    description TEXT NOT NULL,
-    model       TEXT, norm TEXT, dataset TEXT,
-    batch_size  INTEGER, seed INTEGER,
-    status      TEXT NOT NULL,
-    metrics     TEXT, history TEXT, error TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    created     REAL, started REAL, finished REAL
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+    id      TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    config  TEXT NOT NULL,
+    created REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS trials_experiment ON trials (experiment);
+CREATE INDEX IF NOT EXISTS experiments_name ON experiments (name);
+CREATE TABLE IF NOT EXISTS trials (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    experiment_id TEXT NOT NULL REFERENCES experiments (id),
+    description   TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    metrics       TEXT, history TEXT, error TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    owner         TEXT, lease_expires REAL,
+    created       REAL, started REAL, finished REAL
+);
+CREATE INDEX IF NOT EXISTS trials_experiment ON trials (experiment_id, status);
+CREATE VIEW IF NOT EXISTS bench_trials AS
+    SELECT t.id, e.name AS experiment, json_extract(t.description, '$.model') AS model,
+           json_extract(t.description, '$.norm') AS norm,
+           json_extract(t.description, '$.dataset') AS dataset,
+           json_extract(t.description, '$.batch_size') AS batch_size,
+           json_extract(t.description, '$.seed') AS seed,
+           t.status, json_extract(t.metrics, '$.test_acc') AS test_acc, t.attempts, t.error
+    FROM trials t JOIN experiments e ON e.id = t.experiment_id WHERE e.kind = 'bench';
 """
 
 
-class Store:
-    """SQLite results store. ``Store("runs/normlab.sqlite")``."""
+class StoreError(ValueError):
+    """A store that cannot be used: one line naming the path and the problem."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    created: float
+
+
+def new_owner() -> str:
+    """A driver's identity in leases: host, process and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _explain(path: str, exc: BaseException) -> str:
+    text = str(exc)
+    low = text.lower()
+    if "not a database" in low:
+        problem = "is not a normlab store (not an SQLite database)"
+    elif "malformed" in low or "corrupt" in low:
+        problem = "is corrupt (database disk image is malformed)"
+    elif "readonly" in low or "read-only" in low:
+        problem = "is read-only: cannot write results (check the file's and its folder's permissions)"
+    elif "full" in low:
+        problem = "cannot be written: the disk is full"
+    elif "unable to open" in low:
+        problem = "cannot be opened (missing folder, no permission, or not a file)"
+    elif "locked" in low or "busy" in low:
+        problem = "is locked by another process for too long"
+    else:
+        problem = f"failed: {text}"
+    return f"store {path} {problem}"
+
+
+class Store:
+    """The SQLite store. ``Store("runs/normlab.sqlite")``; ``Store(path, readonly=True)`` for
+    readers (works in a read-only folder); ``Store.memory()`` keeps everything in memory."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 30.0) -> None:
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self.memory = str(path) == ":memory:"
+        self.path = Path(path) if not self.memory else Path(":memory:")
+        try:
+            self.db = self._connect(timeout)
+            self._prepare()
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(_explain(str(self.path), exc)) from None
+
+    @classmethod
+    def in_memory(cls) -> "Store":
+        """A store that leaves no file behind (searches run without ``store=``)."""
+        return cls(":memory:")
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        if self.memory:
+            db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        elif self.readonly:
+            if not self.path.exists():
+                raise StoreError(f"no store at {self.path}")
+            if self.path.is_dir():
+                raise StoreError(f"store {self.path} is a directory, not a file")
+            db = self._connect_readonly(timeout)
+        else:
+            if self.path.is_dir():
+                raise StoreError(f"store {self.path} is a directory, not a file")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store {self.path}: cannot create its folder "
+                                 f"{self.path.parent} ({exc.strerror or exc})") from None
+            db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
+                                 check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        base = f"file:{quote(str(self.path.resolve()))}"
+        db = sqlite3.connect(f"{base}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            # A WAL store in a read-only folder: its -shm file cannot be created. Nothing can
+            # be writing it there, so read it as immutable.
+            db.close()
+            return sqlite3.connect(f"{base}?mode=ro&immutable=1", uri=True, timeout=timeout,
+                                   isolation_level=None, check_same_thread=False)
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")}
+
+    def _prepare(self) -> None:
+        tables = self._tables()                # raises 'not a database' before anything is written
+        version = self._version(tables)
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {self.path} was written by a newer normlab (schema {version}; "
+                             f"this version reads up to {SCHEMA_VERSION}): upgrade normlab")
+        if self.readonly:
+            if version < SCHEMA_VERSION and tables:
+                self._migrate_in_memory(version)
+            elif not tables:
+                self._switch_to_memory()
+            return
+        if not self.memory:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        if version < SCHEMA_VERSION and tables:
+            with self.transaction():
+                self._migrate(version)
+        else:
+            with self.transaction():
+                self._create()
+                self._set_version()
+
+    def _create(self) -> None:
+        for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+            self.db.execute(statement)
+
+    def _set_version(self) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
+
+    def _version(self, tables: set[str]) -> int:
+        if "meta" in tables:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            return int(row[0]) if row else SCHEMA_VERSION
+        if "trials" in tables:
+            return 1                            # the bench-only schema of normlab 0.1
+        return SCHEMA_VERSION
+
+    def _switch_to_memory(self) -> None:
+        mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        mem.row_factory = sqlite3.Row
+        self.db.close()
+        self.db = mem
+        self._create()
+        self._set_version()
+
+    def _migrate_in_memory(self, version: int) -> None:
+        """Read-only opening of an old store: migrate a copy in memory, leave the file alone."""
+        mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self.db.backup(mem)
+        self.db.close()
+        mem.row_factory = sqlite3.Row
+        self.db = mem
+        self.db.execute("BEGIN")
+        self._migrate(version)
+        self.db.execute("COMMIT")
+
+    def _migrate(self, version: int) -> None:
+        if version == 1:
+            # v1: one bench-only table with model/norm/dataset/batch_size/seed columns and the
+            # experiment's name in 'experiment'. Each name becomes a 'bench' experiment; trial
+            # ids and descriptions are kept as they were.
+            self.db.execute("ALTER TABLE trials RENAME TO trials_v1")
+            self.db.execute("DROP INDEX IF EXISTS trials_experiment")
+            self._create()
+            names = [r[0] for r in self.db.execute(
+                "SELECT experiment, MIN(created) FROM trials_v1 GROUP BY experiment")]
+            for name in names:
+                created = self.db.execute("SELECT MIN(created) FROM trials_v1 WHERE experiment=?",
+                                          (name,)).fetchone()[0] or time.time()
+                exp = experiment_id("bench", name, {"migrated_from_schema": 1})
+                self.db.execute("INSERT OR IGNORE INTO experiments (id, name, kind, config, created) "
+                                "VALUES (?, ?, 'bench', ?, ?)",
+                                (exp, name, json.dumps({"name": name, "migrated_from_schema": 1}), created))
+                self.db.execute(
+                    "INSERT OR IGNORE INTO trials (id, experiment_id, description, status, metrics, "
+                    "history, error, attempts, created, started, finished) "
+                    "SELECT id, ?, description, CASE WHEN status='running' THEN 'pending' ELSE status END, "
+                    "metrics, history, error, attempts, created, started, finished "
+                    "FROM trials_v1 WHERE experiment=? ORDER BY rowid", (exp, name))
+            self.db.execute("DROP TABLE trials_v1")
+        self._set_version()
+
+    # -- plumbing -----------------------------------------------------------------------
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
 
     def __enter__(self) -> "Store":
         return self
@@ -57,61 +278,207 @@ class Store:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- writes (the driver only) ------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); SQLite errors become StoreError."""
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(_explain(str(self.path), exc)) from None
 
-    def add_planned(self, experiment: str, trials: Iterable[dict[str, Any]]) -> int:
-        """Insert planned trials that are not stored yet; returns how many were new."""
+    def _execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                return self.db.execute(sql, tuple(args))
+            except sqlite3.Error as exc:
+                raise StoreError(_explain(str(self.path), exc)) from None
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"store {self.path} was opened read-only")
+
+    # -- experiments --------------------------------------------------------------------
+
+    def experiment(self, name: str, kind: str, config: Mapping[str, Any],
+                   identity: Mapping[str, Any] | None = None) -> ExperimentRecord:
+        """The experiment record for (kind, name, identity), created if new. ``identity`` is the
+        part of the config that changes results (default: all of it); the full config is kept,
+        updated to the latest one given."""
+        self._check_writable()
+        if not name or not isinstance(name, str):
+            raise StoreError(f"experiment name {name!r} is invalid: expected a non-empty string")
+        exp = experiment_id(kind, name, config if identity is None else identity)
         now = time.time()
-        rows = [(t["id"], experiment, json.dumps(t, sort_keys=True), t["model"], t["norm"],
-                 t["dataset"], t["batch_size"], t["seed"], now) for t in trials]
-        before = self.count()
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT OR IGNORE INTO trials (id, experiment, description, model, norm, dataset, "
-                "batch_size, seed, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)", rows)
-        return self.count() - before
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO experiments (id, name, kind, config, created) "
+                       "VALUES (?, ?, ?, ?, ?)", (exp, name, kind, canonical_json(config), now))
+            db.execute("UPDATE experiments SET config=? WHERE id=?", (canonical_json(config), exp))
+        found = self.get_experiment(exp)
+        assert found is not None
+        return found
 
-    def mark_running(self, trial_id: str) -> None:
-        self.db.execute("UPDATE trials SET status='running', started=?, attempts=attempts+1 WHERE id=?",
-                        (time.time(), trial_id))
+    def get_experiment(self, experiment_id_: str) -> ExperimentRecord | None:
+        row = self._execute("SELECT * FROM experiments WHERE id=?", (experiment_id_,)).fetchone()
+        return self._experiment(row) if row else None
 
-    def finish(self, trial_id: str, status: str, metrics: dict | None = None,
-               history: list | None = None, error: str | None = None) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"status={status!r} is invalid: expected one of {', '.join(STATUSES)}")
-        self.db.execute("UPDATE trials SET status=?, metrics=?, history=?, error=?, finished=? WHERE id=?",
-                        (status, json.dumps(metrics or {}), json.dumps(history or []), error,
-                         time.time(), trial_id))
+    @staticmethod
+    def _experiment(row: sqlite3.Row) -> ExperimentRecord:
+        return ExperimentRecord(row["id"], row["name"], row["kind"], json.loads(row["config"]),
+                                row["created"])
 
-    # -- reads --------------------------------------------------------------------------
+    def experiments(self, *, kind: str | None = None, name: str | None = None) -> list[ExperimentRecord]:
+        where, args = [], []
+        if kind is not None:
+            where.append("kind=?")
+            args.append(kind)
+        if name is not None:
+            where.append("name=?")
+            args.append(name)
+        q = "SELECT * FROM experiments" + (" WHERE " + " AND ".join(where) if where else "")
+        return [self._experiment(r) for r in self._execute(q + " ORDER BY created, id", args)]
 
-    def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+    def experiment_names(self, kind: str | None = None) -> list[str]:
+        seen: dict[str, None] = {}
+        for e in self.experiments(kind=kind):
+            seen.setdefault(e.name)
+        return list(seen)
+
+    # -- trials: writes (drivers only) ---------------------------------------------------
+
+    def add_trials(self, experiment: str | ExperimentRecord,
+                   descriptions: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert trials not stored yet (as 'pending'); returns every description's id, in order."""
+        self._check_writable()
+        exp = experiment.id if isinstance(experiment, ExperimentRecord) else experiment
+        now = time.time()
+        ids, rows = [], []
+        for d in descriptions:
+            tid = trial_id(exp, d)
+            ids.append(tid)
+            rows.append((tid, exp, canonical_json(d), now))
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO trials (id, experiment_id, description, status, created) "
+                           "VALUES (?, ?, ?, 'pending', ?)", rows)
+        return ids
+
+    def claim(self, trial: str, owner: str, lease: float = 120.0) -> bool:
+        """Atomically mark a trial running for ``owner`` until now + ``lease`` seconds: only a
+        pending trial, or a running one whose lease ran out (its owner died), can be claimed."""
+        self._check_writable()
+        now = time.time()
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE trials SET status='running', owner=?, lease_expires=?, started=?, "
+                "attempts=attempts+1 WHERE id=? AND (status='pending' OR "
+                "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
+                (owner, now + lease, now, trial, now))
+            return cur.rowcount == 1
+
+    def renew(self, owner: str, trials: Iterable[str], lease: float = 120.0) -> int:
+        """Extend the leases ``owner`` holds on ``trials``; returns how many it still holds."""
+        ids = list(trials)
+        if not ids:
+            return 0
+        held = 0
+        with self.transaction() as db:
+            for chunk in _chunks(ids):
+                cur = db.execute(f"UPDATE trials SET lease_expires=? WHERE owner=? AND status='running' "
+                                 f"AND id IN ({','.join('?' * len(chunk))})",
+                                 (time.time() + lease, owner, *chunk))
+                held += cur.rowcount
+        return held
+
+    def release(self, owner: str, trials: Iterable[str]) -> None:
+        """Give claimed trials back (pending) without a result: an interrupted driver's in-flight work."""
+        ids = list(trials)
+        if not ids:
+            return
+        with self.transaction() as db:
+            for chunk in _chunks(ids):
+                db.execute(f"UPDATE trials SET status='pending', owner=NULL, lease_expires=NULL "
+                           f"WHERE owner=? AND status='running' AND id IN ({','.join('?' * len(chunk))})",
+                           (owner, *chunk))
+
+    def requeue_failed(self, trials: Iterable[str]) -> int:
+        """Failed trials become pending again (a rerun retries them)."""
+        ids = list(trials)
+        n = 0
+        with self.transaction() as db:
+            for chunk in _chunks(ids):
+                n += db.execute(f"UPDATE trials SET status='pending' WHERE status='failed' "
+                                f"AND id IN ({','.join('?' * len(chunk))})", chunk).rowcount
+        return n
+
+    def finish(self, trial: str, result: TrialResult) -> bool:
+        """Store a result. The first result wins: a trial already ok or diverged is left alone
+        (returns False)."""
+        self._check_writable()
+        result = TrialResult.coerce(result)
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE trials SET status=?, metrics=?, history=?, error=?, finished=?, "
+                "started=COALESCE(?, started), owner=NULL, lease_expires=NULL "
+                f"WHERE id=? AND status NOT IN ({','.join('?' * len(FINISHED))})",
+                (result.status, canonical_json(result.metrics), canonical_json(result.history),
+                 result.error, result.finished or time.time(), result.started, trial, *FINISHED))
+            return cur.rowcount == 1
+
+    # -- trials: reads --------------------------------------------------------------------
+
+    def count(self, experiment: str | None = None) -> int:
+        if experiment is None:
+            return int(self._execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        return int(self._execute("SELECT COUNT(*) FROM trials WHERE experiment_id=?",
+                                 (experiment,)).fetchone()[0])
 
     def status_of(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
         out: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+        for chunk in _chunks(ids):
             q = f"SELECT id, status FROM trials WHERE id IN ({','.join('?' * len(chunk))})"
-            out.update({r["id"]: r["status"] for r in self.db.execute(q, chunk)})
+            out.update({r["id"]: r["status"] for r in self._execute(q, chunk)})
         return out
 
-    def rows(self, *, experiment: str | None = None, status: str | None = None,
-             norm: str | None = None, model: str | None = None, dataset: str | None = None,
-             batch_size: int | None = None) -> list[dict[str, Any]]:
-        """Trials as dicts (description, metrics and history decoded), filtered by equality."""
-        where, args = [], []
-        for col, val in (("experiment", experiment), ("status", status), ("norm", norm),
-                         ("model", model), ("dataset", dataset), ("batch_size", batch_size)):
+    def trial(self, trial: str) -> dict[str, Any] | None:
+        rows = self.rows(ids=[trial])
+        return rows[0] if rows else None
+
+    def rows(self, *, experiment: str | None = None, experiment_id: str | None = None,
+             kind: str | None = None, status: str | None = None, ids: Iterable[str] | None = None,
+             where: Mapping[str, Any] | None = None, order: str = "seq") -> list[dict[str, Any]]:
+        """Trials as dicts (description, metrics and history decoded; 'experiment' is the
+        experiment's name), filtered by equality; ``where`` filters on description fields,
+        e.g. ``where={"norm": "bn", "batch_size": 2}``."""
+        clauses, args = [], []
+        for col, val in (("e.name", experiment), ("t.experiment_id", experiment_id),
+                         ("e.kind", kind), ("t.status", status)):
             if val is not None:
-                where.append(f"{col} = ?")
+                clauses.append(f"{col} = ?")
                 args.append(val)
-        q = "SELECT * FROM trials" + (" WHERE " + " AND ".join(where) if where else "")
-        q += " ORDER BY experiment, model, norm, batch_size, seed, id"
+        if ids is not None:
+            ids = list(ids)
+            clauses.append(f"t.id IN ({','.join('?' * len(ids)) or 'NULL'})")
+            args.extend(ids)
+        for key, val in (where or {}).items():
+            if not key.replace("_", "").replace(".", "").isalnum():
+                raise StoreError(f"field {key!r} is invalid: expected letters, digits, '_' and '.'")
+            clauses.append(f"json_extract(t.description, '$.{key}') = ?")
+            args.append(val)
+        if order not in ("seq", "finished"):
+            raise ValueError(f"order={order!r} is invalid: expected seq or finished")
+        q = ("SELECT t.*, e.name AS experiment, e.kind AS kind FROM trials t "
+             "JOIN experiments e ON e.id = t.experiment_id"
+             + (" WHERE " + " AND ".join(clauses) if clauses else "")
+             + (" ORDER BY t.seq" if order == "seq" else " ORDER BY t.finished IS NULL, t.finished, t.seq"))
         out = []
-        for r in self.db.execute(q, args):
+        for r in self._execute(q, args):
             d = dict(r)
             d["description"] = json.loads(d["description"])
             d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
@@ -119,22 +486,39 @@ class Store:
             out.append(d)
         return out
 
-    def experiments(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT experiment FROM trials ORDER BY 1")]
+
+def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value if not isinstance(value, list) else json.dumps(value)
 
 
 def export(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Rows as CSV (flat: description fields and final metrics) or JSON (everything)."""
+    """Rows as CSV (flat: id, experiment, status, every description field, final metrics) or
+    JSON (everything)."""
     if fmt == "json":
         return json.dumps(rows, indent=2, default=str)
     if fmt != "csv":
         raise ValueError(f"format={fmt!r} is invalid: expected csv or json")
-    keys = ["id", "experiment", "model", "norm", "dataset", "batch_size", "seed", "status",
-            "attempts", "error"]
+    flat = []
+    for r in rows:
+        desc: dict[str, Any] = {}
+        _flatten("", r["description"], desc)
+        flat.append(desc)
+    desc_keys = list(dict.fromkeys(k for d in flat for k in d))
     metric_keys = sorted({k for r in rows for k in r["metrics"]})
+    head = ["id", "experiment", "status", "attempts", "error"]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(keys + metric_keys)
-    for r in rows:
-        writer.writerow([r.get(k) for k in keys] + [r["metrics"].get(k) for k in metric_keys])
+    writer.writerow(head + desc_keys + metric_keys)
+    for r, d in zip(rows, flat):
+        writer.writerow([r.get(k) for k in head] + [d.get(k) for k in desc_keys]
+                        + [r["metrics"].get(k) for k in metric_keys])
     return buf.getvalue()

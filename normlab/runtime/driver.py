@@ -1,0 +1,215 @@
+"""The driver: plan -> store -> dispatch -> finish -> resume, shared by every study and search.
+
+Only the driver writes the store. A trial is claimed (status ``running``, this driver as owner,
+a lease) only when it is handed to the executor, and its lease is renewed by a heartbeat thread
+while it runs; its result is stored the moment it comes back. So:
+
+- a killed driver loses only its in-flight trials, which become claimable when their lease runs
+  out (``lease`` seconds); an interrupted one (SIGINT/SIGTERM) gives them back at once;
+- two drivers on one store never run the same trial: each claims before it dispatches, and a
+  driver that finds a trial claimed by another waits for it (or takes it over when the other's
+  lease expires) instead of training it again.
+
+Two ways in: ``run(descriptions)`` for a fixed plan (the batch-size study), and
+``submit``/``wait`` for a steady-state search that proposes after each result.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .executors import Executor, SerialExecutor
+from .results import FINISHED, RunContext, TrialResult
+from .store import ExperimentRecord, Store, new_owner
+
+__all__ = ["Driver", "Completed", "Outcome", "Sink"]
+
+
+@dataclass
+class Completed:
+    """A trial that came back: its id, description and result (already stored)."""
+
+    id: str
+    description: dict[str, Any]
+    result: TrialResult
+
+
+@dataclass
+class Outcome:
+    """What ``Driver.run`` did: planned, skipped (finished before), ran, and results by status."""
+
+    planned: int = 0
+    skipped: int = 0
+    ran: int = 0
+    ok: int = 0
+    diverged: int = 0
+    failed: int = 0
+    elsewhere: int = 0                    # finished by another driver while we waited
+    results: list[Completed] = field(default_factory=list)
+
+    def count(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+
+class Sink:
+    """Something that hears about every stored result (MLflow, a log file...)."""
+
+    def on_result(self, experiment: ExperimentRecord, done: Completed) -> None:  # pragma: no cover
+        ...
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, driver: "Driver") -> None:
+        super().__init__(daemon=True, name="normlab-lease")
+        self.driver = driver
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        every = max(0.05, self.driver.lease / 3)
+        while not self.stop.wait(every):
+            ids = list(self.driver._flight)
+            if ids:
+                try:
+                    self.driver.store.renew(self.driver.owner, ids, self.driver.lease)
+                except Exception:  # noqa: BLE001 - the next renewal or the result will tell
+                    pass
+
+
+class Driver:
+    """Runs one experiment's trials through an executor into the store.
+
+    ``fn(description, context) -> TrialResult | mapping`` is a picklable module-level function;
+    ``context`` (a RunContext) carries where data lives, never the trial description.
+    """
+
+    def __init__(self, store: Store, experiment: ExperimentRecord, fn: Callable[..., Any],
+                 executor: Executor | None = None, *, context: RunContext | None = None,
+                 lease: float = 120.0, sinks: Sequence[Sink] = (), owner: str | None = None) -> None:
+        self.store = store
+        self.experiment = experiment
+        self.executor = executor or SerialExecutor()
+        self.context = context or RunContext()
+        self.call = functools.partial(fn, context=self.context)
+        self.lease = float(lease)
+        self.sinks = list(sinks)
+        self.owner = owner or new_owner()
+        self._flight: dict[str, dict[str, Any]] = {}
+        self._beat: _Heartbeat | None = None
+
+    # -- one trial at a time (searches) ---------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    @property
+    def has_room(self) -> bool:
+        return self.executor.has_room
+
+    def add(self, descriptions: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store trials as pending (idempotent); returns their ids."""
+        return self.store.add_trials(self.experiment, descriptions)
+
+    def submit(self, description: Mapping[str, Any], trial: str | None = None) -> str | None:
+        """Claim a trial and hand it to the executor; returns its id, or None when it could not
+        be claimed (finished already, or running under another driver's live lease)."""
+        description = dict(description)
+        tid = trial or self.add([description])[0]
+        if not self.store.claim(tid, self.owner, self.lease):
+            return None
+        self._flight[tid] = description
+        self._start_heartbeat()
+        self.executor.submit(tid, self.call, description)
+        return tid
+
+    def wait(self, timeout: float | None = None) -> list[Completed]:
+        """Results that came back (each stored before it is returned and told to the sinks)."""
+        out = []
+        for tid, result in self.executor.poll(timeout):
+            description = self._flight.pop(tid)
+            self.store.finish(tid, result)
+            done = Completed(tid, description, result)
+            for sink in self.sinks:
+                try:
+                    sink.on_result(self.experiment, done)
+                except Exception as exc:  # noqa: BLE001 - a sink never loses a stored result
+                    result.metrics.setdefault("sink_error", f"{type(exc).__name__}: {exc}")
+            out.append(done)
+        return out
+
+    def interrupt(self) -> int:
+        """Give in-flight trials back to the store (pending) and stop the executor's workers."""
+        ids = list(self._flight)
+        try:
+            self.store.release(self.owner, ids)
+        finally:
+            self._flight.clear()
+            self.executor.close()
+        return len(ids)
+
+    def close(self) -> None:
+        if self._beat is not None:
+            self._beat.stop.set()
+            self._beat = None
+
+    def _start_heartbeat(self) -> None:
+        if self._beat is None and not self.store.memory:
+            self._beat = _Heartbeat(self)
+            self._beat.start()
+
+    # -- a fixed plan (studies) -------------------------------------------------------------
+
+    def run(self, descriptions: Sequence[Mapping[str, Any]], *,
+            on_start: Callable[[int, int], None] | None = None,
+            on_result: Callable[[Completed], None] | None = None,
+            poll_every: float = 2.0) -> Outcome:
+        """Run every trial of the plan that is not finished yet. Failed trials run again;
+        trials another driver is running are waited for (and taken over if its lease expires).
+        SIGINT/SIGTERM (KeyboardInterrupt) gives in-flight trials back and re-raises."""
+        descriptions = [dict(d) for d in descriptions]
+        ids = self.add(descriptions)
+        self.store.requeue_failed(ids)
+        status = self.store.status_of(ids)
+        todo = deque((tid, d) for tid, d in zip(ids, descriptions) if status.get(tid) not in FINISHED)
+        out = Outcome(planned=len(ids), skipped=len(ids) - len(todo))
+        if on_start:
+            on_start(len(ids), len(todo))
+        busy: dict[str, dict[str, Any]] = {}
+        try:
+            while todo or self._flight or busy:
+                while todo and self.has_room:
+                    tid, d = todo.popleft()
+                    if self.submit(d, trial=tid) is None:
+                        busy[tid] = d                  # claimed elsewhere: wait for it below
+                if self._flight:
+                    for done in self.wait(timeout=poll_every if busy else None):
+                        out.ran += 1
+                        out.count(done.result.status)
+                        out.results.append(done)
+                        if on_result:
+                            on_result(done)
+                elif busy:
+                    time.sleep(poll_every)
+                if busy and not todo:
+                    now = self.store.status_of(busy)
+                    for tid in list(busy):
+                        state = now.get(tid)
+                        if state in FINISHED:
+                            busy.pop(tid)
+                            out.elsewhere += 1
+                        elif state == "failed":          # the other driver's attempt failed
+                            busy.pop(tid)
+                            out.failed += 1
+                        else:                            # given back, or its lease may expire
+                            todo.append((tid, busy.pop(tid)))
+            return out
+        except BaseException:
+            self.interrupt()
+            raise
+        finally:
+            self.close()

@@ -1,0 +1,100 @@
+"""What travels between the driver and the workers: the run context going out, a typed result
+coming back, and the identity that makes resume exact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["TrialResult", "RunContext", "canonical_json", "experiment_id", "trial_id",
+           "FINISHED", "STATUSES", "RESULT_STATUSES"]
+
+RESULT_STATUSES = ("ok", "diverged", "failed")
+FINISHED = ("ok", "diverged")                 # a rerun skips these; 'failed' runs again
+STATUSES = ("pending", "running", *RESULT_STATUSES)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: non-finite floats become strings, so every stored blob is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace: equal descriptions give equal strings (and hashes)."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def experiment_id(kind: str, name: str, identity: Mapping[str, Any]) -> str:
+    """An experiment's identity: its kind, its name and the result-relevant part of its config."""
+    blob = f"{kind}\n{name}\n{canonical_json(identity)}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trial_id(experiment: str, description: Mapping[str, Any]) -> str:
+    """A trial's identity: hash(experiment identity, canonical trial description). Two experiments
+    that describe the same trial each run their own."""
+    blob = f"{experiment}\n{canonical_json(description)}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrialResult:
+    """One trial's outcome, as a worker hands it back and the store keeps it."""
+
+    status: str                                    # ok | diverged | failed
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    started: float | None = None                   # wall-clock times on the worker
+    finished: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"status={self.status!r} is invalid: expected one of "
+                             f"{', '.join(RESULT_STATUSES)}")
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    @classmethod
+    def failure(cls, error: str, started: float | None = None) -> "TrialResult":
+        return cls("failed", error=error, started=started, finished=time.time())
+
+    @classmethod
+    def coerce(cls, value: Any) -> "TrialResult":
+        """A TrialResult from what a trial function returned (a TrialResult or a mapping)."""
+        if isinstance(value, TrialResult):
+            return value
+        if isinstance(value, Mapping):
+            known = {k: value[k] for k in ("status", "metrics", "history", "error", "started", "finished")
+                     if k in value}
+            known.setdefault("status", "ok")
+            return cls(**known)
+        raise TypeError(f"a trial function returned {type(value).__name__}: expected a TrialResult "
+                        f"or a mapping with a 'status'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a trial finds its inputs, passed explicitly to every trial function (never inside
+    the trial's description, which is its identity). Thread counts are the executor's business:
+    each worker sets them once when it starts."""
+
+    data_root: str | None = None
+    download: bool = False
