@@ -1,11 +1,11 @@
-"""The batch-size study: describe -> plan -> run -> store -> report."""
+"""The batch-size study: describe -> plan -> run (normlab.runtime) -> store -> report."""
 
-from .experiment import (Experiment, ExperimentError, available_presets, load_experiment, plan,
-                         preset_path, trial_id)
+from .experiment import (AXES, Experiment, ExperimentError, available_presets, check_plan,
+                         load_experiment, plan, preset_path, safe_name)
 from .report import Summary, markdown, summarize, write_report
 from .run import run_trial
-from .sweep import estimate, sweep
+from .sweep import KIND, estimate, sweep
 
-__all__ = ["Experiment", "ExperimentError", "load_experiment", "plan", "trial_id", "preset_path",
-           "available_presets", "run_trial", "sweep", "estimate", "summarize", "write_report",
-           "markdown", "Summary"]
+__all__ = ["Experiment", "ExperimentError", "load_experiment", "plan", "check_plan", "preset_path",
+           "available_presets", "safe_name", "AXES", "run_trial", "sweep", "estimate", "KIND",
+           "summarize", "write_report", "markdown", "Summary"]

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["Experiment", "ExperimentError", "load_experiment", "preset_path", "available_presets",
-           "plan", "trial_id"]
+           "plan", "check_plan", "safe_name", "AXES"]
 
+_NUMERIC = {"epochs", "steps", "lr", "lrs", "batch_sizes", "seeds", "base_batch_size",
+            "momentum", "weight_decay", "warmup_epochs", "width", "fixed_batch_size",
+            "fixed_norm_batch_size", "data_seed"}
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
+AXES = ("models", "norms", "batch_sizes", "seeds", "lrs")     # what a trial varies along
+_NOT_RESULTS = ("name", "data_root", "download")              # never change a trial's result
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def safe_name(name: str) -> str:
+    """A name that is safe as a folder name: letters, digits, '.', '_' and '-' (anything else,
+    '/' and '..' included, becomes '_'). For names read back from a store someone else wrote."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(name)).lstrip(".") or "experiment"
+    return cleaned[:100]
 
 
 class ExperimentError(ValueError):
@@ -59,6 +72,29 @@ class Experiment(BaseModel):
     data_root: str | None = None
     download: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        """Numbers are numbers: no booleans, no NaN or infinity, anywhere."""
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, bool) and key in _NUMERIC:
+                    raise ValueError(f"{key}={value!r} is invalid: expected a number, not a boolean")
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ValueError(f"{key}={value!r} is invalid: expected a finite number")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v or ""):
+            raise ValueError(f"name={v!r} is invalid: expected 1-100 letters, digits, '.', '_' or '-', "
+                             f"starting with a letter or digit (it names the report folder)")
+        return v
+
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
@@ -78,7 +114,12 @@ class Experiment(BaseModel):
 
         if not v:
             raise ValueError("norms is empty: expected at least one norm spec")
-        return [str(parse_spec(s)) for s in v]
+        specs = [str(parse_spec(s)) for s in v]
+        repeated = sorted({s for s in specs if specs.count(s) > 1})
+        if repeated:
+            raise ValueError(f"norms={v} names {repeated[0]} more than once (specs are compared "
+                             f"after filling in defaults)")
+        return specs
 
     @field_validator("dataset")
     @classmethod
@@ -113,20 +154,52 @@ class Experiment(BaseModel):
         if self.batch_mode == "optimizer" and self.fixed_norm_batch_size > min(self.batch_sizes):
             raise ValueError(f"batch_mode=optimizer: fixed_norm_batch_size={self.fixed_norm_batch_size} "
                              f"exceeds the smallest batch size {min(self.batch_sizes)}")
+        if self.epochs is not None and self.steps is None and self.epochs <= 0:
+            raise ValueError(f"epochs={self.epochs} is invalid: expected > 0")
         for lr in self.lrs or [self.lr]:
             if lr <= 0:
                 raise ValueError(f"learning rate {lr} is invalid: expected > 0")
+        if self.lrs is not None:
+            if not self.lrs:
+                raise ValueError("lrs is empty: expected at least one learning rate (or leave it out)")
+            if len(set(self.lrs)) != len(self.lrs):
+                raise ValueError(f"lrs={self.lrs} has repeated values")
+        for key in ("momentum", "weight_decay", "warmup_epochs"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)} is invalid: expected >= 0")
+        for key in ("fixed_batch_size", "fixed_norm_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} is invalid: expected a positive integer")
         if not 0 < self.width <= 16:
             raise ValueError(f"width={self.width} is invalid: expected a number in (0, 16]")
+        import torch
+
         from ..models import create_model
 
         for model in self.models:          # every norm must fit every model's channel counts
             for norm in self.norms:
                 try:
-                    create_model(model, norm=norm, act=self.act, width=self.width)
+                    with torch.device("meta"):         # shapes only: nothing is allocated
+                        create_model(model, norm=norm, act=self.act, width=self.width)
                 except ValueError as exc:
                     raise ValueError(f"{model} with norm '{norm}': {exc}") from None
         return self
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the experiment in the store: every setting that can change a result,
+        without the axes (adding a seed or a norm keeps the finished trials) and the name."""
+        data = self.model_dump()
+        for key in (*AXES, *_NOT_RESULTS, "lr"):
+            data.pop(key, None)
+        return data
+
+    def norm_batches(self) -> list[int]:
+        """The batch sizes normalization sees across the plan."""
+        return sorted({(self.train_config(b, 0, self.lr)["norm_batch_size"] or
+                        self.train_config(b, 0, self.lr)["batch_size"]) for b in self.batch_sizes})
+
+    def optimizer_batches(self) -> list[int]:
+        return sorted({self.train_config(b, 0, self.lr)["batch_size"] for b in self.batch_sizes})
 
     def train_config(self, batch_size: int, seed: int, lr: float) -> dict[str, Any]:
         """The TrainConfig fields of one trial."""
@@ -199,24 +272,56 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def trial_id(description: dict[str, Any]) -> str:
-    """A trial's identity: the hash of its full description (canonical JSON)."""
-    blob = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def plan(exp: Experiment) -> list[dict[str, Any]]:
-    """The trials: the product of the axes, each a pure description with its hash as id."""
+    """The trials: the product of the axes, each a pure description. Its identity in the store
+    is hash(experiment identity, description) (``normlab.runtime.trial_id``)."""
     trials = []
     for model in exp.models:
         for norm in exp.norms:
             for batch_size in exp.batch_sizes:
                 for lr in exp.lrs or [exp.lr]:
                     for seed in exp.seeds:
-                        desc = {"model": model, "norm": norm, "dataset": exp.dataset,
-                                "batch_size": batch_size, "batch_mode": exp.batch_mode,
-                                "seed": seed, "lr": lr, "width": exp.width, "act": exp.act,
-                                "data_seed": exp.data_seed,
-                                "train": exp.train_config(batch_size, seed, lr)}
-                        trials.append({"id": trial_id(desc), **desc})
+                        trials.append({"model": model, "norm": norm, "dataset": exp.dataset,
+                                       "batch_size": batch_size, "batch_mode": exp.batch_mode,
+                                       "seed": seed, "lr": lr, "width": exp.width, "act": exp.act,
+                                       "data_seed": exp.data_seed,
+                                       "train": exp.train_config(batch_size, seed, lr)})
     return trials
+
+
+def check_plan(exp: Experiment):
+    """Everything that can be known before training, checked against the real data: the dataset
+    is there (or will be downloaded), every batch fits in the training set, and every norm works
+    at every model's real feature shapes and the smallest normalization batch (shape propagation
+    on the meta device: nothing is allocated). Returns the dataset's facts; ExperimentError else."""
+    import torch
+
+    from ..data import check_dataset
+    from ..models import create_model
+
+    try:
+        info = check_dataset(exp.dataset, root=exp.data_root, download=exp.download)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+    if info.n_train is not None:
+        biggest = max(exp.optimizer_batches())
+        if biggest > info.n_train:
+            raise ExperimentError(f"batch size {biggest} is larger than the training set of "
+                                  f"{exp.dataset} ({info.n_train} images)")
+    n = max(2, min(exp.norm_batches()))
+    shape = (n, info.in_channels, *info.image_size)
+    for model in exp.models:
+        for norm in exp.norms:
+            try:
+                with torch.device("meta"):
+                    net = create_model(model, norm=norm, act=exp.act, width=exp.width,
+                                       in_channels=info.in_channels, num_classes=info.num_classes)
+                    net.train()
+                    net(torch.empty(shape))
+            except ValueError as exc:
+                raise ExperimentError(f"{model} with norm '{norm}' on {exp.dataset} "
+                                      f"(normalization batch {n}): {exc}") from None
+            except (RuntimeError, NotImplementedError) as exc:
+                if "meta" not in str(exc):            # a layer that reads values (e.g. brn's
+                    raise                             # .item()) cannot run on meta: skip it
+    return info

@@ -1,4 +1,5 @@
-"""One trial, run anywhere: a pure function of its description (module-level, picklable)."""
+"""One trial of the batch-size study, run anywhere: a pure function of its description and the
+run context (module-level, picklable)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,22 @@ import time
 import traceback
 from typing import Any
 
-_DATA_CACHE: dict[tuple, Any] = {}
+from ..runtime import RunContext, TrialResult
+from ..runtime.data import load_data
+
+__all__ = ["run_trial"]
 
 
-def _data(spec: str, seed: int, root: str | None, download: bool):
-    from ..data import load_dataset
-
-    key = (spec, seed, root)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = load_dataset(spec, root=root, download=download, seed=seed)
-    return _DATA_CACHE[key]
-
-
-def run_trial(trial: dict[str, Any]) -> dict[str, Any]:
-    """Train one trial; returns {status, metrics, history, error}. Never raises."""
+def run_trial(trial: dict[str, Any], context: RunContext | None = None) -> TrialResult:
+    """Train one model x norm x batch size x seed; never raises (a failure is a result)."""
     import torch
 
-    threads = trial.get("_threads")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
     start = time.time()
-    try:
-        return _run(trial, start)
-    finally:
-        if threads and previous != int(threads):
-            torch.set_num_threads(previous)      # in-process (serial) runs leave no trace
-
-
-def _run(trial: dict[str, Any], start: float) -> dict[str, Any]:
-    import torch
-
     try:
         from ..models import create_model
         from ..train import TrainConfig, fit
 
-        data = _data(trial["dataset"], trial.get("data_seed", 0), trial.get("_data_root"),
-                     bool(trial.get("_download", False)))
+        data = load_data(trial["dataset"], trial.get("data_seed", 0), context)
         torch.manual_seed(trial["seed"])
         model = create_model(trial["model"], norm=trial["norm"], act=trial.get("act", "relu"),
                              in_channels=data.in_channels, num_classes=data.num_classes,
@@ -51,9 +31,10 @@ def _run(trial: dict[str, Any], start: float) -> dict[str, Any]:
         cfg = TrainConfig.from_dict({**trial["train"], "device": os.environ.get("NORMLAB_DEVICE", "auto")})
         result = fit(model, data, cfg)
         metrics = {**result.metrics, "wall_seconds": time.time() - start}
-        return {"status": result.status, "metrics": metrics, "history": result.history,
-                "error": result.message or None}
+        return TrialResult(result.status, metrics=metrics, history=result.history,
+                           error=result.message or None, started=start, finished=time.time())
     except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on
         tb = traceback.format_exc(limit=3)
-        return {"status": "failed", "metrics": {"wall_seconds": time.time() - start},
-                "history": [], "error": f"{type(exc).__name__}: {exc}\n{tb}"}
+        return TrialResult("failed", metrics={"wall_seconds": time.time() - start},
+                           error=f"{type(exc).__name__}: {exc}\n{tb}", started=start,
+                           finished=time.time())

@@ -1,75 +1,30 @@
-"""The driver: plan -> store -> executor -> store. Only this process writes the store."""
+"""The batch-size study on the shared engine: plan -> normlab.runtime.Driver -> store."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Sequence
 
-from ..runtime import FINISHED, Executor, SerialExecutor, Store
+from ..runtime import Completed, Driver, Executor, Outcome, RunContext, Sink, Store
 from .experiment import Experiment, plan
 from .run import run_trial
 
-__all__ = ["sweep", "estimate", "SweepOutcome"]
+__all__ = ["sweep", "estimate", "KIND"]
 
-
-class SweepOutcome(dict):
-    """Counts: planned, skipped (already finished), ran, ok, diverged, failed."""
-
-
-def _mlflow_logger(uri: str, experiment: str) -> Callable[[dict, dict], None]:
-    try:
-        import mlflow
-    except ImportError:
-        raise ValueError("--mlflow needs MLflow: pip install mlflow (or mlflow-skinny)") from None
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
-
-    def log(trial: dict, result: dict) -> None:
-        params = {k: v for k, v in trial.items() if k != "train" and not k.startswith("_")}
-        params.update({f"train.{k}": v for k, v in trial["train"].items()})
-        with mlflow.start_run(run_name=f"{trial['model']}-{trial['norm']}-b{trial['batch_size']}-s{trial['seed']}"):
-            mlflow.log_params({k: str(v) for k, v in params.items()})
-            mlflow.set_tag("status", result["status"])
-            for h in result.get("history", []):
-                step = int(h.get("step", 0))
-                mlflow.log_metrics({k: float(v) for k, v in h.items() if k not in ("epoch", "step")}, step=step)
-            mlflow.log_metrics({k: float(v) for k, v in result.get("metrics", {}).items()})
-
-    return log
+KIND = "bench"
 
 
 def sweep(exp: Experiment, store: Store, executor: Executor | None = None, *,
-          on_result: Callable[[dict, dict], None] | None = None, mlflow_uri: str | None = None,
-          on_start: Callable[[int, int], None] | None = None) -> SweepOutcome:
-    """Run every planned trial not yet finished (ok or diverged) and store each result as it
-    comes back. Trials found 'running' (a killed run) or 'failed' run again."""
-    executor = executor or SerialExecutor()
-    trials = plan(exp)
-    store.add_planned(exp.name, trials)
-    status = store.status_of(t["id"] for t in trials)
-    todo = [t for t in trials if status.get(t["id"]) not in FINISHED]
-    outcome = SweepOutcome(planned=len(trials), skipped=len(trials) - len(todo), ran=0, ok=0,
-                           diverged=0, failed=0)
-    if on_start:
-        on_start(len(trials), len(todo))
-    logger = _mlflow_logger(mlflow_uri, exp.name) if mlflow_uri else None
-    extra = {"_data_root": exp.data_root, "_download": exp.download}
-
-    def dispatch() -> Iterator[dict[str, Any]]:
-        for t in todo:
-            store.mark_running(t["id"])          # in flight from here until its result is stored
-            yield {**t, **extra}
-
-    for trial, result in executor.run(dispatch(), run_trial):
-        store.finish(trial["id"], result["status"], result.get("metrics"), result.get("history"),
-                     result.get("error"))
-        outcome["ran"] += 1
-        outcome[result["status"]] = outcome.get(result["status"], 0) + 1
-        if logger is not None:
-            logger(trial, result)
-        if on_result:
-            on_result(trial, result)
-    return outcome
+          on_result: Callable[[Completed], None] | None = None,
+          on_start: Callable[[int, int], None] | None = None,
+          sinks: Sequence[Sink] = (), lease: float = 120.0) -> Outcome:
+    """Run every planned trial not finished yet (ok or diverged), storing each result as it
+    comes back. Failed trials and those a killed run left behind run again."""
+    record = store.experiment(exp.name, KIND, exp.model_dump(), identity=exp.identity())
+    driver = Driver(store, record, run_trial, executor,
+                    context=RunContext(data_root=exp.data_root, download=exp.download),
+                    lease=lease, sinks=sinks)
+    return driver.run(plan(exp), on_start=on_start, on_result=on_result)
 
 
 def estimate(exp: Experiment) -> dict[str, Any]:

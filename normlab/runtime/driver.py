@@ -173,6 +173,7 @@ class Driver:
         SIGINT/SIGTERM (KeyboardInterrupt) gives in-flight trials back and re-raises."""
         descriptions = [dict(d) for d in descriptions]
         ids = self.add(descriptions)
+        self.store.reap_dead_owners()
         self.store.requeue_failed(ids)
         status = self.store.status_of(ids)
         todo = deque((tid, d) for tid, d in zip(ids, descriptions) if status.get(tid) not in FINISHED)

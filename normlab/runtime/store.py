@@ -191,13 +191,19 @@ class Store:
             elif not tables:
                 self._switch_to_memory()
             return
-        if not self.memory:
+        if tables:
+            # Before any write: a damaged file is reported and left exactly as it was.
+            verdict = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise StoreError(f"store {self.path} is corrupt (integrity check: {verdict}); "
+                                 f"the file was left untouched")
+        if not self.memory and self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         if version < SCHEMA_VERSION and tables:
             with self.transaction():
                 self._migrate(version)
-        else:
+        elif not {"meta", "experiments", "trials", "bench_trials"} <= tables:
             with self.transaction():
                 self._create()
                 self._set_version()
@@ -293,10 +299,11 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(_explain(str(self.path), exc)) from None
 
-    def _execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """A read: every row fetched inside the guard, so a corrupt page is a StoreError too."""
         with self._lock:
             try:
-                return self.db.execute(sql, tuple(args))
+                return self.db.execute(sql, tuple(args)).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(_explain(str(self.path), exc)) from None
 
@@ -325,7 +332,8 @@ class Store:
         return found
 
     def get_experiment(self, experiment_id_: str) -> ExperimentRecord | None:
-        row = self._execute("SELECT * FROM experiments WHERE id=?", (experiment_id_,)).fetchone()
+        rows = self._execute("SELECT * FROM experiments WHERE id=?", (experiment_id_,))
+        row = rows[0] if rows else None
         return self._experiment(row) if row else None
 
     @staticmethod
@@ -406,6 +414,25 @@ class Store:
                            f"WHERE owner=? AND status='running' AND id IN ({','.join('?' * len(chunk))})",
                            (owner, *chunk))
 
+    def reap_dead_owners(self) -> int:
+        """Expire the leases of drivers on this host whose process is gone (killed with -9):
+        their trials become claimable at once instead of when the lease runs out."""
+        host = socket.gethostname()
+        owners = [r[0] for r in self._execute("SELECT DISTINCT owner FROM trials WHERE status='running' "
+                                              "AND owner IS NOT NULL")]
+        dead = []
+        for owner in owners:
+            parts = owner.split(":")
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+                dead.append(owner)
+        n = 0
+        if dead:
+            with self.transaction() as db:
+                for owner in dead:
+                    n += db.execute("UPDATE trials SET lease_expires=0 WHERE owner=? AND status='running'",
+                                    (owner,)).rowcount
+        return n
+
     def requeue_failed(self, trials: Iterable[str]) -> int:
         """Failed trials become pending again (a rerun retries them)."""
         ids = list(trials)
@@ -434,9 +461,9 @@ class Store:
 
     def count(self, experiment: str | None = None) -> int:
         if experiment is None:
-            return int(self._execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+            return int(self._execute("SELECT COUNT(*) FROM trials")[0][0])
         return int(self._execute("SELECT COUNT(*) FROM trials WHERE experiment_id=?",
-                                 (experiment,)).fetchone()[0])
+                                 (experiment,))[0][0])
 
     def status_of(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
@@ -485,6 +512,18 @@ class Store:
             d["history"] = json.loads(d["history"]) if d["history"] else []
             out.append(d)
         return out
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:

@@ -57,9 +57,9 @@ class TrainConfig:
             if v is None and allow_none:
                 return
             kind = int if integer else (int, float)
-            if isinstance(v, bool) or not isinstance(v, kind) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"{name}={v!r} is invalid: expected a positive "
-                                  + ("integer" if integer else "number"))
+                                  + ("integer" if integer else "finite number"))
 
         positive("epochs", integer=False)
         positive("steps", allow_none=True)
@@ -87,6 +87,10 @@ class TrainConfig:
                 raise ConfigError(f"{name}={v!r} is invalid: expected a number >= 0")
         if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"milestones={self.milestones!r} is invalid: expected fractions in (0, 1)")
+        if (isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float))
+                or not math.isfinite(self.gamma) or self.gamma <= 0):
+            raise ConfigError(f"gamma={self.gamma!r} is invalid: expected a positive finite number "
+                              f"(the learning-rate factor at each milestone, e.g. 0.1)")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ConfigError(f"eval_every={self.eval_every!r} is invalid: expected an integer >= 0")
         if self.resume and not self.checkpoint:

@@ -1,0 +1,80 @@
+"""What every sub-command shares: the consoles, one-line failures, output checks, signals."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+__all__ = ["console", "err", "fail", "check_out_dir", "check_out_file", "DEFAULT_STORE",
+           "interruptible", "open_store"]
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+DEFAULT_STORE = "runs/normlab.sqlite"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """One line on stderr and a non-zero exit: how every user error ends."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def check_out_dir(path: str | Path, flag: str) -> Path:
+    """Create the folder and prove it is writable, before any training starts."""
+    folder = Path(path)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise fail(f"{flag} {folder} is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".normlab-write-test-"):
+            pass
+    except OSError as exc:
+        raise fail(f"{flag} {folder} is not writable ({exc.strerror or exc})") from None
+    return folder
+
+
+def check_out_file(path: str | Path, flag: str) -> Path:
+    """A file we will write later: its folder must exist (or be creatable) and be writable."""
+    file = Path(path)
+    if file.is_dir():
+        raise fail(f"{flag} {file} is a folder: expected a file name")
+    check_out_dir(file.parent if str(file.parent) else ".", flag)
+    if file.exists() and not os.access(file, os.W_OK):
+        raise fail(f"{flag} {file} is not writable")
+    return file
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop dispatching, keep what is finished."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM raises like SIGINT inside the block (so in-flight work is given back cleanly)."""
+    def on_term(signum, frame):  # noqa: ARG001
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def open_store(path: str, *, readonly: bool):
+    """The store, or one line naming the path and the problem."""
+    from ..runtime import Store, StoreError
+
+    if readonly and not Path(path).exists():
+        raise fail(f"no store at {path}; run a study first (e.g. 'normlab bench') or pass --store")
+    try:
+        return Store(path, readonly=readonly)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
