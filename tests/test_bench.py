@@ -16,7 +16,7 @@ from normlab.bench import (ExperimentError, available_presets, load_experiment, 
                            sweep, write_report)
 from normlab.bench.report import markdown
 from normlab.cli import app
-from normlab.runtime import PoolExecutor, SerialExecutor, Store
+from normlab.runtime import PoolExecutor, SerialExecutor, Store, experiment_id, trial_id
 from normlab.runtime.store import export
 
 TINY = dict(name="tiny", dataset="synthetic:n=192,classes=3,channels=1,size=8", models=["resnet20"],
@@ -32,14 +32,33 @@ def _yaml(tmp_path, **overrides):
     return path
 
 
+def _ids(exp):
+    eid = experiment_id("bench", exp.name, exp.identity())
+    return [trial_id(eid, t) for t in plan(exp)]
+
+
 def test_plan_is_the_product_of_the_axes_with_stable_hash_ids():
     exp = load_experiment(**{**TINY, "seeds": [0, 1], "lrs": [0.1, 0.2]})
-    trials = plan(exp)
-    assert len(trials) == 1 * 2 * 2 * 2 * 2
-    assert len({t["id"] for t in trials}) == len(trials)
-    assert [t["id"] for t in plan(exp)] == [t["id"] for t in trials]        # deterministic
-    other = plan(load_experiment(**{**TINY, "seeds": [0, 1], "lrs": [0.1, 0.2], "steps": 5}))
-    assert not {t["id"] for t in trials} & {t["id"] for t in other}       # budget is identity
+    ids = _ids(exp)
+    assert len(ids) == 1 * 2 * 2 * 2 * 2 == len(set(ids))
+    assert _ids(exp) == ids                                                # deterministic
+    other = _ids(load_experiment(**{**TINY, "seeds": [0, 1], "lrs": [0.1, 0.2], "steps": 5}))
+    assert not set(ids) & set(other)                                       # budget is identity
+    wd = _ids(load_experiment(**{**TINY, "seeds": [0, 1], "lrs": [0.1, 0.2], "weight_decay": 0.0}))
+    assert not set(ids) & set(wd)                                          # so is weight decay
+    more = _ids(load_experiment(**{**TINY, "seeds": [0, 1, 2], "lrs": [0.1, 0.2]}))
+    assert set(ids) < set(more)                                            # a new seed keeps the rest
+    renamed = _ids(load_experiment(**{**TINY, "name": "other", "seeds": [0, 1], "lrs": [0.1, 0.2]}))
+    assert not set(ids) & set(renamed)                                     # a renamed study runs its own
+
+
+def test_equivalent_specs_are_one_trial():
+    a = load_experiment(**{**TINY, "norms": ["gn:groups=4,eps=1e-5", "BN"]})
+    b = load_experiment(**{**TINY, "norms": ["gn:eps=1e-5,groups=4", "bn"]})
+    c = load_experiment(**{**TINY, "norms": ["gn:groups=4", "bn"]})
+    assert _ids(a) == _ids(b) == _ids(c)
+    with pytest.raises(ExperimentError, match="more than once"):
+        load_experiment(**{**TINY, "norms": ["gn:groups=4", "gn:groups=4,eps=0.00001"]})
 
 
 def test_batch_modes():
@@ -77,19 +96,16 @@ def test_presets_validate():
     assert paper.dataset == "cifar10" and paper.batch_sizes == [2, 4, 8, 16, 32, 64, 128]
 
 
-def test_store_is_wal_and_idempotent(tmp_path):
-    trials = plan(load_experiment(**TINY))
+def test_bench_rows_are_json_queries_and_export(tmp_path):
+    exp = load_experiment(**TINY)
     with Store(tmp_path / "s.sqlite") as store:
-        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store.add_planned("tiny", trials) == 4
-        assert store.add_planned("tiny", trials) == 0
-        store.mark_running(trials[0]["id"])
-        store.finish(trials[0]["id"], "ok", {"test_acc": 0.5}, [{"epoch": 1.0}])
-        rows = store.rows(status="ok")
-        assert len(rows) == 1 and rows[0]["metrics"] == {"test_acc": 0.5} and rows[0]["attempts"] == 1
-        assert len(store.rows(norm="bn")) == 2 and len(store.rows(batch_size=16)) == 2
+        sweep(exp, store)
+        assert len(store.rows(where={"norm": "bn"})) == 2 and len(store.rows(where={"batch_size": 16})) == 2
+        view = store.db.execute("SELECT model, norm, batch_size, seed, status FROM bench_trials").fetchall()
+        assert len(view) == 4 and {tuple(v)[1] for v in view} == {"bn", "gn:groups=2"}
         csv_text = export(store.rows(), "csv")
-        assert csv_text.splitlines()[0].startswith("id,experiment,model,norm") and "test_acc" in csv_text
+        head = csv_text.splitlines()[0]
+        assert head.startswith("id,experiment,status") and "model" in head and "test_acc" in head
         assert len(json.loads(export(store.rows(), "json"))) == 4
 
 
@@ -97,14 +113,14 @@ def test_sweep_stores_every_trial_and_resumes(tmp_path):
     exp = load_experiment(**TINY)
     with Store(tmp_path / "s.sqlite") as store:
         out = sweep(exp, store)
-        assert (out["planned"], out["ran"], out["ok"]) == (4, 4, 4)
+        assert (out.planned, out.ran, out.ok) == (4, 4, 4)
         rows = store.rows()
         assert all(r["status"] == "ok" and r["history"] and "test_acc" in r["metrics"] for r in rows)
         # a failed trial and an interrupted one run again; finished ones are skipped
         store.db.execute("UPDATE trials SET status='failed' WHERE id=?", (rows[0]["id"],))
         store.db.execute("UPDATE trials SET status='running' WHERE id=?", (rows[1]["id"],))
         again = sweep(exp, store)
-        assert (again["skipped"], again["ran"]) == (2, 2)
+        assert (again.skipped, again.ran) == (2, 2)
         assert store.count() == 4
 
 
@@ -112,7 +128,7 @@ def test_a_diverged_trial_is_stored_and_the_sweep_goes_on(tmp_path):
     exp = load_experiment(**{**TINY, "norms": ["bn"], "batch_sizes": [16], "lrs": [0.05, 1e9]})
     with Store(tmp_path / "s.sqlite") as store:
         out = sweep(exp, store)
-        assert (out["ok"], out["diverged"]) == (1, 1)
+        assert (out.ok, out.diverged) == (1, 1)
         bad = store.rows(status="diverged")[0]
         assert bad["description"]["lr"] == 1e9 and "non-finite" in bad["error"]
 
@@ -202,7 +218,7 @@ def test_report_table_best_drop_plot_html_markdown(tmp_path):
     rows.append({"experiment": "e", "status": "diverged", "metrics": {}, "description":
                  {"model": "resnet20", "norm": "bn", "dataset": "mnist5k", "batch_size": 2,
                   "batch_mode": "both", "seed": 9}})
-    summary = summarize(rows)
+    [summary] = summarize(rows)
     assert summary.best("resnet20") == {2: "gn", 32: "bn"}
     drop = summary.drop("resnet20")
     assert drop["bn"] == pytest.approx(100 * (0.91 - 0.55)) and drop["gn"] == pytest.approx(4.0)
@@ -213,8 +229,8 @@ def test_report_table_best_drop_plot_html_markdown(tmp_path):
     page = paths["html"].read_text()
     assert "data:image/png;base64," in page and "<svg" in page
     assert "src=\"http" not in page and "href=\"http" not in page          # opens with no server
-    md = markdown(summary)
-    assert "| norm | b=2 | b=32 | drop |" in md and "**81.0 ± 1.4**" in md
+    md = markdown([summary])
+    assert "| norm | b=2 | b=32 | drop |" in md and "**81.0 ± 12.7 (n=2)**" in md
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):
@@ -255,12 +271,127 @@ def test_bench_runs_report_and_dry_run_commands(tmp_path):
 
 def test_mlflow_logs_each_trial(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
+    from normlab.runtime.sinks import MLflowSink
+
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")     # a plain folder as the tracking store
     exp = load_experiment(**TINY)
     uri = f"file://{tmp_path / 'mlruns'}"
     with Store(tmp_path / "m.sqlite") as store:
-        sweep(exp, store, mlflow_uri=uri)
+        sweep(exp, store, sinks=[MLflowSink(uri, exp.name)])
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
     assert len(runs) == 4
     assert all("test_acc" in r.data.metrics and r.data.params["norm"] in ("bn", "gn:groups=2") for r in runs)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "normlab.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "COLUMNS": "160"})
+
+
+def _one_line_exit_2(res, *needles):
+    assert res.returncode == 2, (res.returncode, res.stdout[-500:], res.stderr)
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: ")
+    for needle in needles:
+        assert needle in res.stderr, (needle, res.stderr)
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--dataset", "imagefolder:/no/such/folder"], ["/no/such/folder"]),
+    (["--norm", "bgn:groups=5"], ["groups=5", "bgn"]),
+    (["--batch-size", "512", "--steps", "1"], ["512", "training set"]),
+    (["--lr", "nan"], ["lr", "finite"]),
+    (["--epochs", "inf"], ["epochs", "finite"]),
+    (["--norm", "bn", "--norm", "BN"], ["more than once"]),
+    (["--address", "127.0.0.1:6379"], ["--address", "--backend ray"]),
+    (["--name", ""], ["--name"]),
+    (["--name", "../../escape"], ["name='../../escape'"]),
+    (["--preset", "quick"], ["--preset quick", "config file"]),
+    (["--preset", "nope"], ["unknown preset 'nope'"]),
+    (["--workers", "0"], ["--workers 0"]),
+])
+def test_bad_bench_input_is_one_line_exit_2_before_any_work(tmp_path, args, needles):
+    config = _yaml(tmp_path)
+    store = tmp_path / "x.sqlite"
+    with_config = [] if args[:1] == ["--preset"] and args[1] == "nope" else [config]
+    res = _cli("bench", *with_config, *args, "--store", store, "--out", tmp_path / "out")
+    _one_line_exit_2(res, *needles)
+    assert not store.exists() and not (tmp_path / "escape").exists()
+
+
+def test_yaml_booleans_and_nonfinite_numbers_are_rejected(tmp_path):
+    for bad in ({"epochs": True}, {"steps": None, "epochs": float("nan")}, {"lr": float("inf")}):
+        res = _cli("bench", _yaml(tmp_path, **bad), "--store", tmp_path / "x.sqlite")
+        _one_line_exit_2(res, next(iter(k for k in bad if bad[k] is not None)))
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = _cli("bench", _yaml(tmp_path), "--store", tmp_path / "x.sqlite", "--out", blocker)
+    _one_line_exit_2(res, "--out", "is a file")
+    assert not (tmp_path / "x.sqlite").exists()
+    res = _cli("dynamics", "--steps", "2", "--out", blocker / "sub")
+    _one_line_exit_2(res, "--out")
+    res = _cli("dynamics", "--steps", "2", "--milestones", "0.5,x")
+    _one_line_exit_2(res, "--milestones")
+    res = _cli("dynamics", "--steps", "2", "--gamma", "-1")
+    _one_line_exit_2(res, "--gamma")
+
+
+def test_bad_stores_are_one_line(tmp_path):
+    not_db = tmp_path / "notes.sqlite"
+    not_db.write_text("hello\n" * 100)
+    for cmd in (["runs"], ["report"], ["bench", _yaml(tmp_path)]):
+        res = _cli(*cmd, "--store", not_db)
+        _one_line_exit_2(res, str(not_db), "not a normlab store")
+    assert not_db.read_text() == "hello\n" * 100
+    res = _cli("bench", _yaml(tmp_path), "--store", tmp_path)
+    _one_line_exit_2(res, "is a directory")
+    res = _cli("runs", "--store", tmp_path / "missing.sqlite")
+    _one_line_exit_2(res, "no store at")
+
+
+def test_runs_and_report_read_a_previous_schema_store(tmp_path):
+    from test_runtime import _v1_store
+
+    path = tmp_path / "old.sqlite"
+    _v1_store(path)
+    res = _cli("runs", "--store", path, "--norm", "BN")
+    assert res.returncode == 0 and "2 trial(s)" in res.stdout, res.stderr
+    res = _cli("report", "--store", path, "--out", tmp_path / "rep")
+    assert res.returncode == 0, res.stderr
+    assert "b=32" in res.stdout and (tmp_path / "rep" / "report.html").exists()
+
+
+def test_configurations_are_never_pooled(tmp_path):
+    store = tmp_path / "s.sqlite"
+    base = {**TINY, "norms": ["bn"], "batch_sizes": [16]}
+    with Store(store) as db:
+        sweep(load_experiment(**base), db)
+        sweep(load_experiment(**{**base, "weight_decay": 0.0}), db)   # an edited config, same name
+        sweep(load_experiment(**{**base, "name": "renamed"}), db)     # renamed: its own trials, no crash
+        rows = db.rows(experiment="tiny")
+    summaries = summarize(rows, "tiny")
+    assert len(summaries) == 2 and [list(s.config) for s in summaries] == [["train.weight_decay"]] * 2
+    assert sorted(s.config["train.weight_decay"] for s in summaries) == [0.0, 0.0005]
+    res = _cli("report", "--store", store, "--out", tmp_path / "rep")
+    assert res.returncode == 0, res.stderr
+    assert "2 configurations" in res.stdout and "train.weight_decay" in res.stdout
+
+
+def test_every_trial_failing_exits_non_zero(tmp_path, monkeypatch):
+    res = _cli("bench", _yaml(tmp_path, norms=["bn"], batch_sizes=[16], lrs=[1e9]), "--store",
+               tmp_path / "s.sqlite", "--out", tmp_path / "o")
+    assert res.returncode == 0                          # diverged is a result, not a failure
+    folder = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(4):
+            (folder / cls / f"{i}.png").write_bytes(b"not an image")
+    res = _cli("bench", "--dataset", f"imagefolder:{folder},size=8", "--model", "resnet20",
+               "--norm", "bn", "--batch-size", "4", "--steps", "1", "--width", "0.25",
+               "--store", tmp_path / "f.sqlite", "--out", tmp_path / "o2")
+    assert res.returncode == 1 and "every trial failed" in res.stderr, (res.stdout[-800:], res.stderr)
+    assert str(folder) in res.stderr                    # the bad file is named

@@ -27,9 +27,14 @@ def sweep(exp: Experiment, store: Store, executor: Executor | None = None, *,
     return driver.run(plan(exp), on_start=on_start, on_result=on_result)
 
 
+_TIME_LIMIT_FLOPS = 5e9       # a step bigger than this (forward FLOPs) is estimated, not timed
+
+
 def estimate(exp: Experiment) -> dict[str, Any]:
-    """The plan and a cost estimate from timing one micro-step of each model/norm/batch on this
-    machine (a few seconds), extrapolated to every trial's steps."""
+    """The plan and a cost estimate: one micro-step of each model/norm/batch is timed on this
+    machine (a few seconds) and extrapolated to every trial's steps. FLOPs are counted on the
+    meta device (nothing allocated); a step too large to time cheaply is estimated from its
+    FLOPs at the throughput measured on the small ones (or a nominal 10 GFLOP/s)."""
     import math
 
     import torch
@@ -43,9 +48,11 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     data = load_dataset(exp.dataset, root=exp.data_root, download=exp.download, seed=exp.data_seed)
     n_train = data.size("train")
     shape = (data.in_channels, *data.image_size)
-    timings: dict[tuple, float] = {}
+    timings: dict[tuple, float | None] = {}
     flops: dict[str, int] = {}
-    total_seconds, total_images, total_flops = 0.0, 0, 0.0
+    measured = []                                # (flops of the step, seconds) of timed steps
+    total_images, total_flops = 0, 0.0
+    steps_of: list[tuple[dict, int, int, int]] = []
     for t in trials:
         cfg = t["train"]
         opt_batch = cfg["batch_size"]
@@ -53,21 +60,34 @@ def estimate(exp: Experiment) -> dict[str, Any]:
         steps = TrainConfig.from_dict(cfg).total_steps(n_train // opt_batch)
         total_images += steps * opt_batch
         if t["model"] not in flops:
-            m = create_model(t["model"], in_channels=shape[0], num_classes=data.num_classes, width=exp.width)
-            flops[t["model"]] = profile(m, (1, *shape)).flops
+            with torch.device("meta"):
+                m = create_model(t["model"], in_channels=shape[0], num_classes=data.num_classes,
+                                 width=exp.width)
+                flops[t["model"]] = profile(m, (1, *shape)).flops
         key = (t["model"], t["norm"], micro)
         if key not in timings:
-            torch.manual_seed(0)
-            m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
-                             num_classes=data.num_classes, width=exp.width)
-            x, y = torch.randn(micro, *shape), torch.randint(0, data.num_classes, (micro,))
-            runs = []
-            for _ in range(3):
-                start = time.perf_counter()
-                F.cross_entropy(m(x), y).backward()
-                runs.append(time.perf_counter() - start)
-            timings[key] = min(runs[1:])
+            timings[key] = None
+            if flops[t["model"]] * micro <= _TIME_LIMIT_FLOPS:
+                torch.manual_seed(0)
+                m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
+                                 num_classes=data.num_classes, width=exp.width)
+                x, y = torch.randn(micro, *shape), torch.randint(0, data.num_classes, (micro,))
+                runs = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    F.cross_entropy(m(x), y).backward()
+                    runs.append(time.perf_counter() - start)
+                timings[key] = min(runs[1:])
+                measured.append((3 * flops[t["model"]] * micro, timings[key]))
         total_flops += 3 * flops[t["model"]] * steps * opt_batch      # forward + backward
-        total_seconds += steps * math.ceil(opt_batch / micro) * timings[key]
+        steps_of.append((t, steps, opt_batch, micro))
+    rate = (sum(f for f, _ in measured) / sum(s for _, s in measured)) if measured else 10e9
+    total_seconds = 0.0
+    for t, steps, opt_batch, micro in steps_of:
+        step = timings[(t["model"], t["norm"], micro)]
+        if step is None:
+            step = 3 * flops[t["model"]] * micro / rate
+        total_seconds += steps * math.ceil(opt_batch / micro) * step
     return {"plan": trials, "trials": len(trials), "images": total_images,
-            "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train}
+            "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train,
+            "timed": sum(v is not None for v in timings.values()), "estimated": sum(v is None for v in timings.values())}
