@@ -395,3 +395,49 @@ def test_every_trial_failing_exits_non_zero(tmp_path, monkeypatch):
                "--store", tmp_path / "f.sqlite", "--out", tmp_path / "o2")
     assert res.returncode == 1 and "every trial failed" in res.stderr, (res.stdout[-800:], res.stderr)
     assert str(folder) in res.stderr                    # the bad file is named
+
+
+def _rows(table):
+    rows = []
+    for (norm, b), accs in table.items():
+        for seed, acc in enumerate(accs):
+            rows.append({"experiment": "e", "status": "ok", "metrics": {"test_acc": acc},
+                         "description": {"model": "resnet20", "norm": norm, "dataset": "mnist5k",
+                                         "batch_size": b, "batch_mode": "norm", "seed": seed}})
+    return rows
+
+
+def test_report_statistics_n_intervals_and_significance():
+    from normlab.bench.report import compare, verdicts
+
+    rows = _rows({("bn", 2): [0.80, 0.82, 0.81], ("bn", 32): [0.90, 0.93, 0.91],
+                  ("bgn:groups=4", 2): [0.86, 0.89, 0.87], ("bgn:groups=4", 32): [0.905, 0.925, 0.915],
+                  ("gn:groups=4", 2): [0.9], ("bgn:groups=16", 2): [0.81, 0.84, 0.82]})
+    [s] = summarize(rows)
+    cells = s.groups["resnet20"]
+    assert cells["gn:groups=4"][2].text() == "90.0 (n=1)"                  # one seed: n=1, no "± 0.0"
+    # 95% t-interval by hand: mean 0.81, sd 0.01, t(0.975, 2) = 4.302653
+    assert cells["bn"][2].stat.half_width == pytest.approx(4.302653 * 0.01 / 3 ** 0.5, rel=1e-5)
+    assert cells["bn"][2].text() == "81.0 ± 2.5 (n=3)"
+    c = compare(cells["bgn:groups=4"][2], cells["bn"][2])                  # paired by seed
+    from scipy.stats import ttest_rel
+
+    assert c.diff == pytest.approx(100 * (0.873333 - 0.81), abs=1e-3) and c.n == 3
+    assert c.p == pytest.approx(ttest_rel([0.86, 0.89, 0.87], [0.80, 0.82, 0.81]).pvalue) and c.significant
+    noise = compare(cells["bgn:groups=4"][32], cells["bn"][32])            # +0.17 pts, noisy
+    assert noise.p > 0.05 and not noise.significant
+    assert compare(cells["gn:groups=4"][2], cells["bn"][2]).p is None       # n=1: no test
+    table = s.table("resnet20")
+    row = next(r for r in table.rows if r[0] == "bgn:groups=4")
+    assert row[1].endswith("*") and not row[2].endswith("*")
+    text = " ".join(verdicts(s, "resnet20"))
+    assert "BN drops 10.3 points from b=32 to b=2" in text and "paper: 9.6" in text
+    assert "BGN (bgn:groups=4) at b=2 is better than BN at b=2" in text
+    assert "best BGN group count bgn:groups=4" in text and "sensitivity to G" in text
+
+
+def test_a_group_sweep_in_one_spec():
+    exp = load_experiment(**{**TINY, "norms": ["bn", "bgn:groups=[1,2,4]"]})
+    assert exp.norms == ["bn", "bgn:groups=1", "bgn:groups=2", "bgn:groups=4"]
+    with pytest.raises(ExperimentError, match="empty"):
+        load_experiment(**{**TINY, "norms": ["bgn:groups=[]"]})

@@ -21,6 +21,30 @@ _NOT_RESULTS = ("name", "data_root", "download")              # never change a t
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
+def expand_spec(spec: str) -> list[str]:
+    """A sweep written in one spec: ``bgn:groups=[1,4,16,64]`` -> four specs (several bracketed
+    parameters give their product)."""
+    import itertools
+
+    name, sep, rest = spec.partition(":")
+    if "[" not in rest:
+        return [spec]
+    parts = re.findall(r"([^,=\[\]]+)=(\[[^\]]*\]|[^,]*)", rest)
+    if not parts:
+        raise ValueError(f"norm spec {spec!r}: cannot read the sweep; expected e.g. bgn:groups=[1,4,16]")
+    choices = []
+    for key, value in parts:
+        key = key.strip()
+        if value.startswith("["):
+            items = [x.strip() for x in value[1:-1].split(",") if x.strip()]
+            if not items:
+                raise ValueError(f"norm spec {spec!r}: {key}=[] is empty; expected values, e.g. [1,4,16]")
+            choices.append([f"{key}={x}" for x in items])
+        else:
+            choices.append([f"{key}={value.strip()}"])
+    return [f"{name}:{','.join(combo)}" for combo in itertools.product(*choices)]
+
+
 def safe_name(name: str) -> str:
     """A name that is safe as a folder name: letters, digits, '.', '_' and '-' (anything else,
     '/' and '..' included, becomes '_'). For names read back from a store someone else wrote."""
@@ -114,7 +138,7 @@ class Experiment(BaseModel):
 
         if not v:
             raise ValueError("norms is empty: expected at least one norm spec")
-        specs = [str(parse_spec(s)) for s in v]
+        specs = [str(parse_spec(s)) for spec in v for s in expand_spec(spec)]
         repeated = sorted({s for s in specs if specs.count(s) > 1})
         if repeated:
             raise ValueError(f"norms={v} names {repeated[0]} more than once (specs are compared "

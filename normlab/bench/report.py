@@ -16,7 +16,11 @@ from typing import Any
 
 from ..report import ReportTable, Stat, describe, html_page, html_table, markdown_table, pyplot, save_figure
 
-__all__ = ["Summary", "Cell", "summarize", "write_report", "markdown", "tables"]
+__all__ = ["Summary", "Cell", "summarize", "write_report", "markdown", "tables", "compare", "verdicts",
+           "Comparison"]
+
+ALPHA = 0.05
+PAPER_BN_DROP = "9.6 on ImageNet ResNet-50, batch 32 -> 2 (BGN paper)"
 
 # Description fields that are the study's axes (or follow from them): never a configuration.
 _AXES = {"model", "norm", "batch_size", "seed", "train.seed", "train.batch_size",
@@ -28,6 +32,10 @@ class Cell:
     accs: list[float] = field(default_factory=list)
     diverged: int = 0
     failed: int = 0
+    seeds: list[int] = field(default_factory=list)       # the seed of each accuracy, for pairing
+
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.accs))
 
     @property
     def stat(self) -> Stat:
@@ -86,15 +94,114 @@ class Summary:
         if self.config:
             title += f" [{self.label}]"
         out = ReportTable(title, ["norm", *[f"b={b}" for b in self.batch_sizes], "drop"],
-                          note=f"top-1 %, mean ± 95% interval over seeds (n = seeds); batch = "
+                          note=f"top-1 %, mean ± 95% interval over seeds (n = seeds); * = differs from "
+                               f"BN at that batch size (paired t-test over seeds, p < {ALPHA}); batch = "
                                f"{self.batch_mode}; drop = largest batch minus smallest, points")
+        bn = self.groups[model].get("bn")
         for norm, row in self.groups[model].items():
-            cells = [row[b].text() if b in row else "-" for b in self.batch_sizes]
+            cells = []
+            for b in self.batch_sizes:
+                text = row[b].text() if b in row else "-"
+                if norm != "bn" and bn and b in bn and b in row:
+                    c = compare(row[b], bn[b])
+                    if c is not None and c.significant:
+                        text += " *"
+                cells.append(text)
             d = drop.get(norm)
             out.add([norm, *cells, f"{d:+.1f}" if d is not None else "-"],
                     emphasise=[1 + i for i, b in enumerate(self.batch_sizes) if best.get(b) == norm])
         out.add(["best", *[best.get(b, "-") for b in self.batch_sizes], ""])
         return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """a - b in points, paired by seed, with a two-sided paired t-test (None when fewer than
+    two shared seeds: no test is possible)."""
+
+    diff: float
+    n: int
+    p: float | None
+
+    @property
+    def significant(self) -> bool:
+        return self.p is not None and self.p < ALPHA
+
+    def text(self) -> str:
+        if self.p is None:
+            return f"{self.diff:+.1f} points (n={self.n}: too few seeds to test)"
+        verdict = "significant" if self.significant else "within noise"
+        return f"{self.diff:+.1f} points ({verdict}, paired t-test p={self.p:.3f}, n={self.n})"
+
+
+def compare(a: Cell, b: Cell) -> Comparison | None:
+    """Paired comparison of two cells over the seeds both have (a minus b, in points)."""
+    pa, pb = a.by_seed(), b.by_seed()
+    shared = sorted(set(pa) & set(pb))
+    if not shared:
+        return None
+    xs, ys = [pa[k] for k in shared], [pb[k] for k in shared]
+    diff = 100 * sum(x - y for x, y in zip(xs, ys)) / len(shared)
+    p = None
+    if len(shared) >= 2:
+        deltas = [x - y for x, y in zip(xs, ys)]
+        if max(deltas) == min(deltas):              # identical differences: no variance to test
+            p = 0.0 if deltas[0] != 0 else 1.0
+        else:
+            from scipy.stats import ttest_rel
+
+            p = float(ttest_rel(xs, ys).pvalue)
+    return Comparison(diff, len(shared), p)
+
+
+def verdicts(summary: "Summary", model: str) -> list[str]:
+    """Plain sentences, one per claim of the BGN paper, measured on this data."""
+    rows = summary.groups[model]
+    out = []
+    bn = rows.get("bn")
+    sizes = sorted(b for b in summary.batch_sizes if bn and b in bn and bn[b].accs) if bn else []
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        c = compare(bn[large], bn[small])
+        if c is not None:
+            holds = "holds" if c.significant and c.diff > 0 else "does not hold"
+            out.append(f"BN drops {c.diff:.1f} points from b={large} to b={small} "
+                       f"(paper: {PAPER_BN_DROP}); {c.text()}: the claim that BN degrades at small "
+                       f"batch {holds} here.")
+        if large >= 128 and len(sizes) >= 3:
+            mid = max(b for b in sizes if b < large)
+            c = compare(bn[mid], bn[large])
+            if c is not None:
+                holds = "holds" if c.significant and c.diff > 0 else "does not hold"
+                out.append(f"BN at b={large} vs b={mid}: {(-c.diff):+.1f} points; {c.text()}: the "
+                           f"claim that BN saturates at very large batch {holds} here.")
+    bgns = [n for n in rows if n.startswith("bgn")]
+    if bn and bgns and sizes:
+        small = sizes[0]
+        cands = [(rows[n][small].mean, n) for n in bgns if small in rows[n] and rows[n][small].accs]
+        if cands:
+            best_bgn = max(cands)[1]
+            c = compare(rows[best_bgn][small], bn[small])
+            if c is not None:
+                if c.significant:
+                    word = "is better than" if c.diff > 0 else "is worse than"
+                else:
+                    word = "is not significantly different from"
+                out.append(f"BGN ({best_bgn}) at b={small} {word} BN at b={small}: {c.text()}.")
+    for b in summary.batch_sizes:
+        best = summary.best(model).get(b)
+        if best and bn and b in bn and best != "bn" and bn[b].accs:
+            c = compare(rows[best][b], bn[b])
+            if c is not None:
+                out.append(f"b={b}: best is {best}, {c.text()} over BN.")
+    sweep = [n for n in bgns if "groups=" in n]
+    if len(sweep) >= 2:
+        for b in summary.batch_sizes:
+            vals = [(rows[n][b].mean, n) for n in sweep if b in rows[n] and rows[n][b].accs]
+            if len(vals) >= 2:
+                out.append(f"b={b}: best BGN group count {max(vals)[1]}; accuracy over the G sweep spans "
+                           f"{100 * (max(vals)[0] - min(vals)[0]):.1f} points (sensitivity to G).")
+    return out
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -133,6 +240,7 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list
             acc = r["metrics"].get("test_acc")
             if r["status"] == "ok" and isinstance(acc, (int, float)) and math.isfinite(acc):
                 cell.accs.append(acc)
+                cell.seeds.append(d.get("seed", len(cell.seeds)))
             elif r["status"] == "diverged":
                 cell.diverged += 1
             elif r["status"] == "failed":
@@ -153,7 +261,11 @@ def markdown(summaries: list[Summary]) -> str:
     if len(summaries) > 1:
         parts.append("Trials of different configurations are reported separately; they differ in: "
                      + ", ".join(summaries[0].config) + "\n")
-    parts += [markdown_table(t) for t in tables(summaries)]
+    for s in summaries:
+        for model in s.groups:
+            parts.append(markdown_table(s.table(model)))
+            parts += [f"- {v}" for v in verdicts(s, model)]
+            parts.append("")
     return "\n".join(parts)
 
 
@@ -202,7 +314,16 @@ def write_report(summaries: list[Summary] | Summary, out_dir: str | Path) -> dic
     if len(summaries) > 1:
         intro += (" Trials of different configurations are reported separately; they differ in: "
                   + ", ".join(summaries[0].config) + ".")
-    page = html_page(f"normlab report: {name}", [html_table(t) for t in tables(summaries)],
+    import html as _html
+
+    sections = []
+    for s in summaries:
+        for model in s.groups:
+            sections.append(html_table(s.table(model)))
+            found = verdicts(s, model)
+            if found:
+                sections.append("<ul>" + "".join(f"<li>{_html.escape(v)}</li>" for v in found) + "</ul>")
+    page = html_page(f"normlab report: {name}", sections,
                      [("Accuracy against batch size", png)], intro=intro, markdown=md)
     (out / "report.html").write_text(page)
     return {"png": png, "svg": svg, "html": out / "report.html", "markdown": out / "report.md"}

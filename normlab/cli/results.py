@@ -13,7 +13,7 @@ from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail,
 
 
 def print_report(summaries, out_dir: Path) -> None:
-    from ..bench.report import write_report
+    from ..bench.report import verdicts, write_report
     from ..report import rich_table
 
     if len(summaries) > 1:
@@ -22,6 +22,8 @@ def print_report(summaries, out_dir: Path) -> None:
     for s in summaries:
         for model in s.groups:
             console.print(rich_table(s.table(model)))
+            for line in verdicts(s, model):
+                console.print(f"- {line}", highlight=False)
             drop = s.drop(model)
             if drop:
                 worst = max(drop, key=lambda n: drop[n])
