@@ -11,7 +11,19 @@ def test_parse_specs():
     assert parse_spec(" GN : groups=4 , eps=1e-3 ") == NormSpec("gn", {"groups": 4, "eps": 1e-3})
     assert parse_spec("frn:tlu=false").params == {"tlu": False}
     assert parse_spec("bn") == NormSpec("bn", {})
-    assert str(parse_spec("bgn:groups=8,eps=0.001")) == "bgn:groups=8,eps=0.001"
+    assert str(parse_spec("bgn:groups=8,eps=0.001")) == "bgn:eps=0.001,groups=8"     # keys sorted
+
+
+def test_specs_are_canonical():
+    from normlab import canonical_spec
+
+    same = ["gn:groups=4,eps=1e-5", "gn:eps=1e-5,groups=4", "gn:groups=4", "GN: eps=0.00001 ,groups=4"]
+    assert {canonical_spec(s) for s in same} == {"gn:groups=4"}
+    assert canonical_spec("BN") == canonical_spec("bn:momentum=0.1,affine=true") == "bn"
+    assert canonical_spec("mabn:eps=1") == canonical_spec("mabn:eps=1.0") == "mabn:eps=1.0"
+    assert canonical_spec("bgn:affine=off,groups=8") == "bgn:affine=false,groups=8"
+    for spec in ("bgn:affine=false,groups=8", "frn:tlu=false", "bn:eps=0.001"):
+        assert canonical_spec(canonical_spec(spec)) == canonical_spec(spec)     # round trip
 
 
 @pytest.mark.parametrize("spec,message", [

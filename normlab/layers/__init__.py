@@ -14,6 +14,7 @@ from .registry import (
     NormSpec,
     NormSpecError,
     available_norms,
+    canonical_spec,
     create_act,
     create_norm,
     norm_act,
@@ -26,6 +27,6 @@ __all__ = [
     "BatchNorm", "BatchGroupNorm", "BatchRenorm", "SyncBatchGroupNorm", "GroupNorm", "LayerNorm",
     "InstanceNorm", "PositionalNorm", "MovingAverageBatchNorm", "CenteredConv2d", "EvoNormB0",
     "EvoNormS0", "FilterResponseNorm", "NORMS", "NormInfo", "NormSpec", "NormSpecError",
-    "available_norms", "create_act", "create_norm", "norm_act", "parse_spec",
+    "available_norms", "canonical_spec", "create_act", "create_norm", "norm_act", "parse_spec",
     "replaces_activation", "convert_norms", "fuse_norms", "is_norm",
 ]

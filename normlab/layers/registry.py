@@ -18,7 +18,7 @@ from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
 
 __all__ = [
     "NormInfo", "NORMS", "NormSpec", "NormSpecError", "parse_spec", "create_norm", "norm_act",
-    "available_norms", "create_act", "replaces_activation",
+    "available_norms", "create_act", "replaces_activation", "canonical_spec",
 ]
 
 
@@ -89,6 +89,34 @@ def _parse_value(text: str) -> Any:
     return text
 
 
+def _normalise(value: Any, hint: Any) -> Any:
+    """An int given for a float parameter is that float (eps=1 is eps=1.0)."""
+    allowed = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) or \
+        typing.get_origin(hint) is typing.Union else {hint}
+    if float in allowed and int not in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    return value == default
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def canonical_spec(spec: "str | NormSpec") -> str:
+    """The canonical string of a spec: ``canonical_spec("GN:eps=1e-5,groups=4") == "gn:groups=4"``."""
+    return str(NormSpec.parse(spec))
+
+
 def _check_type(name: str, key: str, value: Any, hint: Any) -> None:
     """Check a parsed value against the parameter's annotation (int, float, bool, optional)."""
     allowed = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) or \
@@ -140,7 +168,11 @@ class NormSpec:
                                     + (", ".join(valid) or "none"))
             value = _parse_value(raw.strip())
             _check_type(name, key, value, hints.get(key))
-            params[key] = value
+            params[key] = _normalise(value, hints.get(key))
+        # Canonical: a parameter equal to its default is dropped, so 'gn:groups=4,eps=1e-5',
+        # 'gn:eps=1e-5,groups=4' and 'gn:groups=4' are one spec (and one trial in a study).
+        params = {k: v for k, v in sorted(params.items())
+                  if not (valid[k].default is not inspect.Parameter.empty and _same(v, valid[k].default))}
         return cls(name, params)
 
     @property
@@ -148,9 +180,10 @@ class NormSpec:
         return NORMS[self.name]
 
     def __str__(self) -> str:
+        """The canonical spec: lowercase name, defaults dropped, parameters sorted."""
         if not self.params:
             return self.name
-        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params.items())
+        return self.name + ":" + ",".join(f"{k}={_format(v)}" for k, v in sorted(self.params.items()))
 
 
 def parse_spec(spec: "str | NormSpec") -> NormSpec:
