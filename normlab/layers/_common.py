@@ -5,6 +5,8 @@ Everything here depends on torch alone.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -18,13 +20,19 @@ def check_positive_int(name: str, value: object) -> int:
 
 
 def check_positive_float(name: str, value: object, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = value >= 0 if allow_zero else value > 0
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}={value!r} is invalid: expected a number {bound}")
+        raise ValueError(f"{name}={value!r} is invalid: expected a finite number {bound}")
     return float(value)
+
+
+def empty_batch(x: Tensor) -> Tensor:
+    """The output for an input with N = 0: an empty tensor of the same shape (still in the
+    autograd graph); callers return it before touching any running statistic."""
+    return x.clone()
 
 
 def check_momentum(value: object) -> float:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._common import (
+    empty_batch,
     channel_view,
     check_input,
     check_momentum,
@@ -57,6 +58,12 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def _check_input_dim(self, input: Tensor) -> None:
         check_input(input, self.num_features, "BatchNorm")
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.shape[0] == 0:         # torch would still count the batch in num_batches_tracked
+            self._check_input_dim(input)
+            return empty_batch(input)
+        return super().forward(input)
 
     def channel_affine(self) -> tuple[Tensor, Tensor] | None:
         """Eval-mode transform as per-channel (scale, shift); None without running statistics."""
@@ -226,6 +233,8 @@ class BatchGroupNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "BatchGroupNorm")
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         self._check_groups(x)
         n, c, g = x.shape[0], self.num_channels, self.groups
         use_batch = self._use_batch_stats()
@@ -255,7 +264,8 @@ class BatchGroupNorm(nn.Module):
                 return F.batch_norm(x, run_mean.repeat_interleave(per), run_var.repeat_interleave(per),
                                     self.weight, self.bias, False, 0.0, self.eps)
             dt = compute_dtype(x)
-            y = _BGNFunction.apply(x.to(dt).contiguous(), self.weight, self.bias, run_mean, run_var,
+            w, b = (None, None) if not self.affine else (self.weight.to(dt), self.bias.to(dt))
+            y = _BGNFunction.apply(x.to(dt).contiguous(), w, b, run_mean, run_var,
                                    g, self.momentum, self.eps)
             return y.to(x.dtype)
         # Groups straddle channels: normalize per group with torch's kernel, affine per channel.
@@ -429,6 +439,8 @@ class BatchRenorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "BatchRenorm")
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                 False, 0.0, self.eps)

@@ -151,9 +151,16 @@ def convert_norms(model: nn.Module, spec: "str | NormSpec", *, center_convs: boo
 
     Returns the model (or the new layer, if ``model`` itself is a norm).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert_norms expects an nn.Module, got {type(model).__name__}")
     parsed = NormSpec.parse(spec)
     if is_norm(model):
         return _replacement(model, parsed, fallback_act)
+    if not any(is_norm(m) for m in model.modules()):
+        # nothing to convert: leave the model exactly as it is (no centred convs either)
+        warnings.warn(f"convert_norms found no normalization layer in {type(model).__name__}; "
+                      f"nothing was converted", stacklevel=2)
+        return model
     center = center_convs and parsed.name == "mabn"
     _convert(model, parsed, center, fallback_act)
     return model

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._common import (
+    empty_batch,
     channel_view,
     check_input,
     check_momentum,
@@ -197,6 +198,8 @@ class EvoNormB0(_EvoNormBase):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "EvoNormB0", min_spatial=1)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         if not self.apply_act:
             return self._affine_only(x)
         if self.training and x.numel() // x.shape[1] < 2:
@@ -229,6 +232,8 @@ class EvoNormS0(_EvoNormBase):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "EvoNormS0", min_spatial=0)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         if not self.apply_act:
             return self._affine_only(x)
         dt = compute_dtype(x)

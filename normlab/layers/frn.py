@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._common import (
+    empty_batch,
     check_input,
     check_positive_float,
     check_positive_int,
@@ -113,6 +114,8 @@ class FilterResponseNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "FilterResponseNorm", min_spatial=0)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         dt = compute_dtype(x)
         y = _FRNFunction.apply(x.to(dt).contiguous(), self.weight, self.bias, self.tau,
                                self.eps_param, self.eps)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import (
+    empty_batch,
     channel_view,
     check_input,
     check_momentum,
@@ -152,6 +153,8 @@ class MovingAverageBatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "MovingAverageBatchNorm")
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         if not self.training:
             inv = torch.rsqrt(self.running_var + self.eps)
             scale = inv if self.weight is None else inv * self.weight

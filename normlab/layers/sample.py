@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import (
+    empty_batch,
     check_input,
     check_positive_float,
     check_positive_int,
@@ -64,6 +65,8 @@ class GroupNorm(_PerChannelAffine):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "GroupNorm", min_spatial=0)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         return F.group_norm(x, self.groups, self.weight, self.bias, self.eps)
 
 
@@ -83,6 +86,8 @@ class LayerNorm(_PerChannelAffine):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "LayerNorm", min_spatial=0)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         return F.group_norm(x, 1, self.weight, self.bias, self.eps)
 
 
@@ -102,6 +107,8 @@ class InstanceNorm(_PerChannelAffine):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "InstanceNorm", min_spatial=1)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         if x[0, 0].numel() < 2:
             raise ValueError(f"InstanceNorm needs more than 1 spatial position, got input shape "
                              f"{tuple(x.shape)}")
@@ -124,5 +131,7 @@ class PositionalNorm(_PerChannelAffine):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, "PositionalNorm", min_spatial=0)
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            return empty_batch(x)
         y = F.layer_norm(x.movedim(1, -1), (self.num_channels,), self.weight, self.bias, self.eps)
         return y.movedim(-1, 1)
