@@ -388,7 +388,7 @@ def test_every_trial_failing_exits_non_zero(tmp_path, monkeypatch):
     folder = tmp_path / "imgs"
     for cls in ("a", "b"):
         (folder / cls).mkdir(parents=True)
-        for i in range(4):
+        for i in range(20):
             (folder / cls / f"{i}.png").write_bytes(b"not an image")
     res = _cli("bench", "--dataset", f"imagefolder:{folder},size=8", "--model", "resnet20",
                "--norm", "bn", "--batch-size", "4", "--steps", "1", "--width", "0.25",

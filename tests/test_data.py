@@ -81,5 +81,129 @@ def test_imagefolder_goes_through_a_dataloader(tmp_path):
     assert d.size("train") == 16 and d.size("test") == 4
     xb, yb = next(d.batches("train", 8, shuffle=True, generator=g))
     assert xb.shape == (8, 3, 16, 16) and set(yb.tolist()) <= {0, 1}
-    with pytest.raises(DataError, match="not a directory"):
+    with pytest.raises(DataError, match="does not exist"):
         load_dataset(f"imagefolder:{tmp_path / 'nope'}")
+
+
+@pytest.mark.parametrize("spec", ["digits", "mnist5k", "synthetic:n=400,classes=4,channels=2,size=12",
+                                  "synthetic:n=333,classes=3"])
+def test_check_dataset_agrees_with_the_loaded_set(spec):
+    from normlab.data import check_dataset
+
+    info = check_dataset(spec)
+    d = load_dataset(spec)
+    assert (info.num_classes, info.in_channels, info.image_size) == (d.num_classes, d.in_channels, d.image_size)
+    assert (info.n_train, info.n_test) == (d.size("train"), d.size("test"))
+
+
+def _images(folder, classes=("a", "b"), n=5, size=(10, 12)):
+    from PIL import Image
+
+    for cls in classes:
+        (folder / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray((torch.rand(*size, 3) * 255).to(torch.uint8).numpy()).save(folder / cls / f"{i}.png")
+
+
+def test_check_imagefolder_without_decoding(tmp_path):
+    from normlab.data import check_dataset
+
+    _images(tmp_path / "flat", n=5)
+    info = check_dataset(f"imagefolder:{tmp_path / 'flat'},size=8")
+    assert (info.num_classes, info.in_channels, info.image_size, info.n_train, info.n_test) == (2, 3, (8, 8), 8, 2)
+    _images(tmp_path / "split" / "train", n=4)
+    _images(tmp_path / "split" / "val", n=2)
+    info = check_dataset(f"imagefolder:{tmp_path / 'split'}")
+    assert (info.n_train, info.n_test, info.image_size) == (8, 4, (32, 32))
+    # files that are not images are counted as images only by extension: nothing is decoded
+    (tmp_path / "flat" / "a" / "bad.png").write_bytes(b"garbage")
+    assert check_dataset(f"imagefolder:{tmp_path / 'flat'}").n_train == 9
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text("x"), "is not a directory"),
+    (lambda p: p.mkdir(), "no class folders"),
+    (lambda p: ((p / "a").mkdir(parents=True), (p / "a" / "notes.txt").write_text("x")), "holds no images"),
+])
+def test_check_imagefolder_errors_are_one_line(tmp_path, make, needle):
+    from normlab.data import check_dataset
+
+    path = tmp_path / "data"
+    make(path)
+    with pytest.raises(DataError) as info:
+        check_dataset(f"imagefolder:{path}")
+    assert needle in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(DataError, match="no parameter colour"):
+        check_dataset(f"imagefolder:{path},colour=1")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_corrupt_image_names_the_file(tmp_path, workers):
+    _images(tmp_path, n=6)
+    d = load_dataset(f"imagefolder:{tmp_path},size=8,workers={workers}")
+    bad = tmp_path / "b" / "3.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError) as info:
+        for _ in d.batches("train", 4):
+            pass
+        for _ in d.batches("test", 4):
+            pass
+    msg = str(info.value)
+    assert str(bad) in msg and "\n" not in msg and "cannot decode image" in msg
+
+
+def _write_idx(path, tensor, gz=True):
+    import gzip
+    import struct
+
+    codes = {torch.uint8: 0x08, torch.int32: 0x0C}
+    head = bytes([0, 0, codes[tensor.dtype], tensor.dim()]) + b"".join(struct.pack(">i", d) for d in tensor.shape)
+    body = tensor.numpy().astype(">i4" if tensor.dtype == torch.int32 else "u1").tobytes()
+    (gzip.open if gz else open)(path, "wb").write(head + body)
+
+
+def test_read_idx_round_trips_big_endian(tmp_path):
+    from normlab.data import read_idx
+
+    x = torch.randint(0, 255, (5, 3, 4), dtype=torch.uint8)
+    _write_idx(tmp_path / "x.gz", x)
+    assert torch.equal(read_idx(tmp_path / "x.gz"), x)
+    big = torch.tensor([[1, -2, 70000]], dtype=torch.int32)
+    _write_idx(tmp_path / "i", big, gz=False)
+    assert torch.equal(read_idx(tmp_path / "i"), big)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "short")
+
+
+def test_fashion_mnist_from_idx_files_offline(tmp_path, monkeypatch):
+    """The Debian package's layout (four .gz IDX files in one folder) under $NORMLAB_DATA."""
+    from normlab.data import check_dataset, downloads
+
+    monkeypatch.setitem(downloads.SYSTEM_DIRS, "fashion-mnist", [])     # ignore an installed copy
+
+    with pytest.raises(DataError) as info:
+        check_dataset("fashion-mnist", root=tmp_path)
+    assert "train-images-idx3-ubyte.gz" in str(info.value) and str(tmp_path / "fashion-mnist") in str(info.value)
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        _write_idx(folder / f"{split}-images-idx3-ubyte.gz", torch.randint(0, 255, (n, 28, 28), generator=g, dtype=torch.uint8))
+        _write_idx(folder / f"{split}-labels-idx1-ubyte.gz", (torch.arange(n) % 10).to(torch.uint8))
+    assert check_dataset("fashion-mnist", root=tmp_path).num_classes == 10
+    d = load_dataset("fashion-mnist", root=tmp_path)
+    assert (d.size("train"), d.size("test"), d.in_channels, d.image_size) == (30, 10, 1, (28, 28))
+    assert "IDX files" in d.info["source"]
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist(tmp_path):
+    d = load_dataset("fashion-mnist", root=tmp_path)
+    assert (d.size("train"), d.size("test")) == (60000, 10000)
+    assert torch.bincount(d.test_y).tolist() == [1000] * 10
