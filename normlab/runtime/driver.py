@@ -176,10 +176,19 @@ class Driver:
         self.store.reap_dead_owners()
         self.store.requeue_failed(ids)
         status = self.store.status_of(ids)
-        todo = deque((tid, d) for tid, d in zip(ids, descriptions) if status.get(tid) not in FINISHED)
+        todo = [(tid, d) for tid, d in zip(ids, descriptions) if status.get(tid) not in FINISHED]
         out = Outcome(planned=len(ids), skipped=len(ids) - len(todo))
         if on_start:
             on_start(len(ids), len(todo))
+        return self.dispatch(todo, out, on_result=on_result, poll_every=poll_every)
+
+    def dispatch(self, trials: Iterable[tuple[str, Mapping[str, Any]]], out: Outcome | None = None, *,
+                 on_result: Callable[[Completed], None] | None = None,
+                 poll_every: float = 2.0) -> Outcome:
+        """Run stored, unfinished trials given as (id, description) until each is finished here
+        or elsewhere; ``run`` is this after planning. A search calls it once per batch."""
+        todo = deque((tid, dict(d)) for tid, d in trials)
+        out = out or Outcome(planned=len(todo))
         busy: dict[str, dict[str, Any]] = {}
         try:
             while todo or self._flight or busy:

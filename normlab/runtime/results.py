@@ -20,9 +20,11 @@ STATUSES = ("pending", "running", *RESULT_STATUSES)
 
 def _plain(value: Any) -> Any:
     """JSON-safe: non-finite floats become strings, so every stored blob is valid JSON."""
+    if type(value) in (str, int, bool) or value is None:      # the common case, checked cheaply
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict) or isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]

@@ -363,6 +363,11 @@ class Store:
     def add_trials(self, experiment: str | ExperimentRecord,
                    descriptions: Iterable[Mapping[str, Any]]) -> list[str]:
         """Insert trials not stored yet (as 'pending'); returns every description's id, in order."""
+        return self.insert_trials(experiment, descriptions)[0]
+
+    def insert_trials(self, experiment: str | ExperimentRecord,
+                      descriptions: Iterable[Mapping[str, Any]]) -> tuple[list[str], int]:
+        """``add_trials`` that also says how many were new (all new: none to look up)."""
         self._check_writable()
         exp = experiment.id if isinstance(experiment, ExperimentRecord) else experiment
         now = time.time()
@@ -372,9 +377,11 @@ class Store:
             ids.append(tid)
             rows.append((tid, exp, canonical_json(d), now))
         with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO trials (id, experiment_id, description, status, created) "
-                           "VALUES (?, ?, ?, 'pending', ?)", rows)
-        return ids
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO trials (id, experiment_id, description, status, "
+                           "created) VALUES (?, ?, ?, 'pending', ?)", rows)
+            inserted = db.total_changes - before
+        return ids, inserted
 
     def claim(self, trial: str, owner: str, lease: float = 120.0) -> bool:
         """Atomically mark a trial running for ``owner`` until now + ``lease`` seconds: only a
