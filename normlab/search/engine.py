@@ -1,0 +1,407 @@
+"""Random search and regularized (aging) evolution on one loop, through the runtime's store and
+executors: every evaluation is a trial, stored as it finishes; a rerun replays the search.
+
+How this differs from optuna's ask/tell: optuna samples points of a fixed parameter space
+(floats, ints, categories) and its samplers model that space. The spaces here are structures
+(graphs, op lists, bit strings) that only the user's ``sample``/``mutate``/``key`` understand,
+and the strategies need the mutation operator, a deduplication by canonical key and the aging
+population, none of which optuna's ask/tell expresses. Continuous, low-dimensional problems
+(the generator search's few parameters) should use optuna, and do.
+
+Determinism and resume: candidates are proposed in batches of ``batch`` from the state left by
+the previous batches, with one ``random.Random(seed)``; results are fed back in proposal order.
+So the sequence of evaluations depends on (seed, batch) only, never on the executor or on which
+trial finished first. Resume replays that sequence: a proposed candidate already finished in
+the store is not evaluated again, its stored scores are used, and the state (population, ages,
+random generator) comes out exactly as in an uninterrupted run; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import random
+import sys
+import time
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..runtime.driver import Driver
+from ..runtime.executors import Executor, SerialExecutor
+from ..runtime.results import TrialResult
+from ..runtime.store import Store
+from .result import Evaluation, SearchResult, check_objectives
+from .space import SearchError, check_space, decode_arch, encode_arch, space_identity
+
+__all__ = ["random_search", "evolution", "EvaluateTrial", "SEARCH_KIND"]
+
+log = logging.getLogger("normlab.search")
+SEARCH_KIND = "search"
+
+
+class EvaluateTrial:
+    """The trial function the runtime runs: decode the architecture, call the user's
+    ``evaluate``, turn its float or mapping into metrics. Picklable when ``evaluate`` and the
+    space are (module-level functions and classes)."""
+
+    def __init__(self, evaluate: Callable[[Any], Any], space: Any) -> None:
+        self.evaluate = evaluate
+        self.space = space
+
+    def __call__(self, description: Mapping[str, Any], context: Any = None) -> TrialResult:
+        out = self.evaluate(decode_arch(self.space, description["arch"]))
+        if isinstance(out, TrialResult):
+            return out
+        if isinstance(out, (int, float, np.number)) and not isinstance(out, bool):
+            scores = {"score": float(out)}
+        elif isinstance(out, Mapping) and out:
+            scores = {}
+            for k, v in out.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+                    raise TypeError(f"evaluate returned {k}={v!r}: expected a number")
+                scores[str(k)] = float(v)
+        else:
+            raise TypeError(f"evaluate returned {type(out).__name__}: expected a float or a mapping "
+                            f"name -> float")
+        bad = [k for k, v in scores.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"evaluate returned a non-finite {', '.join(f'{k}={scores[k]}' for k in bad)}")
+        return TrialResult("ok", metrics=scores)
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise SearchError(f"{name}={value!r} is invalid: expected an integer >= {low}")
+    return value
+
+
+def _open_store(store: Store | str | Path | None) -> tuple[Store, bool]:
+    if store is None:
+        return Store.in_memory(), True
+    if isinstance(store, Store):
+        return store, False
+    return Store(store), True
+
+
+class _Loop:
+    """The shared loop: propose a batch, evaluate it through the Driver, feed results back."""
+
+    def __init__(self, strategy: str, space: Any, evaluate: Callable[[Any], Any], *, budget: int,
+                 seed: int, objectives: Mapping[str, str] | None, constraint: Callable[[Any], bool] | None,
+                 store: Any, name: str | None, executor: Executor | None, batch: int | None,
+                 max_tries: int, progress: bool | None, settings: dict[str, Any], log_every: int) -> None:
+        check_space(space)
+        if not callable(evaluate):
+            raise SearchError(f"evaluate={evaluate!r} is not callable: expected evaluate(arch) -> float or mapping")
+        if constraint is not None and not callable(constraint):
+            raise SearchError(f"constraint={constraint!r} is not callable: expected constraint(arch) -> bool")
+        self.budget = _check_int("budget", budget, 1)
+        self.seed = _check_int("seed", seed, 0)
+        self.max_tries = _check_int("max_tries", max_tries, 1)
+        self.objectives = check_objectives(objectives)
+        self.strategy, self.space, self.constraint = strategy, space, constraint
+        self.executor = executor or SerialExecutor()
+        capacity = max(1, int(getattr(self.executor, "capacity", 1)))
+        self.batch = _check_int("batch", batch, 1) if batch is not None else (1 if executor is None else capacity)
+        self.trial = EvaluateTrial(evaluate, space)
+        if not isinstance(self.executor, SerialExecutor):
+            try:
+                pickle.dumps(self.trial)
+            except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing
+                raise SearchError(f"evaluate and the space must be picklable (module-level) to run on the "
+                                  f"{getattr(self.executor, 'name', 'parallel')} executor: {exc}") from None
+        self.name = name or strategy
+        identity = {"strategy": strategy, "seed": self.seed, "batch": self.batch,
+                    "objectives": self.objectives, **space_identity(space), **settings}
+        self.config = {**identity, "budget": self.budget}
+        self.store, self.owns_store = _open_store(store)
+        self.experiment = self.store.experiment(self.name, SEARCH_KIND, self.config, identity=identity)
+        self.driver = Driver(self.store, self.experiment, self.trial, self.executor)
+        self.rng = random.Random(self.seed)
+        self.history: list[Evaluation] = []
+        self.seen: set[str] = set()
+        self.progress = sys.stderr.isatty() if progress is None else bool(progress)
+        self.log_every = log_every
+        self.reused = 0
+        self.stopped: str | None = None
+
+    # -- proposing ------------------------------------------------------------------------
+
+    def propose(self, make: Callable[[], Any], taken: set[str]) -> tuple[Any, str] | None:
+        """A feasible candidate with a key never seen, from ``make``; None when none was found."""
+        rejected = 0
+        for _ in range(self.max_tries):
+            arch = make()
+            key = str(self.space.key(arch))
+            if key in self.seen or key in taken:
+                continue
+            if self.constraint is not None and not self.constraint(arch):
+                rejected += 1
+                continue
+            return arch, key
+        if rejected == self.max_tries and not self.history:
+            raise SearchError(f"the constraint rejected all {self.max_tries} candidates tried: the "
+                              f"space seems to have no feasible architecture (max_tries={self.max_tries})")
+        return None
+
+    def next_batch(self, size: int) -> list[tuple[Any, str]]:
+        raise NotImplementedError
+
+    def tell(self, evaluation: Evaluation) -> None:
+        """Strategy state update, in proposal order."""
+
+    # -- evaluating -----------------------------------------------------------------------
+
+    def evaluate_batch(self, cands: list[tuple[Any, str]], bar: Any) -> list[Evaluation]:
+        descs = [{"key": key, "arch": encode_arch(self.space, arch)} for arch, key in cands]
+        ids, new = self.store.insert_trials(self.experiment, descs)
+        status = {} if new == len(ids) else self.store.status_of(ids)     # all new: all pending
+        failed = [i for i in ids if status.get(i) == "failed"]
+        if failed:                                       # a rerun retries failed evaluations
+            self.store.requeue_failed(failed)
+        done = {i for i in ids if status.get(i) in ("ok", "diverged")}
+        self.reused += len(done)
+        results: dict[str, tuple[str, dict[str, Any], str | None]] = {}
+        if done:
+            for r in self.store.rows(ids=list(done)):
+                results[r["id"]] = (r["status"], r["metrics"], r["error"])
+        todo = [(i, d) for i, d in zip(ids, descs) if i not in done]
+        if todo:
+            outcome = self.driver.dispatch(todo, poll_every=0.5)
+            for c in outcome.results:
+                results[c.id] = (c.result.status, c.result.metrics, c.result.error)
+            missing = [i for i, _ in todo if i not in results]     # finished by another driver
+            for r in self.store.rows(ids=missing) if missing else ():
+                results[r["id"]] = (r["status"], r["metrics"], r["error"])
+        out = []
+        for (arch, key), tid in zip(cands, ids):
+            state, metrics, err = results[tid]
+            ok = state == "ok"
+            scores = {k: float(v) for k, v in metrics.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if ok:
+                missing_obj = [k for k in self.objectives if k not in scores]
+                if missing_obj:
+                    ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
+                                      f"the objectives need {', '.join(missing_obj)}")
+            out.append(Evaluation(len(self.history) + len(out), key, arch, scores,
+                                  "ok" if ok else "failed", err))
+        return out
+
+    def run(self) -> SearchResult:
+        from contextlib import nullcontext
+
+        bar_ctx = nullcontext(None)
+        if self.progress:
+            bar_ctx = _ProgressBar(self.strategy, self.budget, self.objectives)
+        try:
+            with bar_ctx as bar:
+                self.driver.store.reap_dead_owners()
+                while len(self.history) < self.budget:
+                    size = min(self.batch, self.budget - len(self.history))
+                    cands = self.next_batch(size)
+                    if not cands:
+                        self.stopped = (f"no new architecture found in {self.max_tries} tries after "
+                                        f"{len(self.history)} evaluations: the space looks exhausted")
+                        warnings.warn(f"search '{self.name}' stopped early: {self.stopped}", stacklevel=3)
+                        break
+                    for arch, key in cands:
+                        self.seen.add(key)
+                    for ev in self.evaluate_batch(cands, bar):
+                        self.history.append(ev)
+                        self.tell(ev)
+                        if bar is not None:
+                            bar.show(self._best_text())
+                        if self.log_every and len(self.history) % self.log_every == 0:
+                            log.info("%s '%s': %d/%d evaluated, best %s", self.strategy, self.name,
+                                     len(self.history), self.budget, self._best_text())
+        finally:
+            self.driver.close()
+            if self.owns_store:
+                self.store.close()
+        return SearchResult(self.name, self.strategy, self.objectives, self.history, self.config,
+                            self.stopped)
+
+    def _best_text(self) -> str:
+        ok = [e for e in self.history if e.ok]
+        if not ok:
+            return "-"
+        parts = []
+        for name, d in self.objectives.items():
+            vals = [e.scores[name] for e in ok if name in e.scores]
+            if vals:
+                parts.append(f"{name}={max(vals) if d == 'max' else min(vals):.4g}")
+        return " ".join(parts)
+
+
+class _ProgressBar:
+    def __init__(self, strategy: str, total: int, objectives: Mapping[str, str]) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn(f"[bold]{strategy}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("best {task.fields[best]}"),
+                                 console=Console(stderr=True), transient=False)
+        self.total = total
+
+    def __enter__(self) -> "_ProgressBar":
+        self.progress.start()
+        self.task = self.progress.add_task("search", total=self.total, best="-")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def advance(self) -> None:
+        pass                                 # the bar counts evaluations fed back (show)
+
+    def show(self, best: str) -> None:
+        self.progress.update(self.task, advance=1, best=best)
+
+
+class _Random(_Loop):
+    def next_batch(self, size: int) -> list[tuple[Any, str]]:
+        out: list[tuple[Any, str]] = []
+        taken: set[str] = set()
+        for _ in range(size):
+            found = self.propose(lambda: self.space.sample(self.rng), taken)
+            if found is None:
+                break
+            out.append(found)
+            taken.add(found[1])
+        return out
+
+
+class _Evolution(_Loop):
+    def __init__(self, *args: Any, population: int, sample_size: int, selection: str,
+                 regularized: bool, crossover: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.population_size = population
+        self.sample_size = sample_size
+        self.selection = selection
+        self.regularized = regularized
+        self.crossover = crossover
+        self.population: deque[Evaluation] = deque()
+
+    def _fitness(self, members: list[Evaluation]) -> list[float]:
+        """Each objective min-max normalised over ``members`` (so that 1 is best), averaged; with
+        one objective, the signed score itself (same order, no normalising needed)."""
+        if len(self.objectives) == 1:
+            (name, d), = self.objectives.items()
+            return [m.scores[name] if d == "max" else -m.scores[name] for m in members]
+        total = [0.0] * len(members)
+        for name, d in self.objectives.items():
+            vals = [m.scores[name] if d == "max" else -m.scores[name] for m in members]
+            lo, hi = min(vals), max(vals)
+            if hi > lo:
+                for i, v in enumerate(vals):
+                    total[i] += (v - lo) / (hi - lo)
+        return [t / len(self.objectives) for t in total]
+
+    def _winner(self) -> Evaluation:
+        k = min(self.sample_size, len(self.population))
+        contenders = self.rng.sample(self.population, k)
+        if self.selection == "pareto" and len(self.objectives) > 1:
+            from .result import pareto_mask
+
+            pts = np.array([[m.scores[o] for o in self.objectives] for m in contenders])
+            front = [m for m, keep in zip(contenders, pareto_mask(pts, self.objectives)) if keep]
+            return front[self.rng.randrange(len(front))]
+        fit = self._fitness(contenders)
+        return contenders[fit.index(max(fit))]
+
+    def _child(self) -> Any:
+        parent = self._winner()
+        cross = getattr(self.space, "crossover", None)
+        if self.crossover > 0 and callable(cross) and self.rng.random() < self.crossover:
+            other = self._winner()
+            return self.space.mutate(cross(parent.arch, other.arch, self.rng), self.rng)
+        return self.space.mutate(parent.arch, self.rng)
+
+    def next_batch(self, size: int) -> list[tuple[Any, str]]:
+        out: list[tuple[Any, str]] = []
+        taken: set[str] = set()
+        for _ in range(size):
+            warming = len(self.history) + len(out) < self.population_size or not self.population
+            make = (lambda: self.space.sample(self.rng)) if warming else self._child
+            found = self.propose(make, taken)
+            if found is None and not warming:            # mutations exhausted: try fresh samples
+                found = self.propose(lambda: self.space.sample(self.rng), taken)
+            if found is None:
+                break
+            out.append(found)
+            taken.add(found[1])
+        return out
+
+    def tell(self, evaluation: Evaluation) -> None:
+        if not evaluation.ok:
+            return
+        self.population.append(evaluation)
+        if len(self.population) > self.population_size:
+            if self.regularized:
+                self.population.popleft()                 # aging: the oldest dies
+            else:
+                fit = self._fitness(list(self.population))
+                del self.population[fit.index(min(fit))]
+
+
+def random_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, seed: int = 0,
+                  objectives: Mapping[str, str] | None = None,
+                  constraint: Callable[[Any], bool] | None = None, store: Any = None,
+                  name: str | None = None, executor: Executor | None = None, batch: int | None = None,
+                  max_tries: int = 1000, progress: bool | None = None, log_every: int = 0) -> SearchResult:
+    """Evaluate ``budget`` distinct feasible architectures sampled from ``space``.
+
+    ``evaluate(arch)`` returns a float (higher is better: objective ``score``) or a mapping name
+    -> float with ``objectives`` saying which to ``"max"``/``"min"``. ``constraint(arch)`` is
+    checked before evaluation (an infeasible arch is never evaluated). ``store`` (a path or a
+    Store) keeps every evaluation and makes a rerun resume; without it nothing is written to
+    disk. ``executor`` runs several evaluations at once (``batch`` at a time, default its
+    capacity); the sequence depends on (seed, batch) only. See the module docstring.
+    """
+    return _Random("random", space, evaluate, budget=budget, seed=seed, objectives=objectives,
+                   constraint=constraint, store=store, name=name, executor=executor, batch=batch,
+                   max_tries=max_tries, progress=progress, settings={}, log_every=log_every).run()
+
+
+def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, population: int = 50,
+              sample_size: int = 10, seed: int = 0, selection: str = "mean", regularized: bool = True,
+              crossover: float = 0.0, objectives: Mapping[str, str] | None = None,
+              constraint: Callable[[Any], bool] | None = None, store: Any = None,
+              name: str | None = None, executor: Executor | None = None, batch: int | None = None,
+              max_tries: int = 1000, progress: bool | None = None, log_every: int | None = None) -> SearchResult:
+    """Regularized (aging) evolution, Real et al. 2019, "Regularized Evolution for Image
+    Classifier Architecture Search": the first ``population`` evaluations are random samples;
+    then each child is a mutation of a tournament winner (``sample_size`` members drawn at
+    random from the population), and once the population is full the oldest member dies
+    (``regularized=False``: the worst dies instead).
+
+    ``selection="mean"``: the winner has the best mean over the objectives, each min-max
+    normalised over the tournament; ``selection="pareto"``: the winner is a random member of the
+    tournament's Pareto front (the two options of the EvoNorm paper, Liu et al. 2020). With
+    ``crossover`` > 0 and a space that has ``crossover(a, b, rng)``, that fraction of children
+    cross two winners before mutating. Failed evaluations count towards the budget but never
+    join the population. Everything else as in :func:`random_search`.
+    """
+    _check_int("population", population, 2)
+    _check_int("sample_size", sample_size, 1)
+    if sample_size > population:
+        raise SearchError(f"sample_size={sample_size} is larger than population={population}: "
+                          f"expected 1 <= sample_size <= population")
+    if selection not in ("mean", "pareto"):
+        raise SearchError(f"selection={selection!r} is invalid: expected 'mean' or 'pareto'")
+    if isinstance(crossover, bool) or not isinstance(crossover, (int, float)) or not 0 <= crossover <= 1:
+        raise SearchError(f"crossover={crossover!r} is invalid: expected a probability in [0, 1]")
+    settings = {"population": population, "sample_size": sample_size, "selection": selection,
+                "regularized": bool(regularized), "crossover": float(crossover)}
+    return _Evolution("evolution", space, evaluate, budget=budget, seed=seed, objectives=objectives,
+                      constraint=constraint, store=store, name=name, executor=executor, batch=batch,
+                      max_tries=max_tries, progress=progress, settings=settings,
+                      log_every=population if log_every is None else log_every,
+                      population=population, sample_size=sample_size, selection=selection,
+                      regularized=bool(regularized), crossover=float(crossover)).run()
