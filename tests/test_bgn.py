@@ -165,3 +165,76 @@ def test_float32_statistics_survive_a_large_mean(groups):
                                      torch.zeros(8, dtype=torch.float64), 1e-5)
     y = layer(x64.float())
     torch.testing.assert_close(y.double(), expected, rtol=0, atol=2e-3)
+
+
+# -- groups="auto" ---------------------------------------------------------------------------
+
+def _divides(g, c, s):
+    return (c * s) % g == 0
+
+
+@pytest.mark.parametrize("n,c,hw", [(2, 16, (8, 8)), (32, 16, (8, 8)), (128, 16, (4, 4)), (1, 3, (7, 7)),
+                                    (5, 7, (3, 5)), (64, 6, (5,)), (3, 13, (1, 1))])
+def test_auto_groups_rule_and_valid_for_odd_shapes(n, c, hw):
+    import math
+
+    from normlab.layers import BatchGroupNorm
+
+    s = math.prod(hw)
+    g = BatchGroupNorm.choose_groups(n, c, s, ref_batch=32)
+    assert _divides(g, c, s) and g <= max(1, n * c * s // 2)
+    # the rule, written out: the divisor of C*S nearest to N*C/32 in ratio
+    target = n * c / 32
+    divs = [d for d in range(1, c * s + 1) if (c * s) % d == 0 and d <= max(1, n * c * s // 2)]
+    best = min(abs(math.log(d / target)) for d in divs)
+    assert abs(abs(math.log(g / target)) - best) < 1e-12
+    layer = BatchGroupNorm(c, groups="auto").train()
+    x = torch.randn(n, c, *hw) * 3 + 1
+    if n * c * s // g >= 2:
+        y = layer(x)
+        assert layer.groups == g and int(layer.chosen_groups) == g and layer.running_mean.shape == (g,)
+        ref = BatchGroupNorm(c, groups=g).train()
+        assert torch.allclose(y, ref(x), atol=1e-5)
+
+
+def test_auto_groups_equal_batchnorm_at_the_reference_batch():
+    from normlab.layers import BatchGroupNorm
+
+    layer = BatchGroupNorm(8, groups="auto", ref_batch=16).train()
+    x = torch.randn(16, 8, 5, 5)
+    assert torch.allclose(layer(x), torch.nn.functional.batch_norm(x, None, None, layer.weight, layer.bias,
+                                                                   True, 0.1, 1e-5), atol=1e-5)
+    assert layer.groups == 8
+
+
+def test_auto_groups_are_kept_and_round_trip_through_state_dict():
+    from normlab.layers import BatchGroupNorm, create_norm
+
+    layer = create_norm("bgn:groups=auto", 16).train()
+    layer(torch.randn(4, 16, 6, 6))
+    assert layer.groups == 2 and "auto->2" in repr(layer)
+    layer(torch.randn(64, 16, 6, 6))                      # kept: not re-chosen for another batch
+    assert layer.groups == 2
+    fresh = BatchGroupNorm(16, groups="auto")
+    fresh.load_state_dict(layer.state_dict())
+    assert fresh.groups == 2 and torch.equal(fresh.running_var, layer.running_var)
+    x = torch.randn(3, 16, 6, 6)
+    assert torch.allclose(fresh.eval()(x), layer.eval()(x))
+    with pytest.raises(ValueError, match="first training forward"):
+        BatchGroupNorm(16, groups="auto").eval()(x)
+    with pytest.raises(ValueError, match="positive integer or 'auto'"):
+        BatchGroupNorm(16, groups="many")
+
+
+def test_auto_groups_in_a_model_and_the_summary():
+    from normlab.layers import norm_summary
+    from normlab.models import create_model
+
+    net = create_model("resnet20", norm="bgn:groups=AUTO", width=0.25, in_channels=1, num_classes=10)
+    rows = norm_summary(net, torch.randn(2, 1, 28, 28))
+    assert rows and all(r["groups"] == "auto->1" for r in rows)
+    assert rows[0]["input"] == (2, 4, 28, 28)
+    with torch.device("meta"):
+        big = create_model("resnet20", norm="bgn:groups=auto", in_channels=3, num_classes=10)
+        rows = norm_summary(big, torch.empty(128, 3, 32, 32))
+    assert rows[0]["groups"] == "auto->64"

@@ -4,7 +4,7 @@ Every layer takes channels first, ``Layer(num_channels, *, ...)``, and works on 
 """
 
 from .batch import BatchGroupNorm, BatchNorm, BatchRenorm, SyncBatchGroupNorm
-from .convert import convert_norms, fuse_norms, is_norm
+from .convert import convert_norms, fuse_norms, is_norm, norm_summary
 from .evonorm import EvoNormB0, EvoNormS0
 from .frn import FilterResponseNorm
 from .mabn import CenteredConv2d, MovingAverageBatchNorm
@@ -28,5 +28,5 @@ __all__ = [
     "InstanceNorm", "PositionalNorm", "MovingAverageBatchNorm", "CenteredConv2d", "EvoNormB0",
     "EvoNormS0", "FilterResponseNorm", "NORMS", "NormInfo", "NormSpec", "NormSpecError",
     "available_norms", "canonical_spec", "create_act", "create_norm", "norm_act", "parse_spec",
-    "replaces_activation", "convert_norms", "fuse_norms", "is_norm",
+    "replaces_activation", "convert_norms", "fuse_norms", "is_norm", "norm_summary",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
 from ._common import (
     empty_batch,
     channel_view,
@@ -17,6 +19,7 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    divisors,
     init_affine,
     nearest_divisors,
     reduce_dims,
@@ -45,12 +48,14 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         momentum: float = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        norm_batch: int | None = None,
     ) -> None:
         check_positive_int("num_channels", num_channels)
         check_positive_float("eps", eps)
         check_momentum(momentum)
         super().__init__(num_channels, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats)
+        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
 
     @property
     def num_channels(self) -> int:
@@ -63,7 +68,28 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         if input.shape[0] == 0:         # torch would still count the batch in num_batches_tracked
             self._check_input_dim(input)
             return empty_batch(input)
+        if self.training and self.norm_batch and input.shape[0] > self.norm_batch:
+            self._check_input_dim(input)
+            return ghost_forward(input, self.norm_batch, self._ghost)
         return super().forward(input)
+
+    def _ghost(self, xv: Tensor) -> Tensor:
+        """k ghost batches (k, b, C, ...) in one fused call; k sequential running updates."""
+        k, c = xv.shape[0], self.num_features
+        if xv.shape[1] * xv[0, 0, 0].numel() < 2:
+            raise ValueError(f"BatchNorm needs more than 1 value per channel when training, got a "
+                             f"normalization batch of shape {tuple(xv.shape[1:])}")
+        w = self.weight.repeat(k) if self.affine else None
+        b = self.bias.repeat(k) if self.affine else None
+        if not self.track_running_stats:
+            return from_channels(F.batch_norm(as_channels(xv), None, None, w, b, True, 0.0, self.eps), k)
+        like = self.running_mean
+        tm = torch.zeros(k * c, dtype=like.dtype, device=like.device)
+        tv = torch.ones(k * c, dtype=like.dtype, device=like.device)
+        y = F.batch_norm(as_channels(xv), tm, tv, w, b, True, 1.0, self.eps)   # tm, tv <- batch stats
+        sequential_update([(self.running_mean, tm.view(k, c)), (self.running_var, tv.view(k, c))],
+                          self.momentum, self.num_batches_tracked)
+        return from_channels(y, k)
 
     def channel_affine(self) -> tuple[Tensor, Tensor] | None:
         """Eval-mode transform as per-channel (scale, shift); None without running statistics."""
@@ -178,33 +204,82 @@ class BatchGroupNorm(nn.Module):
         self,
         num_channels: int,
         *,
-        groups: int = 32,
+        groups: int | str = 32,
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        ref_batch: int = 32,
+        norm_batch: int | None = None,
     ) -> None:
         super().__init__()
+        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
         self.num_channels = check_positive_int("num_channels", num_channels)
-        self.groups = check_positive_int("groups", groups)
+        self.auto = isinstance(groups, str)
+        if self.auto and groups.lower() != "auto":
+            raise ValueError(f"groups={groups!r} is invalid: expected a positive integer or 'auto'")
+        self.groups = 0 if self.auto else check_positive_int("groups", groups)
+        self.ref_batch = check_positive_int("ref_batch", ref_batch)
         self.eps = check_positive_float("eps", eps)
         self.momentum = check_momentum(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         init_affine(self, num_channels, self.affine)
-        if self.track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(groups))
-            self.register_buffer("running_var", torch.ones(groups))
+        if self.track_running_stats:                    # with groups=auto: sized at the first forward
+            self.register_buffer("running_mean", torch.zeros(self.groups))
+            self.register_buffer("running_var", torch.ones(self.groups))
             self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+        if self.auto:                                   # the chosen G, kept in the state_dict
+            self.register_buffer("chosen_groups", torch.tensor(0, dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return (f"{self.num_channels}, groups={self.groups}, eps={self.eps}, "
+        groups = self.groups if not self.auto else (f"auto->{self.groups}" if self.groups else "auto")
+        ref = f", ref_batch={self.ref_batch}" if self.auto else ""
+        return (f"{self.num_channels}, groups={groups}{ref}, eps={self.eps}, "
                 f"momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
+
+    @staticmethod
+    def choose_groups(batch: int, num_channels: int, spatial: int, ref_batch: int = 32) -> int:
+        """The group count for ``groups="auto"``: each group's statistic should span as many values
+        as BatchNorm's does at batch ``ref_batch``. BatchNorm averages ref_batch * S values per
+        channel (S = prod(spatial)); a BGN group averages batch * C * S / G values; equal when
+        G = batch * C / ref_batch. G must divide C * S: the divisor nearest to that target in ratio
+        (ties toward the larger G), and at most batch * C * S / 2 so a group holds two values."""
+        features = num_channels * spatial
+        target = max(batch * num_channels / ref_batch, 1e-9)
+        cap = max(1, batch * features // 2)
+        valid = [d for d in divisors(features) if d <= cap] or [1]
+        return min(valid, key=lambda d: (abs(math.log(d / target)), -d))
+
+    def _resolve_groups(self, x: Tensor) -> None:
+        """groups=auto: choose G from the first training batch's shape, size the running stats."""
+        spatial = x[0].numel() // max(1, x.shape[1])
+        batch = min(x.shape[0], self.norm_batch or x.shape[0])        # ghost batches: their size
+        g = self.choose_groups(batch, self.num_channels, spatial, self.ref_batch)
+        self.groups = g
+        self.chosen_groups.fill_(g)
+        if self.track_running_stats:
+            like = self.running_mean
+            self.running_mean = torch.zeros(g, dtype=like.dtype, device=like.device)
+            self.running_var = torch.ones(g, dtype=like.dtype, device=like.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        if self.auto:
+            chosen = state_dict.get(prefix + "chosen_groups")
+            g = int(chosen) if chosen is not None else 0
+            if self.track_running_stats and g and self.running_mean.numel() != g:
+                like = self.running_mean
+                self.running_mean = torch.zeros(g, dtype=like.dtype, device=like.device)
+                self.running_var = torch.ones(g, dtype=like.dtype, device=like.device)
+            self.groups = g
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -235,6 +310,11 @@ class BatchGroupNorm(nn.Module):
         check_input(x, self.num_channels, "BatchGroupNorm")
         if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
             return empty_batch(x)
+        if self.auto and not self.groups:
+            if not self.training:
+                raise ValueError("BatchGroupNorm(groups='auto') chooses G at its first training "
+                                 "forward: train it (or load a state_dict) before eval")
+            self._resolve_groups(x)
         self._check_groups(x)
         n, c, g = x.shape[0], self.num_channels, self.groups
         use_batch = self._use_batch_stats()
@@ -243,38 +323,68 @@ class BatchGroupNorm(nn.Module):
                 f"BatchGroupNorm needs more than 1 value per group when training, got input shape "
                 f"{tuple(x.shape)} with groups={g}; use fewer groups"
             )
+        if self.training and self.norm_batch and n > self.norm_batch:
+            return ghost_forward(x, self.norm_batch, self._ghost)
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
         run_mean = self.running_mean if self.track_running_stats else None
         run_var = self.running_var if self.track_running_stats else None
+        return self._normalize(x, c, g, self.weight, self.bias, run_mean, run_var, use_batch,
+                               self.momentum)
 
+    def _ghost(self, xv: Tensor) -> Tensor:
+        """k ghost batches (k, b, C, ...) as one BGN over (b, k*C, ...) with k*G groups (group
+        j*G + g is ghost j's group g; the per-channel affine repeats k times); the k running
+        updates follow in order."""
+        k, bsz, c, g = xv.shape[0], xv.shape[1], self.num_channels, self.groups
+        if bsz * xv[0, 0].numel() // g < 2:
+            raise ValueError(f"BatchGroupNorm needs more than 1 value per group when training, got a "
+                             f"normalization batch of shape {tuple(xv.shape[1:])} with groups={g}")
+        w = self.weight.repeat(k) if self.affine else None
+        b = self.bias.repeat(k) if self.affine else None
+        if not self.track_running_stats:
+            return from_channels(self._normalize(as_channels(xv), k * c, k * g, w, b, None, None, True, 0.0), k)
+        like = self.running_mean
+        tm = torch.zeros(k * g, dtype=like.dtype, device=like.device)
+        tv = torch.ones(k * g, dtype=like.dtype, device=like.device)
+        y = self._normalize(as_channels(xv), k * c, k * g, w, b, tm, tv, True, 1.0)   # tm, tv <- stats
+        sequential_update([(self.running_mean, tm.view(k, g)), (self.running_var, tv.view(k, g))],
+                          self.momentum, self.num_batches_tracked)
+        return from_channels(y, k)
+
+    def _normalize(self, x: Tensor, c: int, g: int, weight: Tensor | None, bias: Tensor | None,
+                   run_mean: Tensor | None, run_var: Tensor | None, use_batch: bool,
+                   momentum: float) -> Tensor:
+        """BGN of x (N, c, ...) with g groups, the given affine and running buffers (updated with
+        ``momentum`` when ``use_batch`` and they are given)."""
+        n = x.shape[0]
         if g % c == 0:
             # Every group lies inside one channel: torch's fused kernel does the affine too.
             k = g // c
-            w, b = self.weight, self.bias
+            w, b = weight, bias
             if self.affine and k > 1:
                 w, b = w.repeat_interleave(k), b.repeat_interleave(k)
             y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, w, b,
-                             use_batch, self.momentum, self.eps)
+                             use_batch, momentum, self.eps)
             return y.reshape(x.shape)
-        if self.channels_aligned:
+        if c % g == 0:
             # Groups of whole channels: one fused pass each way (see _BGNFunction).
             if not use_batch:
                 per = c // g
                 return F.batch_norm(x, run_mean.repeat_interleave(per), run_var.repeat_interleave(per),
-                                    self.weight, self.bias, False, 0.0, self.eps)
+                                    weight, bias, False, 0.0, self.eps)
             dt = compute_dtype(x)
-            w, b = (None, None) if not self.affine else (self.weight.to(dt), self.bias.to(dt))
+            w, b = (None, None) if not self.affine else (weight.to(dt), bias.to(dt))
             y = _BGNFunction.apply(x.to(dt).contiguous(), w, b, run_mean, run_var,
-                                   g, self.momentum, self.eps)
+                                   g, momentum, self.eps)
             return y.to(x.dtype)
         # Groups straddle channels: normalize per group with torch's kernel, affine per channel.
         y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, None, None,
-                         use_batch, self.momentum, self.eps).reshape(x.shape)
+                         use_batch, momentum, self.eps).reshape(x.shape)
         if not self.affine:
             return y
-        return torch.addcmul(channel_view(self.bias, x.dim()).to(y.dtype), y,
-                             channel_view(self.weight, x.dim()).to(y.dtype))
+        return torch.addcmul(channel_view(bias, x.dim()).to(y.dtype), y,
+                             channel_view(weight, x.dim()).to(y.dtype))
 
     def channel_affine(self) -> tuple[Tensor, Tensor] | None:
         """Eval-mode transform as per-channel (scale, shift), or None when it is not per channel."""
@@ -320,11 +430,11 @@ class SyncBatchGroupNorm(BatchGroupNorm):
     deviations from the global mean), which keeps the variance free of cancellation.
     """
 
-    def __init__(self, num_channels: int, *, groups: int = 32, eps: float = 1e-5,
+    def __init__(self, num_channels: int, *, groups: int | str = 32, eps: float = 1e-5,
                  momentum: float = 0.1, affine: bool = True, track_running_stats: bool = True,
-                 process_group: object | None = None) -> None:
+                 ref_batch: int = 32, process_group: object | None = None) -> None:
         super().__init__(num_channels, groups=groups, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats)
+                         track_running_stats=track_running_stats, ref_batch=ref_batch)
         self.process_group = process_group
 
     def _world_size(self) -> int:
@@ -338,6 +448,8 @@ class SyncBatchGroupNorm(BatchGroupNorm):
         if not self.training or self._world_size() == 1:
             return super().forward(x)
         check_input(x, self.num_channels, "SyncBatchGroupNorm")
+        if self.auto and not self.groups:
+            self._resolve_groups(x)
         self._check_groups(x)
         g = self.groups
         dt = compute_dtype(x)
@@ -395,8 +507,10 @@ class BatchRenorm(nn.Module):
         warmup_steps: int = 5000,
         r_max_steps: int = 40000,
         d_max_steps: int = 25000,
+        norm_batch: int | None = None,
     ) -> None:
         super().__init__()
+        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.eps = check_positive_float("eps", eps)
         self.momentum = check_momentum(momentum)
@@ -444,6 +558,8 @@ class BatchRenorm(nn.Module):
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                 False, 0.0, self.eps)
+        if self.norm_batch and x.shape[0] > self.norm_batch:
+            return ghost_forward(x, self.norm_batch, self._ghost)
         dims = reduce_dims(x)
         n = x.numel() // x.shape[1]
         if n < 2:
@@ -470,6 +586,40 @@ class BatchRenorm(nn.Module):
             if int(self.num_batches_tracked) < self.schedule_end:
                 self.num_batches_tracked.add_(1)
         return y.to(x.dtype)
+
+    def _ghost(self, xv: Tensor) -> Tensor:
+        """k ghost batches (k, b, C, ...): per-group statistics in one pass; r and d of group i
+        come from the running statistics after groups 0..i-1 updated them, as with micro-batches."""
+        k, c = xv.shape[0], self.num_channels
+        dims = (1, *range(3, xv.dim()))
+        n = xv[0].numel() // c
+        if n < 2:
+            raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got a "
+                             f"normalization batch of shape {tuple(xv.shape[1:])}")
+        dt = compute_dtype(xv)
+        xc = xv.to(dt)
+        var_b, mean_b = torch.var_mean(xc, dim=dims, correction=0)          # (k, C) each
+        std_b = torch.sqrt(var_b + self.eps)
+        rs, ds = [], []
+        with torch.no_grad():
+            m = self.momentum
+            for i in range(k):
+                r_max, d_max = self.limits()
+                run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
+                rs.append((std_b[i] / run_std).clamp(1.0 / r_max, r_max))
+                ds.append(((mean_b[i] - self.running_mean.to(dt)) / run_std).clamp(-d_max, d_max))
+                self.running_mean.mul_(1 - m).add_(mean_b[i].to(self.running_mean.dtype), alpha=m)
+                self.running_var.mul_(1 - m).add_((var_b[i] * n / (n - 1)).to(self.running_var.dtype),
+                                                  alpha=m)
+                if int(self.num_batches_tracked) < self.schedule_end:
+                    self.num_batches_tracked.add_(1)
+        r, d = torch.stack(rs), torch.stack(ds)
+        w = self.weight.to(dt) if self.affine else torch.ones_like(r[0])
+        b = self.bias.to(dt) if self.affine else torch.zeros_like(r[0])
+        scale = w * r / std_b
+        shift = b + w * d - mean_b * scale
+        shape = (k, 1, c) + (1,) * (xv.dim() - 3)
+        return torch.addcmul(shift.view(shape), xc, scale.view(shape)).to(xv.dtype)
 
     def channel_affine(self) -> tuple[Tensor, Tensor]:
         """Eval-mode transform as per-channel (scale, shift)."""

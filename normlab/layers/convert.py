@@ -22,7 +22,8 @@ from .mabn import CenteredConv2d, MovingAverageBatchNorm
 from .registry import NormSpec, create_act, create_norm, replaces_activation
 from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
 
-__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_convs", "traced_pairs"]
+__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_convs", "traced_pairs",
+           "norm_summary"]
 
 _OWN = (BatchGroupNorm, BatchRenorm, MovingAverageBatchNorm, GroupNorm, LayerNorm, InstanceNorm,
         PositionalNorm, EvoNormB0, EvoNormS0, FilterResponseNorm)
@@ -295,3 +296,42 @@ def fuse_norms(model: nn.Module) -> nn.Module:
         act = _bundled_act(norm)
         _set(model, norm_path, act if act is not None else nn.Identity())
     return model
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def norm_summary(model: nn.Module, example: Tensor | None = None) -> list[dict]:
+    """One row per normalization layer: its name, class, channels, the input shape it saw and
+    its group count (``groups=auto`` shows the G it chose). With ``example`` (a batch), one
+    training-mode forward runs first (on the model itself, in place: running statistics move) so that
+    shapes are known and ``groups=auto`` layers choose their G; pass a meta tensor
+    (``torch.empty(2, 3, 32, 32, device="meta")``) on a meta model to allocate nothing."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+    if example is not None:
+        for name, m in model.named_modules():
+            if is_norm(m):
+                hooks.append(m.register_forward_pre_hook(
+                    lambda mod, args, name=name: shapes.__setitem__(name, tuple(args[0].shape))))
+        was = model.training
+        model.train()
+        try:
+            with torch.no_grad():
+                model(example)
+        finally:
+            model.train(was)
+            for h in hooks:
+                h.remove()
+    rows = []
+    for name, m in model.named_modules():
+        if not is_norm(m):
+            continue
+        groups = getattr(m, "groups", None)
+        if groups is None:
+            groups = getattr(m, "num_groups", None)
+        auto = bool(getattr(m, "auto", False))
+        rows.append({"name": name or type(m).__name__, "layer": type(m).__name__,
+                     "channels": norm_channels(m), "input": shapes.get(name),
+                     "groups": (f"auto->{groups}" if groups else "auto (not chosen yet)") if auto else groups})
+    return rows

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
 from ._common import (
     empty_batch,
     channel_view,
@@ -188,9 +189,10 @@ class EvoNormB0(_EvoNormBase):
     """
 
     def __init__(self, num_channels: int, *, eps: float = 1e-5, momentum: float = 0.1,
-                 apply_act: bool = True) -> None:
+                 apply_act: bool = True, norm_batch: int | None = None) -> None:
         super().__init__(num_channels, eps, apply_act)
         self.momentum = check_momentum(momentum)
+        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
         self.register_buffer("running_var", torch.ones(num_channels))
 
     def extra_repr(self) -> str:
@@ -205,10 +207,26 @@ class EvoNormB0(_EvoNormBase):
         if self.training and x.numel() // x.shape[1] < 2:
             raise ValueError(f"EvoNormB0 needs more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
+        if self.training and self.norm_batch and x.shape[0] > self.norm_batch:
+            return ghost_forward(x, self.norm_batch, self._ghost)
         dt = compute_dtype(x)
         y = _EvoNormB0Function.apply(x.to(dt).contiguous(), self.weight, self.bias, self.v,
                                      self.running_var, self.training, self.momentum, self.eps)
         return y.to(x.dtype)
+
+    def _ghost(self, xv: Tensor) -> Tensor:
+        """k ghost batches (k, b, C, ...) as one call over (b, k*C, ...): the batch variance per
+        ghost channel, the instance variance as before; k running updates in order."""
+        k, c = xv.shape[0], self.num_channels
+        if xv[0].numel() // c < 2:
+            raise ValueError(f"EvoNormB0 needs more than 1 value per channel when training, got a "
+                             f"normalization batch of shape {tuple(xv.shape[1:])}")
+        dt = compute_dtype(xv)
+        tv = torch.ones(k * c, dtype=self.running_var.dtype, device=self.running_var.device)
+        y = _EvoNormB0Function.apply(as_channels(xv.to(dt)).contiguous(), self.weight.repeat(k),
+                                     self.bias.repeat(k), self.v.repeat(k), tv, True, 1.0, self.eps)
+        sequential_update([(self.running_var, tv.view(k, c))], self.momentum, None)
+        return from_channels(y, k).to(xv.dtype)
 
 
 class EvoNormS0(_EvoNormBase):

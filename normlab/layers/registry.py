@@ -121,6 +121,8 @@ def _check_type(name: str, key: str, value: Any, hint: Any) -> None:
     """Check a parsed value against the parameter's annotation (int, float, bool, optional)."""
     allowed = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) or \
         typing.get_origin(hint) is typing.Union else {hint}
+    if isinstance(value, str) and str in allowed and value.lower() == "auto":
+        return                                   # groups=auto (BatchGroupNorm)
     if value is None:
         if type(None) not in allowed:
             raise NormSpecError(f"norm '{name}': parameter {key} cannot be none")
@@ -134,6 +136,7 @@ def _check_type(name: str, key: str, value: Any, hint: Any) -> None:
     else:
         return
     if not ok:
+        label += " or auto" if str in allowed else ""
         raise NormSpecError(f"norm '{name}': parameter {key}={value!r} should be {label}")
 
 
@@ -167,6 +170,8 @@ class NormSpec:
                 raise NormSpecError(f"norm '{name}' has no parameter '{key}'; valid parameters: "
                                     + (", ".join(valid) or "none"))
             value = _parse_value(raw.strip())
+            if isinstance(value, str):
+                value = value.lower()                # words are case-insensitive: groups=AUTO
             _check_type(name, key, value, hints.get(key))
             params[key] = _normalise(value, hints.get(key))
         # Canonical: a parameter equal to its default is dropped, so 'gn:groups=4,eps=1e-5',

@@ -1,0 +1,104 @@
+"""Ghost batches: statistics over consecutive groups of ``norm_batch`` samples inside one call.
+
+Training with a normalization batch smaller than the optimizer batch used to mean running the
+optimizer batch as sequential micro-batches, one forward per micro-batch. A layer that supports
+ghost batches instead views its input (N, C, *spatial) as k = N // b groups of b samples and
+normalizes each group with its own statistics in one pass (the groups become extra channels of
+one (b, k*C, *spatial) tensor, so torch's fused kernels do the work); a remainder of N mod b
+samples is its own last group, as a last micro-batch would be. Running statistics then take the
+k sequential momentum updates the micro-batches would have made, in order. Outputs, gradients
+and running statistics equal the micro-batch path to float tolerance. Eval is unaffected.
+
+    set_norm_batch(model, 2)      # every supporting layer: statistics over groups of 2 samples
+    set_norm_batch(model, None)   # whole-batch statistics again
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["set_norm_batch", "ghost_groups", "ghost_forward", "unsupported_norm_batch",
+           "sequential_update", "check_norm_batch"]
+
+
+def check_norm_batch(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"norm_batch={value!r} is invalid: expected a positive integer or None")
+    return value
+
+
+def ghost_groups(x: Tensor, b: int) -> list[Tensor]:
+    """(k, b, C, *spatial) for the full groups, then (1, r, C, *spatial) for a remainder."""
+    n = x.shape[0]
+    k, r = divmod(n, b)
+    parts = []
+    if k:
+        parts.append(x[:k * b].reshape(k, b, *x.shape[1:]))
+    if r:
+        parts.append(x[k * b:].unsqueeze(0))
+    return parts
+
+
+def ghost_forward(x: Tensor, b: int, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """Apply ``fn`` ((k, b, C, ...) -> same shape; it updates running statistics k times in order)
+    to the full groups, then to the remainder, and put the samples back in order."""
+    outs = [fn(part).reshape(-1, *x.shape[1:]) for part in ghost_groups(x, b)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def as_channels(xv: Tensor) -> Tensor:
+    """(k, b, C, *spatial) -> (b, k*C, *spatial): ghost group j's channel c becomes channel j*C + c."""
+    k, b = xv.shape[:2]
+    return xv.transpose(0, 1).reshape(b, k * xv.shape[2], *xv.shape[3:])
+
+
+def from_channels(y: Tensor, k: int) -> Tensor:
+    """The inverse of :func:`as_channels`."""
+    b, kc = y.shape[:2]
+    return y.reshape(b, k, kc // k, *y.shape[2:]).transpose(0, 1)
+
+
+@torch.no_grad()
+def sequential_update(pairs: list[tuple[Tensor, Tensor]], momentum: float | None,
+                      tracked: Tensor | None) -> None:
+    """The k momentum updates each micro-batch would have made, in order: for every (running,
+    batch_stats) pair, running (S,) takes the rows of batch_stats (k, S) one after another;
+    ``momentum=None`` is torch's cumulative average (factor 1 / batches seen). ``tracked``
+    (num_batches_tracked) counts the k batches."""
+    k = pairs[0][1].shape[0] if pairs else 0
+    for i in range(k):
+        if tracked is not None:
+            tracked.add_(1)
+        m = momentum if momentum is not None else 1.0 / float(tracked)
+        for running, stats in pairs:
+            running.mul_(1 - m).add_(stats[i].to(running.dtype), alpha=m)
+
+
+def set_norm_batch(model: nn.Module, norm_batch: int | None) -> list[str]:
+    """Set the ghost-batch size on every layer that supports it (None: whole-batch statistics).
+    Returns the names of batch-dependent layers that do not support it (a caller falls back to
+    micro-batches for those)."""
+    check_norm_batch(norm_batch)
+    for m in model.modules():
+        if hasattr(m, "norm_batch"):
+            m.norm_batch = norm_batch
+    return unsupported_norm_batch(model)
+
+
+def unsupported_norm_batch(model: nn.Module) -> list[str]:
+    """Batch-dependent normalization layers in ``model`` without ghost-batch support."""
+    from .registry import NORMS
+
+    batch_classes = tuple(info.cls for info in NORMS.values() if info.batch_dependent)
+    out = []
+    for name, m in model.named_modules():
+        if hasattr(m, "norm_batch"):
+            continue
+        if isinstance(m, batch_classes) or isinstance(m, nn.modules.batchnorm._BatchNorm):
+            out.append(f"{name or '<model>'} ({type(m).__name__})")
+    return out
