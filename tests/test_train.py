@@ -141,3 +141,30 @@ def test_batch_larger_than_the_set_is_a_clear_error(digits):
 
 def test_progress_bar_runs(digits, capsys):
     fit(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits, TrainConfig(steps=3, batch_size=32, progress=True))
+
+
+def test_fit_uses_ghost_batches_and_falls_back_to_micro_batches(digits, monkeypatch):
+    """fit(norm_batch_size=b): one forward with ghost batches when every batch-dependent layer
+    supports them (same step as micro-batches), micro-batches with one warning otherwise."""
+    import warnings
+
+    import normlab.train.loop as loop
+
+    def one_step(norm, ghost_allowed):
+        torch.manual_seed(0)
+        model = _small(norm)
+        if not ghost_allowed:
+            monkeypatch.setattr(loop, "set_norm_batch", lambda m, b: ["forced (test)"] if b else [])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(model, digits, TrainConfig(steps=2, norm_batch_size=4, eval_every=0, **{**QUICK, "lr": 0.5}))
+        monkeypatch.undo()
+        assert all(getattr(m, "norm_batch", None) is None for m in model.modules())   # restored
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), caught
+
+    for norm in ("bn", "bgn:groups=2"):
+        ghost, quiet = one_step(norm, True)
+        micro, warned = one_step(norm, False)
+        torch.testing.assert_close(ghost, micro, rtol=1e-4, atol=1e-5)
+        assert not [w for w in quiet if "micro-batches" in str(w.message)]
+        assert [w for w in warned if "micro-batches" in str(w.message)]

@@ -9,11 +9,55 @@ from .app import app
 from .common import console, fail
 
 
+def _model_summary(model_name: str, norm: str, batch_size: int, shape: str, width: float) -> None:
+    """The norm layers of one model at one batch size (shapes on the meta device: no memory)."""
+    import torch
+
+    from ..layers import NormSpecError, norm_summary
+    from ..models import available_models, create_model
+
+    try:
+        c, h, w = (int(v) for v in shape.lower().split("x"))
+        if min(c, h, w) < 1:
+            raise ValueError
+    except ValueError:
+        raise fail(f"--input {shape!r} is invalid: expected CxHxW, e.g. 3x32x32") from None
+    if batch_size < 1:
+        raise fail(f"--batch-size {batch_size} is invalid: expected a positive integer")
+    if model_name not in available_models():
+        raise fail(f"unknown model {model_name!r}; known models: {', '.join(available_models())}")
+    try:
+        with torch.device("meta"):
+            net = create_model(model_name, norm=norm, width=width, in_channels=c, num_classes=10)
+            rows = norm_summary(net, torch.empty(batch_size, c, h, w))
+    except (NormSpecError, ValueError) as exc:
+        raise fail(f"{model_name} with norm '{norm}' at batch {batch_size}: {exc}") from None
+    table = Table(title=f"{model_name} (width {width}) with {norm}, batch {batch_size}, input {c}x{h}x{w}")
+    for col in ("layer", "class", "channels", "input", "groups"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["layer"], str(r["channels"]),
+                      "x".join(map(str, r["input"][1:])) if r["input"] else "-",
+                      "-" if r["groups"] is None else str(r["groups"]))
+    console.print(table)
+
+
 @app.command()
 def layers(check: bool = typer.Option(False, "--check",
-                                      help="Run every layer end to end and report.")) -> None:
-    """List every normalization layer (and, with --check, verify each one)."""
+                                      help="Run every layer end to end and report."),
+           model: str = typer.Option(None, help="show this model's norm layers instead "
+                                                "(the G each groups=auto layer chooses)"),
+           norm: str = typer.Option("bgn:groups=auto", help="norm spec for --model"),
+           batch_size: int = typer.Option(2, help="normalization batch for --model"),
+           input: str = typer.Option("3x32x32", help="input shape CxHxW for --model"),
+           width: float = typer.Option(1.0, help="width multiplier for --model")) -> None:
+    """List every normalization layer (and, with --check, verify each one); with --model, list
+    that model's norm layers and the group count each one uses at --batch-size."""
     from ..layers import NORMS
+
+    if model is not None:
+        _model_summary(model, norm, batch_size, input, width)
+        return
 
     results = {}
     if check:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -18,6 +19,7 @@ from torch import nn
 
 from ..data import ImageData
 from ..layers import is_norm
+from ..layers.ghost import set_norm_batch
 from .callbacks import Callback, Checkpoint, ProgressBar, TrainState, load_checkpoint
 from .config import TrainConfig
 
@@ -140,6 +142,15 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.amp else nullcontext())
     check_every = 20 if cuda else 1
     micro = cfg.norm_batch_size or cfg.batch_size
+    ghost = False
+    if micro < cfg.batch_size:            # ghost batches in one forward when every layer can
+        unsupported = set_norm_batch(model, micro)
+        ghost = not unsupported
+        if not ghost:
+            set_norm_batch(model, None)
+            warnings.warn(f"norm_batch_size={micro}: {', '.join(unsupported[:3])}"
+                          f"{' ...' if len(unsupported) > 3 else ''} cannot use ghost batches; "
+                          f"running sequential micro-batches instead (slower, same result)", stacklevel=2)
     status, message = "ok", ""
     start, seen = time.perf_counter(), 0
     model.train()
@@ -154,7 +165,7 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
                 if cuda and cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 opt.zero_grad(set_to_none=True)
-                if micro >= len(yb):
+                if ghost or micro >= len(yb):
                     with autocast:
                         loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=cfg.label_smoothing)
                     loss.backward()
@@ -205,6 +216,8 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
             for cb in cbs:
                 cb.on_epoch_end(state)
     finally:
+        if ghost:
+            set_norm_batch(model, None)
         for cb in cbs:
             if isinstance(cb, ProgressBar):
                 cb.on_fit_end(state)

@@ -1,0 +1,68 @@
+"""Small normalization batches at full speed: one SGD step of a model at normalization batch b
+(ghost batches, one forward) against sequential micro-batches and against the whole batch,
+measured side by side in alternating rounds.
+
+    python benchmarks/ghost.py [--model resnet20] [--width 0.25] [--batch 32] [--norm-batch 2] [--rounds 7]
+
+Prints, per norm, the median time of a step and its ratio to the whole-batch step (goal for
+ghost batches: <= 1.3x at normalization batch 2 for BN and BGN on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from normlab.layers.ghost import set_norm_batch
+from normlab.models import create_model
+
+
+def step_time(model, opt, x, y, mode: str, b: int) -> float:
+    set_norm_batch(model, b if mode == "ghost" else None)
+    start = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    if mode == "micro":
+        for xc, yc in zip(x.split(b), y.split(b)):
+            (F.cross_entropy(model(xc), yc) * (len(yc) / len(y))).backward()
+    else:
+        F.cross_entropy(model(x), y).backward()
+    opt.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--norm-batch", type=int, default=2)
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--norms", default="bn,bgn:groups=16,bgn:groups=4,bgn:groups=auto,brn,evonorm_b0")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(a.batch, 1, a.size, a.size)
+    y = torch.randint(0, 10, (a.batch,))
+    print(f"{a.model} width {a.width}, {a.size}x{a.size}, optimizer batch {a.batch}, normalization batch "
+          f"{a.norm_batch}, {torch.get_num_threads()} threads; median of {a.rounds} rounds")
+    print(f"{'norm':<22}{'whole (ms)':>12}{'micro (ms)':>12}{'ghost (ms)':>12}{'micro/whole':>13}{'ghost/whole':>13}")
+    for norm in a.norms.split(","):
+        model = create_model(a.model, norm=norm, width=a.width, in_channels=1, num_classes=10).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        for mode in ("whole", "micro", "ghost"):            # warm-up (and groups=auto chooses here)
+            step_time(model, opt, x, y, mode, a.norm_batch)
+        times = {m: [] for m in ("whole", "micro", "ghost")}
+        for _ in range(a.rounds):
+            for mode in times:
+                times[mode].append(step_time(model, opt, x, y, mode, a.norm_batch))
+        med = {m: statistics.median(t) * 1e3 for m, t in times.items()}
+        print(f"{norm:<22}{med['whole']:>12.1f}{med['micro']:>12.1f}{med['ghost']:>12.1f}"
+              f"{med['micro'] / med['whole']:>12.2f}x{med['ghost'] / med['whole']:>12.2f}x")
+
+
+if __name__ == "__main__":
+    main()
