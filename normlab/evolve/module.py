@@ -207,19 +207,20 @@ def check_valid(genome: Genome, *, channels: int = 8, shape: tuple[int, ...] = (
         raise InvalidLayer(f"layer {formula(genome)} does not depend on x")
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((shape[0], channels, *shape[1:]), generator=g, requires_grad=True)
-    layer = EvolvedLayer(channels, genome, groups=groups, eps=eps)
-    with torch.no_grad():                              # perturb the parameters off their init
-        for p in (layer.v0, layer.v1):
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    layer = EvolvedLayer(channels, genome, groups=groups, eps=eps)     # parameters at their init
     y = layer(x)
+    name = formula(genome)
     if not torch.isfinite(y).all():
-        raise InvalidLayer(f"layer {formula(genome)} is not finite on random input")
-    if float(y.detach().std()) == 0.0 or not math.isfinite(float(y.detach().std())):
-        raise InvalidLayer(f"layer {formula(genome)} is constant on random input")
-    y.square().mean().backward()
+        raise InvalidLayer(f"layer {name} is not finite on random input")
+    spread = float(y.detach().std())
+    if not spread > 1e-6 * (1.0 + float(y.detach().abs().mean())):
+        raise InvalidLayer(f"layer {name} is constant on random input")
+    (y * torch.randn(y.shape, generator=g)).sum().backward()
     if x.grad is None or not torch.isfinite(x.grad).all():
-        raise InvalidLayer(f"layer {formula(genome)} has a non-finite gradient on random input")
+        raise InvalidLayer(f"layer {name} has a non-finite gradient on random input")
+    if not float(x.grad.abs().max()) > 1e-8:
+        raise InvalidLayer(f"layer {name} has a zero gradient with respect to x")
     layer.eval()
     with torch.no_grad():
         if not torch.isfinite(layer(x)).all():
-            raise InvalidLayer(f"layer {formula(genome)} is not finite in eval mode")
+            raise InvalidLayer(f"layer {name} is not finite in eval mode")
