@@ -234,7 +234,7 @@ def stability_ratio(model: Any, data: Any, steps: int, batch_size: int, seed: in
         loss = F.cross_entropy(model(xb), yb)
         grads = torch.autograd.grad(loss, convs, create_graph=True)
         norm = sum((gr * gr).sum() for gr in grads)
-        value = float(norm)
+        value = float(norm.detach())
         if not math.isfinite(value):
             return math.inf
         first = value if first is None else first
