@@ -154,6 +154,10 @@ class EvolvedLayer(nn.Module):
         if x.dim() < 3 or x.shape[1] != self.num_channels:
             raise ValueError(f"EvolvedLayer expects input (N, {self.num_channels}, *spatial) with at "
                              f"least one spatial dimension, got {tuple(x.shape)}")
+        if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
+            from ..layers._common import empty_batch
+
+            return empty_batch(x)
         shape = (1, self.num_channels) + (1,) * (x.dim() - 2)
         dt = x.dtype
         affine = lambda p: p.to(dt).view(shape)  # noqa: E731
