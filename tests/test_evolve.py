@@ -341,3 +341,25 @@ def test_cli_show_unknown_search(tmp_path):
     Store(store).close()
     res = runner.invoke(app, ["evolve", "show", "nope", "--store", str(store)])
     assert res.exit_code == 2 and "no search named" in res.output
+
+
+def test_same_seed_same_search():
+    a = run_evolve(EvolveConfig(**TINY, seed=3), progress=False)
+    b = run_evolve(EvolveConfig(**TINY, seed=3), progress=False)
+    assert [e.key for e in a.history] == [e.key for e in b.history]
+    assert [e.scores.get("resnet20@0.25") for e in a.history] == [e.scores.get("resnet20@0.25") for e in b.history]
+
+
+@pytest.mark.slow
+def test_reduced_quick_run_gives_evolution_and_random_curves(tmp_path):
+    """A reduced quick run end to end through one store: both strategies leave a best-so-far
+    curve over the same budget (which is higher is reported, not asserted)."""
+    path = str(tmp_path / "s.sqlite")
+    cfg = dict(TINY, budget=10, population=4, steps=20, reject_steps=10)
+    curves = {}
+    for strategy in ("evolution", "random"):
+        r = run_evolve(EvolveConfig(**cfg, strategy=strategy), store=path, name=strategy, progress=False)
+        curves[strategy] = r.best_so_far("resnet20@0.25") if r.ok else []
+        assert len(r.history) == 10
+    assert all(len(c) > 0 for c in curves.values())
+    print({k: (v[-1] if v else None) for k, v in curves.items()})
