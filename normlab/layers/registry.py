@@ -12,6 +12,7 @@ from torch import nn
 
 from .batch import BatchGroupNorm, BatchNorm, BatchRenorm, SyncBatchGroupNorm
 from .evonorm import EvoNormB0, EvoNormS0
+from .evolved import EvolvedNorm
 from .frn import FilterResponseNorm
 from .mabn import MovingAverageBatchNorm
 from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
@@ -54,6 +55,9 @@ NORMS: dict[str, NormInfo] = {
                            "Liu et al. 2020"),
     "frn": NormInfo(FilterResponseNorm, False, True, "no",
                     "Singh & Krishnan 2020"),
+    # a layer found by `normlab evolve` (genome=CODE or file=PATH); batch-dependent when its
+    # genome has a batch aggregate, which only the built layer knows (layer.batch_dependent)
+    "evolved": NormInfo(EvolvedNorm, True, True, "no", "Liu et al. 2020 (search)"),
 }
 
 

@@ -1,0 +1,212 @@
+"""`normlab evolve run|show|export`: evolve normalization-activation layers (EvoNorms) through
+normlab.search; every candidate is a stored trial, so re-running the same command resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .app import app
+from .common import DEFAULT_STORE, check_out_file, console, fail, interruptible, open_store
+
+evolve_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                         help="Evolve normalization-activation layers from primitive ops (EvoNorms).")
+app.add_typer(evolve_app, name="evolve")
+
+
+def _load_config(config: Optional[str], preset: Optional[str], overrides: dict):
+    from ..evolve.search import EvolveConfig
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if config is not None:
+        import yaml
+
+        path = Path(config)
+        if not path.is_file():
+            raise fail(f"config file {config} does not exist: expected a YAML file of evolve settings")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise fail(f"config file {config} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise fail(f"config file {config} is not a mapping of evolve settings")
+        base = loaded.pop("preset", None)
+        data = {**loaded, **overrides}
+        return EvolveConfig.preset(base, **data) if base else EvolveConfig.from_dict(data)
+    return EvolveConfig.preset(preset or "quick", **overrides)
+
+
+def _decode(obj):
+    from ..evolve.genome import Genome
+
+    return Genome.from_json(obj)
+
+
+@evolve_app.command("run")
+def run(
+    config: Optional[str] = typer.Argument(None, help="YAML file of evolve settings (may name a preset)"),
+    preset: Optional[str] = typer.Option(None, help="quick | paper (default quick)"),
+    name: Optional[str] = typer.Option(None, help="the search's name in the store"),
+    strategy: Optional[str] = typer.Option(None, help="evolution | random (the baseline)"),
+    dataset: Optional[str] = typer.Option(None, help="proxy task dataset (digits, mnist5k, synthetic:...)"),
+    anchors: Optional[str] = typer.Option(None, help="anchor models, e.g. resnet20@0.25,mobilenetv2@0.125"),
+    budget: Optional[int] = typer.Option(None, help="candidates to evaluate"),
+    population: Optional[int] = typer.Option(None),
+    sample_size: Optional[int] = typer.Option(None, help="tournament size"),
+    selection: Optional[str] = typer.Option(None, help="mean | pareto"),
+    steps: Optional[int] = typer.Option(None, help="training steps per anchor"),
+    batch_size: Optional[int] = typer.Option(None),
+    norm_batch_size: Optional[int] = typer.Option(None, help="samples each layer normalizes over"),
+    batch_independent: Optional[bool] = typer.Option(None, "--batch-independent/--batch-dependent",
+                                                     help="forbid batch aggregates (S-series)"),
+    seed: Optional[int] = typer.Option(None),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost"),
+    workers: int = typer.Option(1, help="parallel candidates (a process pool unless --backend ray)"),
+    backend: str = typer.Option("serial", help="serial | process | ray"),
+    store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+) -> None:
+    """Evolve layers (or sample them at random with --strategy random) and print the best."""
+    from ..evolve.search import EvolveError, rejection_counts, run_evolve
+    from ..runtime import make_executor
+
+    if config is not None and preset is not None:
+        raise fail(f"--preset {preset} and the config file {config} were both given: use one")
+    try:
+        cfg = _load_config(config, preset, dict(
+            strategy=strategy, dataset=dataset, anchors=anchors, budget=budget, population=population,
+            sample_size=sample_size, selection=selection, steps=steps, batch_size=batch_size,
+            norm_batch_size=norm_batch_size, batch_independent=batch_independent, seed=seed))
+        if isinstance(workers, bool) or workers < 1:
+            raise EvolveError(f"--workers {workers} is invalid: expected a positive integer")
+        from ..data import check_dataset
+
+        check_dataset(cfg.dataset)
+    except (ValueError, TypeError) as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    name = name or f"evolve-{cfg.strategy}-s{cfg.seed}"
+    if dry_run:
+        _dry_run(cfg, name, workers)
+        return
+    db = open_store(store, readonly=False)
+    try:
+        executor = make_executor(backend, workers)
+    except ValueError as exc:
+        db.close()
+        raise fail(str(exc)) from None
+    try:
+        with interruptible():
+            result = run_evolve(cfg, store=db, name=name, executor=executor)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished candidates are kept in {store}; run the same command "
+                      f"again to resume.", highlight=False)
+        raise typer.Exit(130) from None
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    finally:
+        executor.close()
+        db.close()
+    counts = rejection_counts(result)
+    console.print(f"[bold]{name}[/]: {len(result.history)} evaluated; passed {counts['passed']}, "
+                  f"rejected quality {counts['quality']}, stability {counts['stability']}, diverged "
+                  f"{counts['diverged']}; {result.invalid} invalid never trained", highlight=False)
+    _print_top(result, 5)
+
+
+def _dry_run(cfg, name: str, workers: int) -> None:
+    import time
+
+    from ..evolve.genome import reference
+
+    task = cfg.task
+    t0 = time.time()
+    task(reference("bn_relu"))                         # one full candidate, timed
+    per = time.time() - t0
+    console.print(f"[bold]{name}[/] ({cfg.strategy}): {cfg.budget} candidates, anchors "
+                  f"{', '.join(cfg.objectives)}, {cfg.steps} steps of {cfg.batch_size} on {cfg.dataset}"
+                  f"{'' if cfg.norm_batch_size is None else f' (norm batch {cfg.norm_batch_size})'}",
+                  highlight=False)
+    console.print(f"estimated at most {per * cfg.budget / 60 / workers:.1f} min on {workers} worker(s) "
+                  f"({per:.1f} s per fully trained candidate, timed on BN-ReLU; rejected ones cost less)",
+                  highlight=False)
+
+
+def _print_top(result, top: int) -> None:
+    from ..evolve.genome import formula
+    from ..evolve.search import mean_fitness
+
+    ok = sorted(result.ok, key=lambda e: -mean_fitness(e.scores, result.objectives))[:top]
+    if not ok:
+        console.print("no candidate passed the rejection rules")
+        return
+    table = Table(title="best layers")
+    table.add_column("step")
+    table.add_column("formula")
+    for anchor in result.objectives:
+        table.add_column(anchor)
+    for e in ok:
+        table.add_row(str(e.step), formula(e.arch), *(f"{100 * e.scores[a]:.1f}%" for a in result.objectives))
+    console.print(table)
+
+
+def _results(store: str, name: str):
+    from ..search import SearchError, load_search
+
+    db = open_store(store, readonly=True)
+    try:
+        return load_search(db, name, decode=_decode)
+    except SearchError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        db.close()
+
+
+@evolve_app.command("show")
+def show(name: str = typer.Argument(..., help="the search's name"),
+         store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+         top: int = typer.Option(5, help="how many of the best layers to list")) -> None:
+    """The best layers of a stored layer search: formula and accuracy per anchor."""
+    from ..evolve.search import rejection_counts
+
+    if top < 1:
+        raise fail(f"--top {top} is invalid: expected a positive integer")
+    for r in _results(store, name):
+        counts = rejection_counts(r)
+        console.print(f"[bold]{r.name}[/] ({r.strategy}, seed {r.config.get('seed')}): "
+                      f"{len(r.history)} evaluated; passed {counts['passed']}, rejected quality "
+                      f"{counts['quality']}, stability {counts['stability']}, diverged "
+                      f"{counts['diverged']}", highlight=False)
+        _print_top(r, top)
+
+
+@evolve_app.command("export")
+def export(name: str = typer.Argument(..., help="the search's name"),
+           out: str = typer.Option(..., "--out", help="JSON file to write (use as evolved:file=PATH)"),
+           step: Optional[int] = typer.Option(None, help="the evaluation step to export (default the best)"),
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+    """Write one evolved layer as JSON, usable anywhere a norm spec is: evolved:file=PATH."""
+    from ..evolve.genome import canonical, formula
+    from ..evolve.search import mean_fitness
+
+    results = _results(store, name)
+    r = results[-1]
+    if step is None:
+        if not r.ok:
+            raise fail(f"search {name!r} has no candidate that passed the rejection rules")
+        e = max(r.ok, key=lambda e: mean_fitness(e.scores, r.objectives))
+    else:
+        found = [e for e in r.history if e.step == step]
+        if not found:
+            raise fail(f"--step {step} is not in search {name!r}: expected 0..{len(r.history) - 1}")
+        e = found[0]
+    path = check_out_file(out, "--out")
+    g = canonical(e.arch)
+    groups = json.loads(r.config.get("proxy") or "{}").get("groups")
+    path.write_text(json.dumps({"genome": g.to_json(), "formula": formula(g), "code": g.code,
+                                "groups": groups, "scores": e.scores, "search": name,
+                                "step": e.step}, indent=2))
+    console.print(f"wrote {formula(g)} to {path}; use it as the norm spec evolved:file={path}",
+                  highlight=False)

@@ -1,0 +1,430 @@
+"""The layer search of EvoNorms (Liu et al. 2020) on ``normlab.search``: a genome space, a proxy
+task that trains each candidate inside K anchor models, the paper's rejection rules, and
+evolution (or the random-search baseline) through the engine's store and executors.
+
+    cfg = EvolveConfig.preset("quick")
+    result = run_evolve(cfg, store="runs/normlab.sqlite", name="evolve-quick")
+    print(formula(result.best().arch))
+
+Fitness is K accuracies, one per anchor (objectives ``{anchor: "max"}``); tournament selection
+over them is the engine's "mean" (min-max normalised mean) or "pareto" (a random member of the
+tournament's Pareto front), the paper's two options.
+
+Rejection (section 4 of the paper), before or during training:
+- validity: an output that does not depend on x, or NaN/Inf/constant on random input, is never
+  trained (the engine's ``constraint``; it does not use budget);
+- quality: a layer under ``reject_acc`` validation accuracy after ``reject_steps`` steps on any
+  anchor is dropped before full training (the paper: 20% after 100 steps on CIFAR-10);
+- stability: the convolution weights are pushed for ``stability_steps`` steps in the direction
+  that increases the gradient norm most (normalised gradient ascent on ||dL/dw||^2); a layer whose
+  gradient norm grows past ``stability_factor`` times its start (or turns non-finite) is dropped.
+A rejected layer is stored as finished ("diverged", with the rule in its error) so a resumed
+search never trains it again, and it never joins the population.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from .genome import (BATCH_OPS, Genome, GenomeError, canonical, canonical_key, formula, live_nodes,
+                     mutate, random_genome)
+from .module import InvalidLayer, check_valid
+
+__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "anchor_name",
+           "rejection_counts", "EvolveError"]
+
+
+class EvolveError(ValueError):
+    """Bad evolve settings: one line naming the setting, its value and what is valid."""
+
+
+def anchor_name(model: str, width: float) -> str:
+    return f"{model}@{width:g}"
+
+
+@dataclass(frozen=True)
+class LayerSpace:
+    """Genomes of ``nodes`` intermediate nodes (the search space of :mod:`.genome`).
+    ``batch_independent``: no batch aggregates (the paper's S-series)."""
+
+    nodes: int = 8
+    batch_independent: bool = False
+    proxy: str = ""           # the proxy task's settings (part of a stored search's identity)
+
+    def sample(self, rng: random.Random) -> Genome:
+        return random_genome(rng, self.nodes, batch_independent=self.batch_independent)
+
+    def mutate(self, arch: Genome, rng: random.Random) -> Genome:
+        return mutate(arch, rng, batch_independent=self.batch_independent)
+
+    def key(self, arch: Genome) -> str:
+        return canonical_key(arch)
+
+    def to_json(self, arch: Genome) -> list:
+        return arch.to_json()
+
+    def from_json(self, obj: Any) -> Genome:
+        return Genome.from_json(obj)
+
+    def valid(self, arch: Genome) -> bool:
+        """The validity rule: depends on x, finite (with finite gradients) on random input."""
+        if self.batch_independent and any(
+                arch.nodes[i - 4][0] in BATCH_OPS for i in live_nodes(arch) if i >= 4):
+            return False
+        try:
+            check_valid(arch)
+        except InvalidLayer:
+            return False
+        return True
+
+
+_DATA: dict[tuple[str, int], Any] = {}
+
+
+def _data(spec: str, seed: int) -> Any:
+    from ..data import load_dataset
+
+    if (spec, seed) not in _DATA:
+        _DATA[(spec, seed)] = load_dataset(spec, seed=seed)
+    return _DATA[(spec, seed)]
+
+
+@dataclass(frozen=True)
+class ProxyTask:
+    """Train a candidate layer inside each anchor (``(model, width)`` pairs) for ``steps`` SGD
+    steps of ``batch_size`` on ``dataset`` and return the validation accuracies (eval mode).
+    ``norm_batch_size`` splits each batch into micro-batches for the forward pass (gradients
+    accumulated), so the layer normalises over that many samples. Picklable: it runs on any
+    executor. Returns a TrialResult: "ok" with one accuracy per anchor, or "diverged" with the
+    rejection rule (quality, stability) or the divergence in its error."""
+
+    dataset: str = "digits"
+    anchors: tuple[tuple[str, float], ...] = (("resnet20", 0.25),)
+    steps: int = 200
+    batch_size: int = 32
+    norm_batch_size: int | None = None
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    groups: int | None = 4
+    reject_steps: int = 50
+    reject_acc: float | None = 0.2
+    stability_steps: int = 0
+    stability_factor: float = 1e3
+    eval_limit: int | None = 500
+    seed: int = 0
+    threads: int = 1
+
+    def spec(self, genome: Genome) -> str:
+        return f"evolved:genome={genome.code}" + (f",groups={self.groups}" if self.groups else "")
+
+    def __call__(self, genome: Genome) -> Any:
+        import torch
+
+        from ..runtime.results import TrialResult
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        started = time.time()
+        metrics: dict[str, float] = {}
+        history: list[dict[str, Any]] = []
+        for model_name, width in self.anchors:
+            name = anchor_name(model_name, width)
+            outcome = self._train_one(genome, model_name, width)
+            history.append({"anchor": name, **{k: v for k, v in outcome.items() if k != "error"}})
+            if "error" in outcome:
+                metrics.update({"rejected_" + outcome["rule"]: 1.0, "steps_trained": outcome["steps"],
+                                "seconds": time.time() - started})
+                return TrialResult("diverged", metrics=metrics, history=history,
+                                   error=f"rejected ({outcome['rule']}) on {name}: {outcome['error']}",
+                                   started=started, finished=time.time())
+            metrics[name] = outcome["acc"]
+        metrics["seconds"] = time.time() - started
+        return TrialResult("ok", metrics=metrics, history=history, started=started, finished=time.time())
+
+    # -- one anchor -------------------------------------------------------------------------
+
+    def build(self, genome: Genome, model_name: str, width: float) -> Any:
+        import torch
+
+        from ..models import create_model
+
+        data = _data(self.dataset, self.seed)
+        torch.manual_seed(self.seed)
+        return create_model(model_name, norm=self.spec(genome), in_channels=data.in_channels,
+                            num_classes=data.num_classes, width=width), data
+
+    def _train_one(self, genome: Genome, model_name: str, width: float) -> dict[str, Any]:
+        import torch
+        import torch.nn.functional as F
+
+        from ..train.loop import evaluate
+
+        model, data = self.build(genome, model_name, width)
+        if self.stability_steps:
+            grew = stability_ratio(model, data, self.stability_steps, self.batch_size, self.seed)
+            if not math.isfinite(grew) or grew > self.stability_factor:
+                return {"error": f"gradient norm grew {grew:.3g}x under adversarial weights "
+                                 f"(limit {self.stability_factor:g}x)", "rule": "stability", "steps": 0}
+            model, data = self.build(genome, model_name, width)      # train from a fresh init
+        norm_ids = {id(p) for m in model.modules() if type(m).__name__ == "EvolvedLayer"
+                    for p in m.parameters()}
+        params = [{"params": [p for p in model.parameters() if id(p) not in norm_ids],
+                   "weight_decay": self.weight_decay},
+                  {"params": [p for p in model.parameters() if id(p) in norm_ids], "weight_decay": 0.0}]
+        opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, self.steps) / self.steps)))
+        g = torch.Generator().manual_seed(self.seed)
+        micro = self.norm_batch_size or self.batch_size
+        step = 0
+        model.train()
+        while step < self.steps:
+            for xb, yb in data.batches("train", self.batch_size, shuffle=True, generator=g,
+                                       drop_last=True):
+                opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for xs, ys in zip(xb.split(micro), yb.split(micro)):
+                    loss = F.cross_entropy(model(xs), ys) * (len(ys) / len(yb))
+                    loss.backward()
+                    total += float(loss.detach())
+                if not math.isfinite(total):
+                    return {"error": f"loss is {total} at step {step}", "rule": "diverged",
+                            "steps": step}
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                sched.step()
+                step += 1
+                if self.reject_acc is not None and step == self.reject_steps < self.steps:
+                    acc = self._accuracy(model, data, evaluate)
+                    if acc < self.reject_acc:
+                        return {"error": f"validation accuracy {acc:.3f} < {self.reject_acc:g} after "
+                                         f"{step} steps", "rule": "quality", "steps": step, "acc": acc}
+                    model.train()
+                if step >= self.steps:
+                    break
+        acc = self._accuracy(model, data, evaluate)
+        return {"acc": acc, "steps": step}
+
+    def _accuracy(self, model: Any, data: Any, evaluate: Any) -> float:
+        import torch
+
+        with torch.no_grad():
+            out = evaluate(model, data, "test", limit=self.eval_limit)
+        acc = out["test_acc"]
+        return acc if math.isfinite(out["test_loss"]) else 0.0
+
+
+def stability_ratio(model: Any, data: Any, steps: int, batch_size: int, seed: int,
+                    step_size: float = 0.05) -> float:
+    """How much ||dL/dw||^2 grows when the conv weights take ``steps`` normalised gradient-ascent
+    steps on it (the paper's stability rejection). The model's weights are changed."""
+    import torch
+    import torch.nn.functional as F
+
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    g = torch.Generator().manual_seed(seed)
+    xb, yb = next(iter(data.batches("train", batch_size, shuffle=True, generator=g, drop_last=True)))
+    model.train()
+    first = None
+    for _ in range(steps + 1):
+        loss = F.cross_entropy(model(xb), yb)
+        grads = torch.autograd.grad(loss, convs, create_graph=True)
+        norm = sum((gr * gr).sum() for gr in grads)
+        value = float(norm.detach())
+        if not math.isfinite(value):
+            return math.inf
+        first = value if first is None else first
+        if _ == steps:
+            break
+        ascent = torch.autograd.grad(norm, convs, allow_unused=True)
+        with torch.no_grad():
+            for w, d in zip(convs, ascent):
+                if d is not None:
+                    w.add_(d / (d.norm() + 1e-12) * w.norm() * step_size)
+    return value / max(first, 1e-30)
+
+
+# -- the run --------------------------------------------------------------------------------
+
+def _anchors(value: Any) -> tuple[tuple[str, float], ...]:
+    """'resnet20@0.25,mobilenetv2@0.125' or [[model, width], ...] -> ((model, width), ...)."""
+    from ..models import available_models
+
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            model, _, width = item.strip().partition("@")
+            try:
+                pair = (model, float(width) if width else 1.0)
+            except ValueError:
+                raise EvolveError(f"anchor {item!r} is invalid: expected MODEL@WIDTH, e.g. resnet20@0.25") from None
+        else:
+            pair = (str(item[0]), float(item[1]))
+        if pair[0] not in available_models():
+            raise EvolveError(f"anchor model {pair[0]!r} is unknown; known models: {', '.join(available_models())}")
+        if not 0 < pair[1] <= 16:
+            raise EvolveError(f"anchor width {pair[1]!r} is invalid: expected a number in (0, 16]")
+        out.append(pair)
+    if not out:
+        raise EvolveError("anchors is empty: expected at least one MODEL@WIDTH")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    """Everything a layer search needs; ``task`` and ``space`` are built from it."""
+
+    dataset: str = "digits"
+    anchors: tuple[tuple[str, float], ...] = (("resnet20", 0.25),)
+    steps: int = 200
+    batch_size: int = 32
+    norm_batch_size: int | None = None
+    lr: float = 0.05
+    groups: int | None = 4
+    reject_steps: int = 50
+    reject_acc: float | None = 0.2
+    stability_steps: int = 0
+    stability_factor: float = 1e3
+    eval_limit: int | None = 500
+    nodes: int = 8
+    batch_independent: bool = False
+    strategy: str = "evolution"
+    budget: int = 60
+    population: int = 12
+    sample_size: int = 4
+    selection: str = "mean"
+    seed: int = 0
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "anchors", _anchors(self.anchors))
+        ints = {"steps": 1, "batch_size": 1, "reject_steps": 1, "stability_steps": 0, "nodes": 1,
+                "budget": 1, "population": 2, "sample_size": 1, "seed": 0, "data_seed": 0}
+        for name, low in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise EvolveError(f"{name}={v!r} is invalid: expected an integer >= {low}")
+        for name in ("norm_batch_size", "groups", "eval_limit"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise EvolveError(f"{name}={v!r} is invalid: expected a positive integer or none")
+        if self.norm_batch_size is not None and self.norm_batch_size > self.batch_size:
+            raise EvolveError(f"norm_batch_size={self.norm_batch_size} is larger than batch_size="
+                              f"{self.batch_size}: expected norm_batch_size <= batch_size")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise EvolveError(f"lr={self.lr!r} is invalid: expected a positive number")
+        if self.reject_acc is not None and not 0 <= self.reject_acc <= 1:
+            raise EvolveError(f"reject_acc={self.reject_acc!r} is invalid: expected a fraction in [0, 1] or none")
+        if self.strategy not in ("evolution", "random"):
+            raise EvolveError(f"strategy={self.strategy!r} is invalid: expected 'evolution' or 'random'")
+        if self.selection not in ("mean", "pareto"):
+            raise EvolveError(f"selection={self.selection!r} is invalid: expected 'mean' or 'pareto'")
+        if self.sample_size > self.population:
+            raise EvolveError(f"sample_size={self.sample_size} is larger than population="
+                              f"{self.population}: expected sample_size <= population")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EvolveConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise EvolveError(f"unknown evolve setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(d))
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "EvolveConfig":
+        if name not in PRESETS:
+            raise EvolveError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["anchors"] = [anchor_name(m, w) for m, w in self.anchors]
+        return d
+
+    @property
+    def space(self) -> LayerSpace:
+        import json
+
+        task = {k: v for k, v in self.to_dict().items() if k in {f.name for f in fields(ProxyTask)} - {"seed"}}
+        task["data_seed"] = self.data_seed
+        return LayerSpace(self.nodes, self.batch_independent, json.dumps(task, sort_keys=True))
+
+    @property
+    def task(self) -> ProxyTask:
+        return ProxyTask(self.dataset, self.anchors, self.steps, self.batch_size, self.norm_batch_size,
+                         self.lr, 5e-4, self.groups, self.reject_steps, self.reject_acc,
+                         self.stability_steps, self.stability_factor, self.eval_limit, self.data_seed)
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        return {anchor_name(m, w): "max" for m, w in self.anchors}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a meaningful search on 2 CPU cores in about half an hour: tiny anchors, shipped 8x8 digits
+    "quick": {"dataset": "digits", "anchors": "resnet20@0.25,mobilenetv2@0.125", "steps": 150,
+              "batch_size": 32, "reject_steps": 40, "reject_acc": 0.2, "budget": 80,
+              "population": 16, "sample_size": 4, "nodes": 8},
+    # the paper's budget and protocol shape for a cluster (Ray): CIFAR-10, three anchors
+    "paper": {"dataset": "cifar10", "anchors": "resnet50v2@0.25,mobilenetv2@0.5,efficientnet_b0@0.5",
+              "steps": 2000, "batch_size": 128, "reject_steps": 100, "reject_acc": 0.2,
+              "stability_steps": 5, "budget": 5000, "population": 500, "sample_size": 25,
+              "selection": "pareto", "nodes": 10, "groups": 8, "eval_limit": None},
+}
+
+
+class _CountingConstraint:
+    def __init__(self, space: LayerSpace) -> None:
+        self.space, self.rejected = space, 0
+
+    def __call__(self, arch: Genome) -> bool:
+        ok = self.space.valid(arch)
+        self.rejected += not ok
+        return ok
+
+
+def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = None,
+               executor: Any = None, progress: bool | None = None, batch: int | None = None) -> Any:
+    """Run the layer search through ``normlab.search`` (evolution or random search) and return
+    its SearchResult; ``result.invalid`` counts candidates the validity rule never trained."""
+    from ..search import evolution, random_search
+
+    space, task = config.space, config.task
+    constraint = _CountingConstraint(space)
+    common = dict(objectives=config.objectives, constraint=constraint, store=store,
+                  name=name or f"evolve-{config.strategy}", executor=executor, seed=config.seed,
+                  budget=config.budget, progress=progress, batch=batch)
+    if config.strategy == "random":
+        result = random_search(space, task, **common)
+    else:
+        result = evolution(space, task, population=config.population,
+                           sample_size=config.sample_size, selection=config.selection, **common)
+    result.invalid = constraint.rejected
+    return result
+
+
+def rejection_counts(result: Any) -> dict[str, int]:
+    """How many evaluations each rule rejected (quality, stability, diverged), and how many passed."""
+    out = {"passed": 0, "quality": 0, "stability": 0, "diverged": 0, "failed": 0}
+    for e in result.history:
+        if e.ok:
+            out["passed"] += 1
+            continue
+        err = e.error or ""
+        for rule in ("quality", "stability", "diverged"):
+            if f"rejected ({rule})" in err:
+                out[rule] += 1
+                break
+        else:
+            out["failed"] += 1
+    return out
+
+
+def mean_fitness(scores: Mapping[str, float], objectives: Mapping[str, str]) -> float:
+    return sum(scores[k] for k in objectives) / len(objectives)

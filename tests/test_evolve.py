@@ -1,0 +1,365 @@
+"""normlab.evolve: the EvoNorms layer genome, its compiled layer, the search through normlab.search
+and the CLI. Expected values are written from the formulas in the tests."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from normlab.cli.app import app
+from normlab.evolve import (EvolvedLayer, Genome, GenomeError, InvalidLayer, OPS, canonical,
+                            canonical_key, check_valid, formula, mutate, random_genome, reference)
+from normlab.evolve.genome import depends_on_x, live_nodes
+from normlab.evolve.module import apply_op
+from normlab.evolve.search import (EvolveConfig, EvolveError, LayerSpace, ProxyTask, rejection_counts,
+                                   run_evolve)
+from normlab.layers import BatchNorm, EvoNormB0, EvoNormS0, create_norm, norm_act, parse_spec
+from normlab.runtime import Store
+
+runner = CliRunner()
+D = torch.float64
+
+
+def _x(shape=(6, 8, 5, 4), seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=D) * 2 + 0.5
+
+
+# -- primitives against their formulas -------------------------------------------------------
+
+def test_unary_and_binary_primitives_match_their_formulas():
+    a, b = _x(seed=1), _x(seed=2)
+    expect = {
+        "neg": -a, "sigmoid": 1 / (1 + torch.exp(-a)), "tanh": (torch.exp(a) - torch.exp(-a)) / (torch.exp(a) + torch.exp(-a)),
+        "exp": torch.exp(a), "abs": torch.where(a < 0, -a, a), "square": a * a,
+        "log": torch.sign(a) * torch.log(a.abs()), "sqrt": torch.sign(a) * a.abs() ** 0.5,
+    }
+    for op, want in expect.items():
+        torch.testing.assert_close(apply_op(op, [a]), want)
+    torch.testing.assert_close(apply_op("add", [a, b]), a + b)
+    torch.testing.assert_close(apply_op("mul", [a, b]), a * b)
+    torch.testing.assert_close(apply_op("div", [a, b]), a / b)
+    torch.testing.assert_close(apply_op("max", [a, b]), torch.where(a > b, a, b))
+
+
+def test_aggregates_match_their_formulas():
+    x = _x()
+    n, c, h, w = x.shape
+    eps, groups = 1e-5, 2
+    # batch axes (N, H, W): one statistic per channel
+    for ci in range(c):
+        vals = x[:, ci].reshape(-1)
+        mu = vals.sum() / vals.numel()
+        var = ((vals - mu) ** 2).sum() / vals.numel()
+        assert torch.allclose(apply_op("mu_bhw", [x])[:, ci], mu.expand(n, h, w))
+        assert torch.allclose(apply_op("s2_bhw", [x])[:, ci], var.expand(n, h, w))
+        assert torch.allclose(apply_op("s_bhw", [x], eps=eps)[:, ci], math.sqrt(var + eps) * torch.ones(n, h, w, dtype=D))
+    # instance axes (H, W) and group axes (C/G, H, W)
+    for i in range(n):
+        for ci in range(c):
+            vals = x[i, ci].reshape(-1)
+            mu = vals.mean()
+            var = ((vals - mu) ** 2).mean()
+            assert torch.allclose(apply_op("s2_hw", [x])[i, ci], var.expand(h, w))
+            assert torch.allclose(apply_op("mu_hw", [x])[i, ci], mu.expand(h, w))
+            k = c // groups
+            gi = ci // k
+            gv = x[i, gi * k:(gi + 1) * k].reshape(-1)
+            gmu = gv.mean()
+            gvar = ((gv - gmu) ** 2).mean()
+            assert torch.allclose(apply_op("mu_hwg", [x], groups=groups)[i, ci], gmu.expand(h, w))
+            assert torch.allclose(apply_op("s_hwg", [x], groups=groups, eps=eps)[i, ci],
+                                  torch.sqrt(gvar + eps).expand(h, w))
+
+
+def test_op_table_is_the_papers():
+    assert {op for op, o in OPS.items() if o.arity == 2} == {"add", "mul", "div", "max"}
+    assert {op for op, o in OPS.items() if o.kind == "unary"} == {
+        "neg", "sigmoid", "tanh", "exp", "log", "abs", "square", "sqrt"}
+    assert len([o for o in OPS.values() if o.kind == "aggregate"]) == 9     # mu, s2, s x 3 axis sets
+
+
+# -- reference layers: the genomes equal the hand-written layers -----------------------------
+
+def _randomise(*params):
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in params:
+            p.copy_(0.5 + torch.rand(p.shape, generator=g, dtype=p.dtype))
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 5, 4), (3, 8, 7), (2, 8, 3, 3, 2)])
+def test_evonorm_b0_genome_equals_the_layer(shape):
+    ref, lay = EvoNormB0(8).double(), EvolvedLayer(8, reference("evonorm_b0")).double()
+    _randomise(ref.v, ref.weight, ref.bias)
+    with torch.no_grad():
+        lay.v1.copy_(ref.v), lay.weight.copy_(ref.weight), lay.bias.copy_(ref.bias)
+    for step in range(3):                                # train: batch statistics, running var
+        x = _x(shape, seed=step)
+        torch.testing.assert_close(lay(x), ref(x))
+    torch.testing.assert_close(lay.running_4, ref.running_var)
+    ref.eval(), lay.eval()
+    x = _x(shape, seed=9)
+    torch.testing.assert_close(lay(x), ref(x))
+
+
+def test_evonorm_s0_genome_equals_the_layer():
+    ref, lay = EvoNormS0(8, groups=4).double(), EvolvedLayer(8, reference("evonorm_s0"), groups=4).double()
+    _randomise(ref.v, ref.weight, ref.bias)
+    with torch.no_grad():
+        lay.v1.copy_(ref.v), lay.weight.copy_(ref.weight), lay.bias.copy_(ref.bias)
+    x = _x()
+    torch.testing.assert_close(lay(x), ref(x))
+    ref.eval(), lay.eval()
+    torch.testing.assert_close(lay(x), ref(x))
+    # and its gradients (the hand-written layer has its own backward)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref.train(), lay.train()
+    ref(xa).pow(3).sum().backward()
+    lay(xb).pow(3).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad)
+    torch.testing.assert_close(lay.v1.grad, ref.v.grad)
+
+
+def test_bn_relu_genome_equals_batchnorm_then_relu():
+    bn = BatchNorm(8).double()
+    lay = EvolvedLayer(8, reference("bn_relu"), unbiased_running=True).double()
+    _randomise(bn.weight, bn.bias)
+    with torch.no_grad():
+        bn.bias.sub_(1.0)
+        lay.v1.copy_(bn.weight), lay.v0.copy_(bn.bias)     # BN's affine sits before the ReLU
+    for step in range(3):
+        x = _x(seed=step)
+        torch.testing.assert_close(lay(x), torch.relu(bn(x)))
+    bn.eval(), lay.eval()
+    x = _x(seed=5)
+    torch.testing.assert_close(lay(x), torch.relu(bn(x)))
+
+
+def test_batch_aggregate_running_statistics_behave_like_batchnorm():
+    genome = Genome.from_code("mu_bhw.0;s2_bhw.0;add.4.5;add.0.6")
+    lay = EvolvedLayer(8, genome, momentum=0.2, unbiased_running=True).double()
+    mean, var = torch.zeros(8, dtype=D), torch.ones(8, dtype=D)
+    for step in range(4):
+        x = _x(seed=step)
+        lay(x)
+        count = x.numel() // 8
+        bm = x.mean(dim=(0, 2, 3))
+        bv = ((x - bm.view(1, -1, 1, 1)) ** 2).sum(dim=(0, 2, 3)) / (count - 1)
+        mean, var = 0.8 * mean + 0.2 * bm, 0.8 * var + 0.2 * bv
+    torch.testing.assert_close(lay.running_4, mean)
+    torch.testing.assert_close(lay.running_5, var)
+    lay.eval()
+    x = _x(seed=11)
+    torch.testing.assert_close(lay(x), x + (mean + var).view(1, -1, 1, 1))
+
+
+# -- genome structure: keys, pruning, mutation, serialisation --------------------------------
+
+def test_canonical_key_identifies_equivalent_genomes():
+    b0 = reference("evonorm_b0")
+    # same layer: nodes in another order, commutative arguments swapped, a dead node added
+    other = Genome.from_code("s_hw.0;mul.0.3;exp.2;add.4.5;s_bhw.0;max.7.8;div.0.9")
+    assert canonical_key(other) == canonical_key(b0)
+    assert canonical(other) == canonical(b0)
+    assert 6 not in live_nodes(other)                      # exp(v0) is pruned
+    # a different layer has a different key (div is not commutative)
+    assert canonical_key(Genome.from_code("s_bhw.0;mul.3.0;s_hw.0;add.5.6;max.4.7;div.8.0")) != canonical_key(b0)
+
+
+def test_json_code_and_formula_round_trip():
+    rng = random.Random(3)
+    for _ in range(50):
+        g = random_genome(rng, 8)
+        assert Genome.from_json(json.loads(json.dumps(g.to_json()))) == g
+        assert Genome.from_code(g.code) == g
+        assert "," not in g.code and ":" not in g.code and "=" not in g.code
+    assert formula(reference("evonorm_b0")) == "x / max(s_bhw(x), v1*x + s_hw(x))"
+    assert formula(reference("evonorm_s0")) == "x*sigmoid(v1*x) / s_hwg(x)"
+
+
+def test_malformed_genomes_are_one_line_errors():
+    for bad, match in [("nope.0", "unknown op"), ("add.0", "takes 2"), ("neg.4", "not an earlier node"),
+                       ("neg.x", "bad genome node"), ("", "at least one node")]:
+        with pytest.raises(GenomeError, match=match):
+            Genome.from_code(bad)
+
+
+def test_random_genomes_depend_on_x_and_compile():
+    rng = random.Random(0)
+    valid = 0
+    for _ in range(100):
+        g = random_genome(rng, 8)
+        assert depends_on_x(g)
+        layer = EvolvedLayer(8, g, groups=4).double()
+        y = layer(_x())
+        assert y.shape == (6, 8, 5, 4)
+        try:
+            check_valid(g)
+            valid += 1
+        except InvalidLayer:
+            pass
+    assert valid > 30
+
+
+def test_batch_independent_genomes_have_no_batch_aggregates():
+    rng = random.Random(1)
+    for _ in range(50):
+        g = random_genome(rng, 8, batch_independent=True)
+        assert not any(op.endswith("_bhw") for op, _ in g.nodes)
+        assert not EvolvedLayer(8, g, groups=4).batch_dependent
+
+
+def test_mutation_changes_exactly_one_node_and_keeps_validity():
+    rng = random.Random(2)
+    parent = reference("evonorm_b0")
+    for _ in range(100):
+        child = mutate(parent, rng)
+        changed = [i for i, (a, b) in enumerate(zip(parent.nodes, child.nodes)) if a != b]
+        assert len(changed) == 1 and len(child) == len(parent)
+        assert depends_on_x(child) and canonical_key(child) != canonical_key(parent)
+        op, ins = child.nodes[changed[0]]
+        assert all(i < 4 + changed[0] for i in ins) and len(ins) == OPS[op].arity
+
+
+def test_validity_rejects_constructed_bad_layers_and_keeps_references():
+    for name in ("bn_relu", "evonorm_b0", "evonorm_s0"):
+        check_valid(reference(name), groups=4)
+    with pytest.raises(InvalidLayer, match="does not depend on x"):
+        check_valid(Genome.from_code("neg.0;add.2.3"))
+    with pytest.raises(InvalidLayer, match="not finite"):
+        check_valid(Genome.from_code("div.0.2"))           # x / v0, v0 = 0 at init
+    with pytest.raises(InvalidLayer, match="constant"):
+        check_valid(Genome.from_code("mu_hw.0;s_hw.4"))    # std of a spatially constant map
+
+
+# -- the evolved layer as a norm spec ----------------------------------------------------------
+
+def test_evolved_norm_spec_builds_the_layer(tmp_path):
+    code = reference("evonorm_b0").code
+    spec = parse_spec(f"evolved:genome={code},groups=4")
+    layer = create_norm(spec, 8)
+    assert isinstance(layer, EvolvedLayer) and layer.groups == 4 and layer.replaces_activation
+    path = tmp_path / "layer.json"
+    path.write_text(json.dumps({"genome": reference("evonorm_s0").to_json(), "groups": 2}))
+    layer = create_norm(f"evolved:file={path}", 8)
+    assert layer.genome == reference("evonorm_s0") and layer.groups == 2
+    linear = norm_act(f"evolved:file={path}", 8, act=None)          # a slot with no activation
+    x = _x().float()
+    torch.testing.assert_close(linear(x), x)                         # gamma = 1, beta = 0 at init
+    with pytest.raises(ValueError, match="no evolved-layer file"):
+        create_norm(f"evolved:file={tmp_path / 'missing.json'}", 8)
+
+
+# -- the search through normlab.search ----------------------------------------------------------
+
+TINY = dict(dataset="digits", anchors="resnet20@0.25", steps=12, reject_steps=6, reject_acc=0.15,
+            batch_size=32, budget=6, population=3, sample_size=2, eval_limit=100)
+
+
+def test_proxy_task_trains_references_and_rejects_bad_layers():
+    task = EvolveConfig(**{**TINY, "steps": 40, "reject_steps": 20}).task
+    good = task(reference("bn_relu"))
+    assert good.status == "ok" and good.metrics["resnet20@0.25"] > 0.3
+    bad = task(Genome.from_code("mu_hw.0"))                # a spatial mean: throws the image away
+    assert bad.status == "diverged" and "rejected (quality)" in bad.error
+
+
+def test_stability_rejection_keeps_bn_relu_and_drops_an_exploding_layer():
+    base = ProxyTask(dataset="digits", steps=1, stability_steps=3, stability_factor=1e3, eval_limit=50,
+                     reject_acc=None)
+    assert base(reference("bn_relu")).status == "ok"
+    boom = base(Genome.from_code("exp.0;exp.4"))          # exp(exp(x)): gradients explode
+    assert boom.status == "diverged" and "rejected (stability)" in boom.error
+
+
+def test_search_runs_through_the_store_and_resumes(tmp_path):
+    path = tmp_path / "s.sqlite"
+    cfg = EvolveConfig(**TINY)
+    first = run_evolve(cfg, store=str(path), name="t", progress=False)
+    assert len(first.history) == 6
+    counts = rejection_counts(first)
+    assert sum(counts.values()) == 6
+    with Store(path) as db:
+        exps = db.experiments(name="t")
+        assert len(exps) == 1 and exps[0].config["strategy"] == "evolution"
+    again = run_evolve(cfg, store=str(path), name="t", progress=False)      # resume: nothing new
+    assert [e.key for e in again.history] == [e.key for e in first.history]
+    assert [e.scores for e in again.history] == [e.scores for e in first.history]
+    rnd = run_evolve(EvolveConfig(**{**TINY, "strategy": "random"}), progress=False)
+    assert len(rnd.history) == 6
+
+
+def test_bad_settings_are_one_line_errors():
+    for bad, match in [({"strategy": "grid"}, "strategy"), ({"anchors": "nope@1"}, "unknown"),
+                       ({"budget": 0}, "budget"), ({"sample_size": 9, "population": 3}, "sample_size"),
+                       ({"norm_batch_size": 64, "batch_size": 32}, "norm_batch_size")]:
+        with pytest.raises(EvolveError, match=match):
+            EvolveConfig(**bad)
+    with pytest.raises(EvolveError, match="unknown preset"):
+        EvolveConfig.preset("huge")
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+def test_cli_run_show_export(tmp_path):
+    store = str(tmp_path / "s.sqlite")
+    args = ["evolve", "run", "--dataset", "digits", "--anchors", "resnet20@0.25", "--steps", "8",
+            "--budget", "4", "--population", "2", "--sample-size", "2", "--store", store, "--name", "c"]
+    res = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "4 evaluated" in res.output
+    res = runner.invoke(app, ["evolve", "show", "c", "--store", store], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "evaluated" in res.output
+    out = tmp_path / "best.json"
+    res = runner.invoke(app, ["evolve", "export", "c", "--store", store, "--out", str(out), "--step", "0"])
+    assert res.exit_code == 0, res.output
+    layer = create_norm(f"evolved:file={out}", 8)
+    assert isinstance(layer, EvolvedLayer)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--preset", "nope"], "unknown preset"),
+    (["--anchors", "foo@1"], "unknown"),
+    (["--budget", "0"], "budget"),
+    (["--strategy", "grid"], "strategy"),
+    (["/no/such.yaml"], "does not exist"),
+])
+def test_cli_bad_input_exits_2_with_one_line(args, match):
+    res = runner.invoke(app, ["evolve", "run", *args])
+    assert res.exit_code == 2
+    lines = [line for line in res.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and match in lines[0], res.output
+
+
+def test_cli_show_unknown_search(tmp_path):
+    store = tmp_path / "s.sqlite"
+    Store(store).close()
+    res = runner.invoke(app, ["evolve", "show", "nope", "--store", str(store)])
+    assert res.exit_code == 2 and "no search named" in res.output
+
+
+def test_same_seed_same_search():
+    a = run_evolve(EvolveConfig(**TINY, seed=3), progress=False)
+    b = run_evolve(EvolveConfig(**TINY, seed=3), progress=False)
+    assert [e.key for e in a.history] == [e.key for e in b.history]
+    assert [e.scores.get("resnet20@0.25") for e in a.history] == [e.scores.get("resnet20@0.25") for e in b.history]
+
+
+@pytest.mark.slow
+def test_reduced_quick_run_gives_evolution_and_random_curves(tmp_path):
+    """A reduced quick run end to end through one store: both strategies leave a best-so-far
+    curve over the same budget (which is higher is reported, not asserted)."""
+    path = str(tmp_path / "s.sqlite")
+    cfg = dict(TINY, budget=10, population=4, steps=20, reject_steps=10)
+    curves = {}
+    for strategy in ("evolution", "random"):
+        r = run_evolve(EvolveConfig(**cfg, strategy=strategy), store=path, name=strategy, progress=False)
+        curves[strategy] = r.best_so_far("resnet20@0.25") if r.ok else []
+        assert len(r.history) == 10
+    assert all(len(c) > 0 for c in curves.values())
+    print({k: (v[-1] if v else None) for k, v in curves.items()})
