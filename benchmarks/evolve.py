@@ -11,7 +11,7 @@ import argparse
 import statistics
 import time
 
-from normlab.evolve.genome import formula, reference
+from normlab.layers.genome import formula, reference
 from normlab.evolve.search import EvolveConfig, mean_fitness, rejection_counts, run_evolve
 
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from normlab.cli.app import app
 from normlab.evolve import (EvolvedLayer, Genome, GenomeError, InvalidLayer, OPS, canonical,
                             canonical_key, check_valid, formula, mutate, random_genome, reference)
-from normlab.evolve.genome import depends_on_x, live_nodes
-from normlab.evolve.module import apply_op
+from normlab.layers.genome import depends_on_x, live_nodes
+from normlab.layers.genome_module import apply_op
 from normlab.evolve.search import (EvolveConfig, EvolveError, LayerSpace, ProxyTask, rejection_counts,
                                    run_evolve)
 from normlab.layers import BatchNorm, EvoNormB0, EvoNormS0, create_norm, norm_act, parse_spec

@@ -41,7 +41,7 @@ def _load_config(config: Optional[str], preset: Optional[str], overrides: dict):
 
 
 def _decode(obj):
-    from ..evolve.genome import Genome
+    from ..layers.genome import Genome
 
     return Genome.from_json(obj)
 
@@ -119,7 +119,7 @@ def run(
 def _dry_run(cfg, name: str, workers: int) -> None:
     import time
 
-    from ..evolve.genome import reference
+    from ..layers.genome import reference
 
     task = cfg.task
     t0 = time.time()
@@ -135,7 +135,7 @@ def _dry_run(cfg, name: str, workers: int) -> None:
 
 
 def _print_top(result, top: int) -> None:
-    from ..evolve.genome import formula
+    from ..layers.genome import formula
     from ..evolve.search import mean_fitness
 
     ok = sorted(result.ok, key=lambda e: -mean_fitness(e.scores, result.objectives))[:top]
@@ -188,7 +188,7 @@ def export(name: str = typer.Argument(..., help="the search's name"),
            step: Optional[int] = typer.Option(None, help="the evaluation step to export (default the best)"),
            store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
     """Write one evolved layer as JSON, usable anywhere a norm spec is: evolved:file=PATH."""
-    from ..evolve.genome import canonical, formula
+    from ..layers.genome import canonical, formula
     from ..evolve.search import mean_fitness
 
     results = _results(store, name)

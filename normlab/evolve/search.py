@@ -30,9 +30,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from .genome import (BATCH_OPS, Genome, GenomeError, canonical, canonical_key, formula, live_nodes,
+from ..layers.genome import (BATCH_OPS, Genome, GenomeError, canonical, canonical_key, formula, live_nodes,
                      mutate, random_genome)
-from .module import InvalidLayer, check_valid
+from ..layers.genome_module import InvalidLayer, check_valid
 
 __all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "anchor_name",
            "rejection_counts", "EvolveError"]

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .batch import BatchGroupNorm, BatchRenorm, _running_affine
 from .evonorm import EvoNormB0, EvoNormS0
 from .frn import FilterResponseNorm
+from .genome_module import EvolvedLayer
 from .mabn import CenteredConv2d, MovingAverageBatchNorm
 from .registry import NormSpec, create_act, create_norm, replaces_activation
 from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
@@ -26,7 +27,7 @@ __all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_co
            "norm_summary"]
 
 _OWN = (BatchGroupNorm, BatchRenorm, MovingAverageBatchNorm, GroupNorm, LayerNorm, InstanceNorm,
-        PositionalNorm, EvoNormB0, EvoNormS0, FilterResponseNorm)
+        PositionalNorm, EvoNormB0, EvoNormS0, FilterResponseNorm, EvolvedLayer)
 _TORCH = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, CenteredConv2d)
 

@@ -3,8 +3,8 @@
     create_norm("evolved:file=best.json", 64)
     create_norm("evolved:genome=s_bhw.0;mul.3.0;s_hw.0;add.5.6;max.4.7;div.0.8", 64)  # EvoNorm-B0
 
-The layer, :class:`normlab.evolve.module.EvolvedLayer`, and its genome are plain torch and plain
-Python (normlab.evolve.genome/module import nothing else), so ``normlab.layers`` still depends on
+The layer, :class:`normlab.layers.genome_module.EvolvedLayer`, and its genome are plain torch and plain
+Python (normlab.layers.genome and genome_module import nothing else), so ``normlab.layers`` still depends on
 torch alone.
 """
 
@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..evolve.genome import Genome, GenomeError
-from ..evolve.module import EvolvedLayer
+from ..layers.genome import Genome, GenomeError
+from .genome_module import EvolvedLayer
 
 __all__ = ["EvolvedNorm", "load_genome_file", "DEFAULT_GENOME"]
 

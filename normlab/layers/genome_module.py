@@ -96,7 +96,7 @@ class EvolvedLayer(nn.Module):
 
         y = f(x, zero, v0, v1) * gamma + beta
 
-    where f is the genome's graph of primitives (see :mod:`normlab.evolve.genome`): v0 and v1 are
+    where f is the genome's graph of primitives (see :mod:`normlab.layers.genome`): v0 and v1 are
     per-channel parameters initialised to 0 and 1, gamma/beta the affine (``weight``/``bias``,
     initialised to 1 and 0). Aggregates: mean, biased variance and std = sqrt(var + eps) over the
     batch (N, *spatial), instance (*spatial) or group (C/G, *spatial) axes. Each batch aggregate

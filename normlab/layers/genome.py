@@ -1,6 +1,6 @@
 """The layer genome of EvoNorms (Liu, Brock, Simonyan, Le 2020, "Evolving Normalization-Activation
 Layers"): a computation graph (a DAG) over four initial nodes, compiled to a layer by
-:mod:`normlab.evolve.module`.
+:mod:`normlab.layers.genome_module`.
 
 Initial nodes (indices 0..3): the input ``x``, the constant ``zero``, and two per-channel
 trainable vectors ``v0`` (initialised to 0) and ``v1`` (initialised to 1). Every further node
