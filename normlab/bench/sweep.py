@@ -31,8 +31,9 @@ _TIME_LIMIT_FLOPS = 5e9       # a step bigger than this (forward FLOPs) is estim
 
 
 def estimate(exp: Experiment) -> dict[str, Any]:
-    """The plan and a cost estimate: one micro-step of each model/norm/batch is timed on this
-    machine (a few seconds) and extrapolated to every trial's steps. FLOPs are counted on the
+    """The plan and a cost estimate: one optimizer step of each model/norm/batch is timed on this
+    machine (a few seconds; ghost batches or micro-batches, as fit() will run it) and
+    extrapolated to every trial's steps. FLOPs are counted on the
     meta device (nothing allocated); a step too large to time cheaply is estimated from its
     FLOPs at the throughput measured on the small ones (or a nominal 10 GFLOP/s)."""
     import math
@@ -41,6 +42,7 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from ..data import load_dataset
+    from ..layers.ghost import set_norm_batch
     from ..models import create_model, profile
     from ..train import TrainConfig
 
@@ -64,30 +66,35 @@ def estimate(exp: Experiment) -> dict[str, Any]:
                 m = create_model(t["model"], in_channels=shape[0], num_classes=data.num_classes,
                                  width=exp.width)
                 flops[t["model"]] = profile(m, (1, *shape)).flops
-        key = (t["model"], t["norm"], micro)
+        key = (t["model"], t["norm"], micro, opt_batch)
         if key not in timings:
             timings[key] = None
-            if flops[t["model"]] * micro <= _TIME_LIMIT_FLOPS:
+            if flops[t["model"]] * opt_batch <= _TIME_LIMIT_FLOPS:
                 torch.manual_seed(0)
                 m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
                                  num_classes=data.num_classes, width=exp.width)
-                x, y = torch.randn(micro, *shape), torch.randint(0, data.num_classes, (micro,))
+                # what fit() will run: one forward with ghost batches where every layer can,
+                # else sequential micro-batches
+                ghost = micro < opt_batch and not set_norm_batch(m, micro)
+                size = opt_batch if ghost or micro >= opt_batch else micro
+                repeats = 1 if size == opt_batch else math.ceil(opt_batch / micro)
+                x, y = torch.randn(size, *shape), torch.randint(0, data.num_classes, (size,))
                 runs = []
                 for _ in range(3):
                     start = time.perf_counter()
                     F.cross_entropy(m(x), y).backward()
                     runs.append(time.perf_counter() - start)
-                timings[key] = min(runs[1:])
-                measured.append((3 * flops[t["model"]] * micro, timings[key]))
+                timings[key] = min(runs[1:]) * repeats
+                measured.append((3 * flops[t["model"]] * size * repeats, timings[key]))
         total_flops += 3 * flops[t["model"]] * steps * opt_batch      # forward + backward
         steps_of.append((t, steps, opt_batch, micro))
     rate = (sum(f for f, _ in measured) / sum(s for _, s in measured)) if measured else 10e9
     total_seconds = 0.0
     for t, steps, opt_batch, micro in steps_of:
-        step = timings[(t["model"], t["norm"], micro)]
+        step = timings[(t["model"], t["norm"], micro, opt_batch)]
         if step is None:
-            step = 3 * flops[t["model"]] * micro / rate
-        total_seconds += steps * math.ceil(opt_batch / micro) * step
+            step = 3 * flops[t["model"]] * opt_batch / rate
+        total_seconds += steps * step
     return {"plan": trials, "trials": len(trials), "images": total_images,
             "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train,
             "timed": sum(v is not None for v in timings.values()), "estimated": sum(v is None for v in timings.values())}
