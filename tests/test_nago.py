@@ -151,3 +151,188 @@ def test_bad_generator_params_say_what_is_wrong():
     g = GeneratorParams(top=LevelParams("ba", 5, m=2))
     assert GeneratorParams.from_dict(g.to_dict()) == g
     assert g.key().startswith("ba(5,2)/er(")
+
+
+# -- the search through the store ---------------------------------------------------------------
+
+optuna = pytest.importorskip("optuna")
+
+from normlab.nago.search import (NAGO_KIND, NagoConfig, NagoError, load_config, run_search,  # noqa: E402
+                                 study_from_store)
+from normlab.runtime import SerialExecutor, Store  # noqa: E402
+
+
+def small_cfg(**kw):
+    base = dict(name="t", dataset="synthetic:n=256,classes=4,channels=1,size=8", budget=4, samples=2,
+                startup=2, stages=1, width=4, channel_ratios=(1,),
+                ranges={"top": {"n": (1, 2), "k": (2, 3), "p": (0.1, 1.0)}, "mid": {"n": (1, 2), "p": (0.1, 1.0)},
+                        "bottom": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1.0)}},
+                train={"steps": 3, "batch_size": 32, "lr": 0.1})
+    base.update(kw)
+    return NagoConfig(**base)
+
+
+def test_search_end_to_end_through_the_store(tmp_path):
+    path = tmp_path / "s.sqlite"
+    seen = []
+    result = run_search(small_cfg(), store=path, executor=SerialExecutor(threads=1),
+                        on_result=lambda done, total, ev: seen.append((done, total, ev.key)))
+    assert [d for d, _, _ in seen] == [1, 2, 3, 4] and len(result.history) == 4
+    assert result.objectives == {"accuracy": "max", "params": "min"} and result.strategy == "tpe"
+    for e in result.history:
+        assert e.ok and 0 <= e.scores["accuracy"] <= 1 and e.scores["params"] > 0
+        assert e.scores["samples"] == 2.0
+    # the stored per-sample accuracies give the stored mean and spread
+    db = Store(path)
+    (exp,) = db.experiments(kind=NAGO_KIND)
+    for row in db.rows(experiment_id=exp.id):
+        accs = [h["accuracy"] for h in row["history"]]
+        mean = sum(accs) / 2
+        assert row["metrics"]["accuracy"] == pytest.approx(mean)
+        assert row["metrics"]["accuracy_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+    # the front is non-dominated and everything off it is dominated by a member
+    front = result.pareto_front()
+    pts = [(e.scores["accuracy"], e.scores["params"]) for e in result.history]
+    dom = lambda a, b: a[0] >= b[0] and a[1] <= b[1] and a != b          # noqa: E731
+    fpts = [(e.scores["accuracy"], e.scores["params"]) for e in front]
+    assert all(not dom(q, p) for p in fpts for q in pts)
+    assert all(any(dom(f, p) or f == p for f in fpts) for p in pts)
+    # readable by the generic search reader
+    from normlab.search import load_search
+    (again,) = load_search(db, "t")
+    assert [e.key for e in again.history] == [e.key for e in result.history]
+    db.close()
+
+
+def test_resume_rebuilds_optuna_from_the_store_and_reruns_nothing(tmp_path):
+    path = tmp_path / "s.sqlite"
+    first = run_search(small_cfg(budget=3), store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    before = {r["id"]: r["finished"] for r in db.rows()}
+    study = study_from_store(small_cfg(budget=3), db)
+    assert len(study.trials) == 3
+    for t, e in zip(study.trials, first.history):
+        assert t.values == [e.scores["accuracy"], e.scores["params"]]
+        assert t.params == next(r["description"]["params"] for r in db.rows() if r["description"]["key"] == e.key)
+    db.close()
+    second = run_search(small_cfg(budget=5), store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    after = {r["id"]: r["finished"] for r in db.rows()}
+    assert len(after) == 5 and all(after[k] == v for k, v in before.items())     # nothing re-evaluated
+    assert [e.key for e in second.history[:3]] == [e.key for e in first.history]
+    assert len(study_from_store(small_cfg(budget=5), db).trials) == 5
+    db.close()
+
+
+KILLED = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from tests.test_nago import small_cfg
+from normlab.nago.search import run_search
+from normlab.runtime import SerialExecutor
+run_search(small_cfg(budget=6, train={{"steps": 40, "batch_size": 32, "lr": 0.1}}), store={path!r},
+           executor=SerialExecutor(threads=1))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_search_then_resume(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = str(tmp_path / "s.sqlite")
+    root = os.getcwd()
+    proc = subprocess.Popen([sys.executable, "-c", KILLED.format(root=root, path=path)], cwd=root)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.3)
+            if os.path.exists(path):
+                db = Store(path)
+                statuses = [r["status"] for r in db.rows()]
+                db.close()
+                if statuses.count("ok") >= 1 and "running" in statuses:
+                    break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    db = Store(path)
+    rows = db.rows()
+    done = {r["id"]: r["finished"] for r in rows if r["status"] == "ok"}
+    killed = [r["id"] for r in rows if r["status"] == "running"]
+    db.close()
+    assert done and killed
+    cfg = small_cfg(budget=6, train={"steps": 40, "batch_size": 32, "lr": 0.1})
+    result = run_search(cfg, store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    rows = db.rows()
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    assert all(r["finished"] == done[r["id"]] for r in rows if r["id"] in done)   # not run again
+    assert all(r["id"] in {x["id"] for x in rows} for r in rows)
+    assert set(killed) <= {r["id"] for r in rows}                  # the killed evaluation was finished
+    assert len(study_from_store(cfg, db).trials) == 6 == len(result.history)
+    db.close()
+
+
+def test_config_errors_are_one_line():
+    with pytest.raises(NagoError, match="strategy='bo'"):
+        small_cfg(strategy="bo")
+    with pytest.raises(NagoError, match=r"ranges.top.n=\[4, 2\]"):
+        small_cfg(ranges={"top": {"n": (4, 2), "k": (2, 3), "p": (0.1, 1)}, "mid": {"n": (1, 2), "p": (0.1, 1)},
+                          "bottom": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1)}})
+    with pytest.raises(NagoError, match="ranges.mid.m is missing|unknown norm"):
+        small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={})
+    with pytest.raises(NagoError, match="unknown preset"):
+        load_config(preset="huge")
+    with pytest.raises(NagoError, match="unknown NAGO setting"):
+        NagoConfig.from_dict({"bogus": 1})
+    with pytest.raises(NagoError, match="train: "):
+        small_cfg(train={"lr": -1})
+    assert load_config(preset="paper").ranges["top"]["n"] == (3, 10)
+
+
+def _cli(*args, **kw):
+    from typer.testing import CliRunner
+
+    from normlab.cli.app import app
+    return CliRunner().invoke(app, ["nago", *args], **kw)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--norm", "zz"], "unknown norm 'zz'"),
+    (["run", "--strategy", "bo"], "strategy='bo'"),
+    (["run", "--budget", "0"], "budget=0"),
+    (["run", "--dataset", "nosuch"], "unknown dataset"),
+    (["run", "/no/such.yaml"], "cannot read config"),
+    (["sample", "{\"tpo\": 1}"], "unknown generator setting"),
+    (["sample", "/no/such.json"], "cannot read generator"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(args, message):
+    r = _cli(*args)
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert message in text and "Traceback" not in r.output
+
+
+def test_cli_run_show_sample(tmp_path):
+    import yaml
+
+    cfg = small_cfg(budget=2).to_dict()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    store = str(tmp_path / "s.sqlite")
+    front = str(tmp_path / "front.json")
+    r = _cli("run", str(tmp_path / "c.yaml"), "--store", store, "--threads", "1", "--export", front)
+    assert r.exit_code == 0, r.output
+    assert "Pareto front" in r.output
+    r = _cli("show", "t", "--store", store, "--draw", str(tmp_path / "g.png"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    r = _cli("sample", front, "--seed", "3", "--dataset", "synthetic:n=64,size=8,channels=1")
+    assert r.exit_code == 0, r.output
+    assert "params" in r.output
+    r = _cli("run", "--dry-run", str(tmp_path / "c.yaml"), "--threads", "1")
+    assert r.exit_code == 0 and "trainings" in r.output

@@ -120,7 +120,8 @@ class NagoConfig:
                 if (not isinstance(r, (list, tuple)) or len(r) != 2
                         or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
                         or r[0] > r[1]):
-                    raise NagoError(f"ranges.{lv}.{key}={r!r} is invalid: expected [low, high] with low <= high")
+                    raise NagoError(f"ranges.{lv}.{key}={list(r) if isinstance(r, (list, tuple)) else r!r} is invalid: "
+                                    f"expected [low, high] with low <= high")
                 lo, hi = r
                 if key == "p" and not 0 <= lo <= hi <= 1:
                     raise NagoError(f"ranges.{lv}.p={list(r)} is invalid: expected probabilities in [0, 1]")
