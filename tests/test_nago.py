@@ -283,8 +283,10 @@ def test_config_errors_are_one_line():
     with pytest.raises(NagoError, match=r"ranges.top.n=\[4, 2\]"):
         small_cfg(ranges={"top": {"n": (4, 2), "k": (2, 3), "p": (0.1, 1)}, "mid": {"n": (1, 2), "p": (0.1, 1)},
                           "bottom": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1)}})
-    with pytest.raises(NagoError, match="ranges.mid.m is missing|unknown norm"):
-        small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={})
+    with pytest.raises(NagoError, match=r"ranges.mid.m=\[0, 2\] is invalid"):
+        small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={"mid": {"m": (0, 2)}})
+    assert small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={}).ranges["mid"] == {
+        "n": (1, 3), "m": (1, 2)}
     with pytest.raises(NagoError, match="unknown preset"):
         load_config(preset="huge")
     with pytest.raises(NagoError, match="unknown NAGO setting"):

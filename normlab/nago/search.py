@@ -110,7 +110,7 @@ class NagoConfig:
         object.__setattr__(self, "models", models)
         ranges: dict[str, dict[str, tuple[float, float]]] = {}
         for lv in LEVELS:
-            given = dict((self.ranges or {}).get(lv) or {})
+            given = {**QUICK_RANGES[lv], **dict((self.ranges or {}).get(lv) or {})}   # defaults: quick
             out = {}
             for key in MODEL_KEYS[models[lv]]:
                 r = given.get(key, DEFAULT_M if key == "m" else None)
