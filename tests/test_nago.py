@@ -1,0 +1,340 @@
+"""NAGO: the hierarchical generator (graphs, DAG rule, determinism, counts), the optuna search
+through the runtime's store (resume, SIGKILL), and the CLI."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+nx = pytest.importorskip("networkx")
+
+from normlab.nago import (PAPER_RANGES, GeneratorError, GeneratorParams, LevelParams, count_params,  # noqa: E402
+                          level_graph, sample, to_dag)
+
+ONE = LevelParams("er", 1, p=0.0)
+
+
+def tiny(bottom=ONE, top=ONE, mid=ONE, stages=1, width=4, ratios=(1.0,)):
+    return GeneratorParams(top=top, mid=mid, bottom=bottom, stages=stages, width=width, channel_ratios=ratios)
+
+
+# -- graphs -----------------------------------------------------------------------------------
+
+def test_dag_orients_low_to_high_and_finds_inputs_and_outputs():
+    preds, inputs, outputs = to_dag(4, [(2, 0), (1, 2), (3, 3)])
+    assert preds == [[], [], [0, 1], []]          # 2->0 becomes 0->2; the self-loop is dropped
+    assert inputs == [0, 1, 3]
+    assert outputs == [2, 3]
+    preds, inputs, outputs = to_dag(5, [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)])
+    assert preds == [[], [0], [1], [2], [0, 3]]
+    assert inputs == [0] and outputs == [4]
+    assert to_dag(1, []) == ([[]], [0], [0])
+
+
+def test_ws_er_ba_map_to_networkx():
+    n, k = 10, 4
+    lattice = level_graph(LevelParams("ws", n, k, 0.0), seed=3)       # p = 0: the ring lattice itself
+    expected = {frozenset((i, (i + d) % n)) for i in range(n) for d in (1, 2)}
+    assert {frozenset(e) for e in lattice.edges} == expected
+    g = level_graph(LevelParams("ws", 12, 4, 0.3), seed=7)
+    assert sorted(g.edges) == sorted(nx.watts_strogatz_graph(12, 4, 0.3, seed=7).edges)
+    assert g.number_of_edges() == 12 * 4 // 2                       # rewiring keeps the edge count
+    assert level_graph(LevelParams("er", 6, p=1.0), 0).number_of_edges() == 15
+    assert level_graph(LevelParams("er", 6, p=0.0), 0).number_of_edges() == 0
+    g = level_graph(LevelParams("er", 9, p=0.4), 5)
+    assert sorted(g.edges) == sorted(nx.erdos_renyi_graph(9, 0.4, seed=5).edges)
+    n, m = 9, 2
+    g = level_graph(LevelParams("ba", n, m=m), 1)
+    assert g.number_of_edges() == (n - m) * m                       # each new node brings m edges
+    assert sorted(g.edges) == sorted(nx.barabasi_albert_graph(n, m, seed=1).edges)
+    # degenerate points map to the nearest valid graph
+    assert level_graph(LevelParams("ws", 4, 5, 0.5), 0).number_of_edges() == 6      # k >= n: complete
+    assert level_graph(LevelParams("ba", 3, m=5), 0).number_of_edges() == (3 - 2) * 2
+    assert level_graph(LevelParams("ws", 1, 2, 0.5), 0).number_of_nodes() == 1
+
+
+def test_every_sampled_level_is_a_dag_with_one_input_and_one_output():
+    g = GeneratorParams(top=LevelParams("ws", 4, 2, 0.7), mid=LevelParams("er", 3, p=0.3),
+                        bottom=LevelParams("ba", 4, m=2), width=4)
+    net = sample(g, seed=11, in_channels=1)
+    blocks = [m for m in net.modules() if type(m).__name__ == "GraphBlock"]
+    assert len(blocks) == 3 * (1 + 4 * (1 + 3))                     # stages x (top + cells x (mid + nodes))
+    for b in blocks:
+        dg = nx.DiGraph(b.edges)
+        dg.add_nodes_from(range(len(b.nodes)))
+        assert nx.is_directed_acyclic_graph(dg)
+        assert all(p < i for p, i in b.edges)
+        assert b.inputs and b.outputs
+    x = torch.randn(2, 1, 16, 16)
+    assert net(x).shape == (2, 10)
+
+
+def test_same_seed_same_network_different_seed_different_one():
+    g = GeneratorParams(top=LevelParams("ws", 5, 2, 0.8), mid=LevelParams("er", 3, p=0.5),
+                        bottom=LevelParams("ws", 5, 4, 0.8), width=4)
+    a, b, c = sample(g, 1, in_channels=1), sample(g, 1, in_channels=1), sample(g, 2, in_channels=1)
+    assert a.graphs == b.graphs
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.graphs != c.graphs
+    x = torch.randn(3, 1, 12, 12)
+    a.eval(), b.eval()
+    assert torch.equal(a(x), b(x))
+    before = torch.random.get_rng_state()
+    sample(g, 5, in_channels=1)
+    assert torch.equal(before, torch.random.get_rng_state())        # the global generator is left alone
+
+
+@pytest.mark.parametrize("size,cin", [(28, 1), (32, 3)])
+@pytest.mark.parametrize("norm", ["bn", "bgn:groups=4", "gn:groups=4", "evonorm_s0"])
+def test_forward_shapes_and_every_norm(size, cin, norm):
+    g = GeneratorParams(top=LevelParams("ws", 3, 2, 0.5), mid=LevelParams("er", 2, p=0.9),
+                        bottom=LevelParams("ws", 3, 2, 0.5), width=8)
+    net = sample(g, 0, norm=norm, in_channels=cin, num_classes=7)
+    out = net(torch.randn(4, cin, size, size))
+    assert out.shape == (4, 7) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.numel())
+
+
+def test_params_counted_by_hand():
+    # stem conv 1->4 (36) + bn (8); stage entry op conv 4->4 (144) + bn (8); one op (152); head 4*10+10
+    net = sample(tiny(), 0, in_channels=1)
+    assert count_params(net) == 36 + 8 + 152 + 152 + 50
+    # bottom WS(3, 2, p=0) is a triangle: 3 ops, node 2 has two inputs -> two aggregation weights
+    net = sample(tiny(bottom=LevelParams("ws", 3, 2, 0.0)), 0, in_channels=1)
+    assert count_params(net) == 36 + 8 + 152 + 3 * 152 + 2 + 50
+    # gn has the same 2C affine parameters; two stages of widths 4, 8
+    net = sample(tiny(stages=2, ratios=(1, 2)), 0, norm="gn:groups=2", in_channels=3, num_classes=5)
+    stage1 = 144 + 8 + 152
+    stage2 = (4 * 8 * 9 + 16) + (8 * 8 * 9 + 16)
+    assert count_params(net) == 3 * 4 * 9 + 8 + stage1 + stage2 + 8 * 5 + 5
+    from normlab.models import profile
+    prof = profile(net, (1, 3, 8, 8))
+    assert prof.params == count_params(net)
+    convs = 2 * (8 * 8 * (3 * 4 * 9 + 4 * 4 * 9 * 2) + 4 * 4 * (4 * 8 * 9 + 8 * 8 * 9)) + 2 * 8 * 5
+    assert prof.flops == convs                                     # multiply-adds counted twice
+
+
+def _corners(level):
+    names = list(PAPER_RANGES[level])
+    for values in itertools.product(*(PAPER_RANGES[level][k] for k in names)):
+        yield dict(zip(names, values))
+
+
+@pytest.mark.parametrize("level", ["top", "mid", "bottom"])
+def test_every_range_limit_builds_a_network_that_trains(level):
+    model = {"top": "ws", "mid": "er", "bottom": "ws"}[level]
+    for corner in _corners(level):
+        lv = LevelParams(model, **{k: (int(v) if k != "p" else float(v)) for k, v in corner.items()})
+        g = tiny(**{level: lv}, width=2)
+        net = sample(g, 0, in_channels=1)
+        out = net(torch.randn(2, 1, 8, 8))
+        assert out.shape == (2, 10)
+        out.square().mean().backward()
+        assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_bad_generator_params_say_what_is_wrong():
+    with pytest.raises(GeneratorError, match="model='xx'"):
+        LevelParams("xx")
+    with pytest.raises(GeneratorError, match="p=1.5"):
+        LevelParams("er", 3, p=1.5)
+    with pytest.raises(GeneratorError, match="n=0"):
+        LevelParams("ws", 0)
+    with pytest.raises(GeneratorError, match="channel_ratios"):
+        GeneratorParams(stages=2)
+    with pytest.raises(GeneratorError, match="unknown generator setting"):
+        GeneratorParams.from_dict({"tpo": {}})
+    g = GeneratorParams(top=LevelParams("ba", 5, m=2))
+    assert GeneratorParams.from_dict(g.to_dict()) == g
+    assert g.key().startswith("ba(5,2)/er(")
+
+
+# -- the search through the store ---------------------------------------------------------------
+
+optuna = pytest.importorskip("optuna")
+
+from normlab.nago.search import (NAGO_KIND, NagoConfig, NagoError, load_config, run_search,  # noqa: E402
+                                 study_from_store)
+from normlab.runtime import SerialExecutor, Store  # noqa: E402
+
+
+def small_cfg(**kw):
+    base = dict(name="t", dataset="synthetic:n=256,classes=4,channels=1,size=8", budget=4, samples=2,
+                startup=2, stages=1, width=4, channel_ratios=(1,),
+                ranges={"top": {"n": (1, 2), "k": (2, 3), "p": (0.1, 1.0)}, "mid": {"n": (1, 2), "p": (0.1, 1.0)},
+                        "bottom": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1.0)}},
+                train={"steps": 3, "batch_size": 32, "lr": 0.1})
+    base.update(kw)
+    return NagoConfig(**base)
+
+
+def test_search_end_to_end_through_the_store(tmp_path):
+    path = tmp_path / "s.sqlite"
+    seen = []
+    result = run_search(small_cfg(), store=path, executor=SerialExecutor(threads=1),
+                        on_result=lambda done, total, ev: seen.append((done, total, ev.key)))
+    assert [d for d, _, _ in seen] == [1, 2, 3, 4] and len(result.history) == 4
+    assert result.objectives == {"accuracy": "max", "params": "min"} and result.strategy == "tpe"
+    for e in result.history:
+        assert e.ok and 0 <= e.scores["accuracy"] <= 1 and e.scores["params"] > 0
+        assert e.scores["samples"] == 2.0
+    # the stored per-sample accuracies give the stored mean and spread
+    db = Store(path)
+    (exp,) = db.experiments(kind=NAGO_KIND)
+    for row in db.rows(experiment_id=exp.id):
+        accs = [h["accuracy"] for h in row["history"]]
+        mean = sum(accs) / 2
+        assert row["metrics"]["accuracy"] == pytest.approx(mean)
+        assert row["metrics"]["accuracy_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+    # the front is non-dominated and everything off it is dominated by a member
+    front = result.pareto_front()
+    pts = [(e.scores["accuracy"], e.scores["params"]) for e in result.history]
+    dom = lambda a, b: a[0] >= b[0] and a[1] <= b[1] and a != b          # noqa: E731
+    fpts = [(e.scores["accuracy"], e.scores["params"]) for e in front]
+    assert all(not dom(q, p) for p in fpts for q in pts)
+    assert all(any(dom(f, p) or f == p for f in fpts) for p in pts)
+    # readable by the generic search reader
+    from normlab.search import load_search
+    (again,) = load_search(db, "t")
+    assert [e.key for e in again.history] == [e.key for e in result.history]
+    db.close()
+
+
+def test_resume_rebuilds_optuna_from_the_store_and_reruns_nothing(tmp_path):
+    path = tmp_path / "s.sqlite"
+    first = run_search(small_cfg(budget=3), store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    before = {r["id"]: r["finished"] for r in db.rows()}
+    study = study_from_store(small_cfg(budget=3), db)
+    assert len(study.trials) == 3
+    for t, e in zip(study.trials, first.history):
+        assert t.values == [e.scores["accuracy"], e.scores["params"]]
+        assert t.params == next(r["description"]["params"] for r in db.rows() if r["description"]["key"] == e.key)
+    db.close()
+    second = run_search(small_cfg(budget=5), store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    after = {r["id"]: r["finished"] for r in db.rows()}
+    assert len(after) == 5 and all(after[k] == v for k, v in before.items())     # nothing re-evaluated
+    assert [e.key for e in second.history[:3]] == [e.key for e in first.history]
+    assert len(study_from_store(small_cfg(budget=5), db).trials) == 5
+    db.close()
+
+
+KILLED = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from tests.test_nago import small_cfg
+from normlab.nago.search import run_search
+from normlab.runtime import SerialExecutor
+run_search(small_cfg(budget=6, train={{"steps": 40, "batch_size": 32, "lr": 0.1}}), store={path!r},
+           executor=SerialExecutor(threads=1))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_search_then_resume(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = str(tmp_path / "s.sqlite")
+    root = os.getcwd()
+    proc = subprocess.Popen([sys.executable, "-c", KILLED.format(root=root, path=path)], cwd=root)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.3)
+            if os.path.exists(path):
+                db = Store(path)
+                statuses = [r["status"] for r in db.rows()]
+                db.close()
+                if statuses.count("ok") >= 1 and "running" in statuses:
+                    break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    db = Store(path)
+    rows = db.rows()
+    done = {r["id"]: r["finished"] for r in rows if r["status"] == "ok"}
+    killed = [r["id"] for r in rows if r["status"] == "running"]
+    db.close()
+    assert done and killed
+    cfg = small_cfg(budget=6, train={"steps": 40, "batch_size": 32, "lr": 0.1})
+    result = run_search(cfg, store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    rows = db.rows()
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    assert all(r["finished"] == done[r["id"]] for r in rows if r["id"] in done)   # not run again
+    assert all(r["id"] in {x["id"] for x in rows} for r in rows)
+    assert set(killed) <= {r["id"] for r in rows}                  # the killed evaluation was finished
+    assert len(study_from_store(cfg, db).trials) == 6 == len(result.history)
+    db.close()
+
+
+def test_config_errors_are_one_line():
+    with pytest.raises(NagoError, match="strategy='bo'"):
+        small_cfg(strategy="bo")
+    with pytest.raises(NagoError, match=r"ranges.top.n=\[4, 2\]"):
+        small_cfg(ranges={"top": {"n": (4, 2), "k": (2, 3), "p": (0.1, 1)}, "mid": {"n": (1, 2), "p": (0.1, 1)},
+                          "bottom": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1)}})
+    with pytest.raises(NagoError, match=r"ranges.mid.m=\[0, 2\] is invalid"):
+        small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={"mid": {"m": (0, 2)}})
+    assert small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={}).ranges["mid"] == {
+        "n": (1, 3), "m": (1, 2)}
+    with pytest.raises(NagoError, match="unknown preset"):
+        load_config(preset="huge")
+    with pytest.raises(NagoError, match="unknown NAGO setting"):
+        NagoConfig.from_dict({"bogus": 1})
+    with pytest.raises(NagoError, match="train: "):
+        small_cfg(train={"lr": -1})
+    assert load_config(preset="paper").ranges["top"]["n"] == (3, 10)
+
+
+def _cli(*args, **kw):
+    from typer.testing import CliRunner
+
+    from normlab.cli.app import app
+    return CliRunner().invoke(app, ["nago", *args], **kw)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--norm", "zz"], "unknown norm 'zz'"),
+    (["run", "--strategy", "bo"], "strategy='bo'"),
+    (["run", "--budget", "0"], "budget=0"),
+    (["run", "--dataset", "nosuch"], "unknown dataset"),
+    (["run", "/no/such.yaml"], "cannot read config"),
+    (["sample", "{\"tpo\": 1}"], "unknown generator setting"),
+    (["sample", "/no/such.json"], "cannot read generator"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(args, message):
+    r = _cli(*args)
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert message in text and "Traceback" not in r.output
+
+
+def test_cli_run_show_sample(tmp_path):
+    import yaml
+
+    cfg = small_cfg(budget=2).to_dict()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    store = str(tmp_path / "s.sqlite")
+    front = str(tmp_path / "front.json")
+    r = _cli("run", str(tmp_path / "c.yaml"), "--store", store, "--threads", "1", "--export", front)
+    assert r.exit_code == 0, r.output
+    assert "Pareto front" in r.output
+    r = _cli("show", "t", "--store", store, "--draw", str(tmp_path / "g.png"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    r = _cli("sample", front, "--seed", "3", "--dataset", "synthetic:n=64,size=8,channels=1")
+    assert r.exit_code == 0, r.output
+    assert "params" in r.output
+    r = _cli("run", "--dry-run", str(tmp_path / "c.yaml"), "--threads", "1")
+    assert r.exit_code == 0 and "trainings" in r.output
