@@ -28,7 +28,11 @@ def rich_table(table: ReportTable):
 
     out = Table(title=table.title, caption=table.note or None)
     for i, col in enumerate(table.columns):
-        out.add_column(col, justify="left" if i == 0 else "right")
+        if i == 0:          # the row names (norm specs) are what a reader looks for: never cut
+            width = max([len(col)] + [len(str(row[0])) for row in table.rows])
+            out.add_column(col, justify="left", no_wrap=True, min_width=width)
+        else:
+            out.add_column(col, justify="right")
     for r, row in enumerate(table.rows):
         out.add_row(*[f"[bold green]{c}[/]" if (r, j) in table.emphasis else c for j, c in enumerate(row)])
     return out
