@@ -31,7 +31,8 @@ from torch import nn
 from .supernet import NasError, SpaceConfig, Supernet
 
 __all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
-           "norm_modules", "is_norm", "load_supernet"]
+           "norm_modules", "is_norm", "load_supernet",
+           "train_standalone"]
 
 _SPLITS: dict[tuple, "DataSplit"] = {}
 
@@ -157,7 +158,8 @@ def epoch_rng(seed: int, epoch: int) -> random.Random:
 def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Path | None = None,
                    allowed: Sequence[Sequence[int]] | None = None, epochs: int | None = None,
                    total_epochs: int | None = None, net: Supernet | None = None,
-                   on_epoch: Callable[[int, dict], None] | None = None, snapshots: bool = False) -> dict[str, Any]:
+                   on_epoch: Callable[[int, dict], None] | None = None, snapshots: bool = False,
+                   resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a supernet by uniform single-path sampling; returns the checkpoint dict:
     ``model`` (state), ``init`` (W0, the state at initialisation, for the ABS angle), ``epoch``,
     ``history`` (per epoch loss/accuracy/seconds), ``space``/``train`` (configs), ``sampled``
@@ -166,7 +168,7 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
 
     With ``checkpoint`` the state is saved after every epoch and a rerun resumes from it (it must
     have been written with the same configs). ``allowed`` restricts sampling per layer (ABS);
-    ``epochs`` trains that many more epochs (default ``cfg.epochs`` in all); ``total_epochs`` is
+    ``resume`` continues from a checkpoint dict held in memory. ``epochs`` trains that many more epochs (default ``cfg.epochs`` in all); ``total_epochs`` is
     the length of the one cosine learning-rate schedule (ABS's stages share one schedule).
     """
     split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
@@ -174,8 +176,8 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
         raise NasError(f"the space expects {space.in_channels} input channels and {space.num_classes} "
                        f"classes, but {cfg.dataset} has {split.in_channels} and {split.num_classes}")
     path = Path(checkpoint) if checkpoint is not None else None
-    state: dict[str, Any] | None = None
-    if path is not None and path.exists():
+    state: dict[str, Any] | None = resume
+    if state is None and path is not None and path.exists():
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state.get("space") != space.to_dict() or state.get("train") != cfg.to_dict():
             raise NasError(f"checkpoint {path} was written for other settings: remove it or use another path")
@@ -254,3 +256,33 @@ def load_supernet(state: Mapping[str, Any], which: str = "model") -> Supernet:
     net = Supernet(SpaceConfig.from_dict(state["space"]))
     net.load_state_dict(state[which])
     return net
+
+
+def train_standalone(space: SpaceConfig, path: Sequence[int], cfg: TrainConfig) -> dict[str, float]:
+    """Train one path from scratch (the ground truth): SGD + cosine schedule for ``cfg.epochs``
+    epochs on the train split; returns validation and test accuracy."""
+    from .scores import evaluate_accuracy
+    from .supernet import Subnet
+
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+    model = Subnet.build(space, path, seed=cfg.seed)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(_param_groups(model, params, cfg.weight_decay, "full"), lr=cfg.lr,
+                          momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    n = len(split.train_y)
+    steps = max(1, n // cfg.batch_size)
+    total = steps * cfg.epochs
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        for step in range(steps):
+            t = epoch * steps + step
+            for g in opt.param_groups:
+                g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * t / total))
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(split.train_x[idx]), split.train_y[idx]).backward()
+            opt.step()
+    return {"test_acc": evaluate_accuracy(model, split.test_x, split.test_y),
+            "val_acc": evaluate_accuracy(model, split.val_x, split.val_y), "seconds": time.time() - t0}
