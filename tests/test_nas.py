@@ -15,6 +15,8 @@ from normlab.nas.train import TrainConfig, is_norm, load_split, load_supernet, t
 
 TINY = SpaceConfig(image_size=8, stem=4, stem_stride=1, stages=((4, 1, 1), (8, 1, 2)),
                    kernels=(3, 5), expansions=(2,))
+WIDER = SpaceConfig(image_size=8, stem=4, stem_stride=1, stages=((4, 2, 1), (8, 1, 2)),
+                    kernels=(3, 5), expansions=(2,))                # 3 * 3 * 2 = 18 paths
 TRAIN = dict(dataset="digits", batch_size=64, train_limit=256, lr=0.1)
 
 
@@ -222,3 +224,79 @@ def test_synflow_positive():
     torch.manual_seed(0)
     net = Supernet(TINY)
     assert synflow(net.subnet([0, 0]), (1, 8, 8)) > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    ck = tmp_path_factory.mktemp("nas") / "spos.pt"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    train_supernet(WIDER, TrainConfig(epochs=1, **TRAIN), checkpoint=ck)
+    torch.set_num_threads(n)
+    return ck
+
+
+@pytest.mark.parametrize("scorer", ["bn", "angle", "rebn"])
+def test_search_through_store_resumes(tiny_checkpoint, tmp_path, scorer):
+    from normlab.nas.search import search_paths
+    from normlab.runtime import Store
+
+    db = tmp_path / "s.sqlite"
+    kw = dict(scorer=scorer, population=4, sample_size=2, seed=3, name="t", progress=False)
+    with Store(db) as store:
+        first = search_paths(tiny_checkpoint, budget=6, store=store, **kw)
+    assert len(first.history) == 6 and all(e.ok for e in first.history)
+    with Store(db) as store:
+        again = search_paths(tiny_checkpoint, budget=9, store=store, **kw)
+    assert [e.key for e in again.history[:6]] == [e.key for e in first.history]
+    assert [e.scores for e in again.history[:6]] == [e.scores for e in first.history]
+    with Store(db) as store:
+        rows = store.rows(experiment_id=store.experiments(name="t")[-1].id)
+    assert len(rows) == 9                                       # the first 6 were not evaluated again
+
+
+def test_flops_limit_binds(tiny_checkpoint):
+    from normlab.nas.search import search_paths
+
+    net = Supernet(WIDER)
+    flops = sorted(net.flops(p) for p in [(i, j, k) for i in range(3) for j in range(3) for k in range(2)])
+    limit = flops[5]
+    res = search_paths(tiny_checkpoint, scorer="bn", budget=6, population=2, sample_size=1,
+                       max_flops=limit, progress=False)
+    assert res.history and all(e.scores["flops"] <= limit for e in res.history)
+
+
+def test_correlate_tiny(tmp_path):
+    from normlab.nas.search import correlate
+
+    cfg = TrainConfig(epochs=2, **TRAIN)
+    report = correlate(TINY, standalone=cfg, spos=cfg, bn=TrainConfig(epochs=1, mode="bn", **TRAIN), n=4,
+                       out_dir=tmp_path, bootstrap=20, calib=64)
+    assert report["n"] == 4
+    for key in ("bn_indicator", "rebn_acc", "abs_angle", "params", "flops", "synflow"):
+        assert len(report["proxies"][key]) == 4
+        assert key in report["correlation"]
+    from scipy.stats import kendalltau
+
+    for key in ("params", "bn_indicator"):
+        expected = kendalltau(report["proxies"][key], report["standalone_acc"])[0]
+        got = report["correlation"][key].get("kendall", float("nan"))
+        assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected)
+    assert "BN-NAS" in report["verdict"] and (tmp_path / "report.json").exists()
+    assert len(report["early_stage_tau"]["bn_indicator"]) == 1
+
+
+def test_abs_shrink_drops_lowest_angle_ops():
+    from normlab.nas.search import abs_shrink
+
+    out = abs_shrink(TINY, TrainConfig(epochs=1, **TRAIN), first_epochs=1, stage_epochs=1, drop=2,
+                     target=2, children=2)
+    first = out["stages"][0]
+    assert first["size"] == 6 and out["size"] <= 2
+    scores = [(v, l, int(o)) for l, s in enumerate(first["scores"]) for o, v in s.items()]
+    lowest = sorted(scores)[:2]
+    second = out["stages"][1]["allowed"]
+    for _, layer, op in lowest:
+        if len(first["allowed"][layer]) > 1:
+            assert op not in second[layer]
+    assert all(len(a) >= 1 for a in out["allowed"])
