@@ -300,3 +300,43 @@ def test_abs_shrink_drops_lowest_angle_ops():
         if len(first["allowed"][layer]) > 1:
             assert op not in second[layer]
     assert all(len(a) >= 1 for a in out["allowed"])
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from normlab.cli.app import app
+
+    return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nas", "search", "nope.pt"], "does not exist"),
+    (["nas", "train", "--out", "x.pt", "--mode", "half"], "mode='half' is invalid"),
+    (["nas", "train", "--out", "x.pt", "--space", "huge"], "neither a preset"),
+    (["nas", "train", "--out", "x.pt", "--dataset", "nosuchdata"], "nosuchdata"),
+    (["nas", "correlate", "--n", "2"], "--n 2 is invalid"),
+    (["nas", "show", "x", "--store", "missing.sqlite"], "no store"),
+])
+def test_cli_bad_input_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = _cli(args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_cli_train_search_show(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text("stem: 4\nstages: [[4, 2, 1], [8, 1, 2]]\nkernels: [3, 5]\nexpansions: [2]\n")
+    r = _cli(["nas", "train", "--out", "bn.pt", "--mode", "bn", "--dataset", "digits", "--space", str(space),
+              "--epochs", "1", "--train-limit", "128", "--lr", "0.5"])
+    assert r.exit_code == 0, r.output
+    r = _cli(["nas", "search", "bn.pt", "--scorer", "bn", "--budget", "5", "--population", "3",
+              "--sample-size", "2", "--store", "s.sqlite", "--name", "x"])
+    assert r.exit_code == 0, r.output
+    assert "best paths" in r.output
+    r = _cli(["nas", "show", "x", "--store", "s.sqlite", "--checkpoint", "bn.pt"])
+    assert r.exit_code == 0 and "bn@" in r.output, r.output
+    r = _cli(["nas", "search", "bn.pt", "--scorer", "bogus"])
+    assert r.exit_code == 2 and "--scorer bogus" in r.output
