@@ -237,12 +237,17 @@ def verdict(corr: Mapping[str, Any], seconds: Mapping[str, float]) -> str:
     bn, rebn = corr.get("bn_indicator", {}), corr.get("rebn_acc", {})
     if "kendall" not in bn or "kendall" not in rebn:
         return "not enough data to judge BN-NAS's claims"
-    good = bn["kendall"] >= rebn["kendall"] or bn["kendall_ci"][1] >= rebn["kendall"]
     speed = seconds["rebn_acc"] / max(seconds["bn_indicator"], 1e-12)
-    rank = (f"holds: the BN indicator ranks like stand-alone accuracy as well as ReBN does "
-            f"(tau {bn['kendall']:.2f} vs {rebn['kendall']:.2f})" if good else
-            f"does not hold here: the BN indicator ranks worse than ReBN (tau {bn['kendall']:.2f}, "
-            f"interval up to {bn['kendall_ci'][1]:.2f}, vs {rebn['kendall']:.2f})")
+    t, lo, hi = bn["kendall"], bn["kendall_ci"][0], bn["kendall_ci"][1]
+    if t >= rebn["kendall"] and lo > 0:
+        rank = f"holds: the BN indicator ranks at least as well as ReBN (tau {t:.2f} vs {rebn['kendall']:.2f})"
+    elif hi >= rebn["kendall"]:
+        rank = (f"is not refuted but not shown either: tau {t:.2f} [{lo:.2f}, {hi:.2f}] vs ReBN's "
+                f"{rebn['kendall']:.2f}; the interval contains ReBN's tau"
+                + (" and also 0 (more architectures are needed)" if lo <= 0 else ""))
+    else:
+        rank = (f"does not hold here: the BN indicator ranks worse than ReBN (tau {t:.2f}, "
+                f"interval up to {hi:.2f}, vs {rebn['kendall']:.2f})")
     return f"BN-NAS's ranking claim {rank}; scoring is {speed:,.0f}x faster per subnet than ReBN."
 
 
