@@ -1,0 +1,291 @@
+"""`normlab nas train|search|shrink|correlate|show`: one-shot architecture search driven by
+normalization (SPOS supernet, BN-NAS's BN indicator, ABS's angle), through normlab.search; every
+scored path is a stored trial, so re-running the same command resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .app import app
+from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, interruptible, open_store
+
+nas_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                      help="One-shot NAS: SPOS supernet, BN-NAS (BN indicator), ABS (angle shrinking).")
+app.add_typer(nas_app, name="nas")
+
+
+def _space(space: str, dataset: str):
+    """The search space (a preset name or a YAML file) fitted to the dataset's shape."""
+    from ..data import check_dataset
+    from ..nas import PRESETS, SpaceConfig
+
+    info = check_dataset(dataset)
+    if space in PRESETS:
+        base = dict(PRESETS[space])
+    else:
+        path = Path(space)
+        if not path.is_file():
+            raise ValueError(f"--space {space} is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
+        import yaml
+
+        try:
+            base = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"space file {space} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(base, dict):
+            raise ValueError(f"space file {space} is not a mapping of space settings")
+    base.update(in_channels=info.in_channels, num_classes=info.num_classes, image_size=info.image_size[0])
+    if info.image_size[0] <= 12:                    # digits (8x8): no stem downsampling
+        base.setdefault("stem_stride", 1)
+    return SpaceConfig.from_dict(base)
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)                         # small convs: one thread per process is fastest
+
+
+def _executor(backend: str, workers: int):
+    from ..runtime import make_executor
+
+    try:
+        return make_executor(backend, workers)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+@nas_app.command("train")
+def train(
+    out: str = typer.Option(..., "--out", help="checkpoint file (an existing one is resumed)"),
+    mode: str = typer.Option("full", help="full (SPOS, all weights) | bn (BN-NAS: BN affine only)"),
+    bn_params: str = typer.Option("last", help="bn mode: last (each op's last BN) | all"),
+    dataset: str = typer.Option("mnist5k", help="digits, mnist5k, synthetic:..."),
+    space: str = typer.Option("small", help="space preset (small, imagenet) or a YAML file"),
+    epochs: int = typer.Option(4), batch_size: int = typer.Option(64), lr: float = typer.Option(0.05),
+    train_limit: Optional[int] = typer.Option(None, help="use only this many training samples"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a supernet by uniform single-path sampling; checkpoint after every epoch."""
+    from ..nas.train import TrainConfig, train_supernet
+
+    try:
+        cfg = TrainConfig(dataset=dataset, mode=mode, bn_params=bn_params, epochs=epochs,
+                          batch_size=batch_size, lr=lr, seed=seed, train_limit=train_limit)
+        space_cfg = _space(space, dataset)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    check_out_file(out, "--out")
+    _threads()
+
+    def show(epoch: int, row: dict) -> None:
+        console.print(f"epoch {epoch}/{cfg.epochs}: loss {row['loss']:.3f}, train acc {100 * row['train_acc']:.1f}% "
+                      f"({row['seconds']:.1f} s)", highlight=False)
+
+    try:
+        with interruptible():
+            train_supernet(space_cfg, cfg, checkpoint=out, on_epoch=show)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished epochs are kept in {out}; run the same command to resume.")
+        raise typer.Exit(130) from None
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    console.print(f"supernet ({mode}) saved to {out}: {space_cfg.num_paths():,} paths", highlight=False)
+
+
+@nas_app.command("search")
+def search(
+    checkpoint: str = typer.Argument(..., help="supernet checkpoint from 'normlab nas train'"),
+    scorer: str = typer.Option("rebn", help="rebn (SPOS) | bn (BN indicator; use a --mode bn supernet) | angle (ABS)"),
+    budget: int = typer.Option(100), population: int = typer.Option(20), sample_size: int = typer.Option(5),
+    crossover: float = typer.Option(0.0), seed: int = typer.Option(0),
+    max_flops: Optional[float] = typer.Option(None, help="FLOPs limit, checked before scoring"),
+    max_params: Optional[float] = typer.Option(None),
+    allowed: Optional[str] = typer.Option(None, help="JSON file from 'nas shrink' (a shrunk space)"),
+    name: Optional[str] = typer.Option(None, help="the search's name in the store"),
+    workers: int = typer.Option(1), backend: str = typer.Option("serial", help="serial | process | ray"),
+    store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+) -> None:
+    """Evolutionary search over the supernet's paths, scored by one of the three scorers."""
+    from ..nas.search import SCORERS, search_paths
+
+    if scorer not in SCORERS:
+        raise fail(f"--scorer {scorer} is invalid: expected one of {', '.join(SCORERS)}")
+    if not Path(checkpoint).is_file():
+        raise fail(f"checkpoint {checkpoint} does not exist: train one with 'normlab nas train --out PATH'")
+    ops = None
+    if allowed is not None:
+        try:
+            ops = json.loads(Path(allowed).read_text())["allowed"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise fail(f"--allowed {allowed} is not a shrink result (expected JSON with 'allowed'): {exc}") from None
+    name = name or f"nas-{scorer}-s{seed}"
+    _threads()
+    db = open_store(store, readonly=False)
+    executor = _executor(backend, workers)
+    try:
+        with interruptible():
+            result = search_paths(checkpoint, scorer=scorer, budget=budget, population=population,
+                                  sample_size=sample_size, crossover=crossover, seed=seed, allowed=ops,
+                                  max_flops=max_flops, max_params=max_params, store=db, name=name,
+                                  executor=executor)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: scored paths are kept in {store}; run the same command again to resume.")
+        raise typer.Exit(130) from None
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    finally:
+        executor.close()
+        db.close()
+    console.print(f"[bold]{name}[/]: {len(result.history)} paths scored by {scorer}", highlight=False)
+    _print_top(result, checkpoint, 5)
+
+
+def _print_top(result, checkpoint: Optional[str], top: int) -> None:
+    names = None
+    if checkpoint and Path(checkpoint).is_file():
+        from ..nas.search import _load
+
+        names = _load(checkpoint)[0].names
+    table = Table(title="best paths")
+    for col in ("step", "path", "score", "MFLOPs", "params"):
+        table.add_column(col)
+    for e in sorted(result.ok, key=lambda e: -e.scores["score"])[:top]:
+        label = " ".join(names(e.arch)) if names else "-".join(map(str, e.arch))
+        table.add_row(str(e.step), label, f"{e.scores['score']:.4g}", f"{e.scores.get('flops', 0) / 1e6:.2f}",
+                      f"{int(e.scores.get('params', 0)):,}")
+    console.print(table)
+
+
+@nas_app.command("shrink")
+def shrink(
+    out: str = typer.Option(..., "--out", help="JSON file for the shrunk space (use with 'nas search --allowed')"),
+    dataset: str = typer.Option("mnist5k"), space: str = typer.Option("small"),
+    first_epochs: int = typer.Option(3), stage_epochs: int = typer.Option(1),
+    drop: int = typer.Option(4, help="operators dropped per stage"), target: int = typer.Option(1000),
+    children: int = typer.Option(10, help="children sampled per operator score"),
+    checkpoint: Optional[str] = typer.Option(None, help="supernet checkpoint file to write"),
+    batch_size: int = typer.Option(64), lr: float = typer.Option(0.05),
+    train_limit: Optional[int] = typer.Option(None), seed: int = typer.Option(0),
+) -> None:
+    """ABS: train the supernet, drop the operators whose children moved least in angle, repeat."""
+    from ..nas.search import abs_shrink
+    from ..nas.train import TrainConfig
+
+    try:
+        cfg = TrainConfig(dataset=dataset, epochs=first_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                          train_limit=train_limit)
+        space_cfg = _space(space, dataset)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    for flag, v in (("--first-epochs", first_epochs), ("--stage-epochs", stage_epochs), ("--drop", drop),
+                    ("--target", target), ("--children", children)):
+        if v < 1:
+            raise fail(f"{flag} {v} is invalid: expected a positive integer")
+    check_out_file(out, "--out")
+    _threads()
+    try:
+        res = abs_shrink(space_cfg, cfg, first_epochs=first_epochs, stage_epochs=stage_epochs, drop=drop,
+                         target=target, children=children, checkpoint=checkpoint, seed=seed)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    Path(out).write_text(json.dumps({"allowed": res["allowed"], "stages": res["stages"]}, indent=1))
+    for st in res["stages"]:
+        console.print(f"stage {st['stage']} (epoch {st['epoch']}): {st['size']:,} paths", highlight=False)
+    console.print(f"shrunk space: {res['size']:,} paths, written to {out}", highlight=False)
+
+
+@nas_app.command("correlate")
+def correlate(
+    out_dir: str = typer.Option("runs/nas-correlate", help="folder for supernet checkpoints and report.json"),
+    dataset: str = typer.Option("mnist5k"), space: str = typer.Option("small"),
+    n: int = typer.Option(30, help="standalone architectures (the ground truth)"),
+    standalone_epochs: int = typer.Option(4), spos_epochs: int = typer.Option(10),
+    bn_epochs: Optional[int] = typer.Option(None, help="BN-only supernet epochs (default a tenth of SPOS's, >= 1)"),
+    batch_size: int = typer.Option(64), lr: float = typer.Option(0.05), bn_lr: float = typer.Option(0.5),
+    train_limit: Optional[int] = typer.Option(None), seed: int = typer.Option(0),
+    name: str = typer.Option("nas-correlate"), workers: int = typer.Option(1),
+    backend: str = typer.Option("serial", help="serial | process | ray"),
+    store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+) -> None:
+    """Rank correlation of each proxy (BN indicator, ReBN, angle, params, FLOPs, synflow) with
+    stand-alone accuracy on N sampled architectures, and the verdict on BN-NAS's claims."""
+    from ..nas.search import correlate as run
+    from ..nas.train import TrainConfig
+
+    if n < 3:
+        raise fail(f"--n {n} is invalid: expected at least 3 architectures")
+    try:
+        common = dict(dataset=dataset, batch_size=batch_size, seed=seed, train_limit=train_limit)
+        sa = TrainConfig(epochs=standalone_epochs, lr=lr, **common)
+        spos = TrainConfig(epochs=spos_epochs, lr=lr, **common)
+        bn = TrainConfig(epochs=bn_epochs or max(1, spos_epochs // 10), mode="bn", lr=bn_lr, **common)
+        space_cfg = _space(space, dataset)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    check_out_dir(out_dir, "--out-dir")
+    _threads()
+    db = open_store(store, readonly=False)
+    executor = _executor(backend, workers)
+    try:
+        with interruptible():
+            report = run(space_cfg, standalone=sa, spos=spos, bn=bn, n=n, seed=seed, out_dir=out_dir, store=db,
+                         name=name, executor=executor, log=lambda m: console.print(m, highlight=False))
+    except KeyboardInterrupt:
+        console.print("interrupted: finished trainings are kept; run the same command again to resume.")
+        raise typer.Exit(130) from None
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    finally:
+        executor.close()
+        db.close()
+    print_report(report)
+
+
+def print_report(report: dict) -> None:
+    table = Table(title=f"rank correlation with stand-alone accuracy (n={report['n']})")
+    for col in ("proxy", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "ms / subnet"):
+        table.add_column(col)
+    for key, c in report["correlation"].items():
+        ms = 1000 * report["seconds_per_subnet"].get(key, float("nan"))
+        if "kendall" not in c:
+            table.add_row(key, c.get("error", "-"), "", f"{ms:.3f}")
+            continue
+        table.add_row(key, f"{c['kendall']:.3f} [{c['kendall_ci'][0]:.2f}, {c['kendall_ci'][1]:.2f}]",
+                      f"{c['spearman']:.3f} [{c['spearman_ci'][0]:.2f}, {c['spearman_ci'][1]:.2f}]", f"{ms:.3f}")
+    console.print(table)
+    console.print(f"supernet training: SPOS {report['supernet_seconds']['spos']:.0f} s "
+                  f"({report['supernet_epochs']['spos']} epochs), BN-only {report['supernet_seconds']['bn']:.0f} s "
+                  f"({report['supernet_epochs']['bn']} epochs); BN indicator scores "
+                  f"{report['bn_indicator_subnets_per_second']:,.0f} subnets/s vectorised", highlight=False)
+    for key, taus in report["early_stage_tau"].items():
+        console.print(f"tau per supernet epoch, {key}: " + ", ".join(f"{t:.2f}" for t in taus), highlight=False)
+    console.print(report["verdict"], highlight=False)
+
+
+@nas_app.command("show")
+def show(name: str = typer.Argument(..., help="the search's name"),
+         store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+         checkpoint: Optional[str] = typer.Option(None, help="its supernet checkpoint (to name the ops)"),
+         top: int = typer.Option(5)) -> None:
+    """The best paths of a stored NAS search."""
+    from ..search import SearchError, load_search
+
+    if top < 1:
+        raise fail(f"--top {top} is invalid: expected a positive integer")
+    db = open_store(store, readonly=True)
+    try:
+        results = load_search(db, name, decode=tuple)
+    except SearchError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        db.close()
+    for r in results:
+        console.print(f"[bold]{r.name}[/] ({r.strategy}, seed {r.config.get('seed')}, scored by "
+                      f"{r.config.get('tag', '?')}): {len(r.history)} paths", highlight=False)
+        _print_top(r, checkpoint, top)

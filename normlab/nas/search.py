@@ -1,0 +1,312 @@
+"""Searching paths through normlab.search, the correlation evidence, and ABS shrinking.
+
+Every evaluate function here is a module-level frozen dataclass (picklable: it runs on the
+process pool or Ray), holding the path of a supernet checkpoint rather than the supernet; each
+worker loads a checkpoint once and keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
+from .space import PathSpace
+from .supernet import NasError, SpaceConfig, Supernet
+from .train import TrainConfig, load_split, load_supernet, train_standalone, train_supernet
+
+__all__ = ["SCORERS", "SupernetScorer", "Standalone", "FlopsLimit", "search_paths", "correlate",
+           "abs_shrink", "op_angle_scores", "checkpoint_tag"]
+
+SCORERS = ("rebn", "bn", "angle")
+_CACHE: dict[tuple[str, float], tuple[Supernet, dict[str, Any], np.ndarray]] = {}
+
+
+def checkpoint_tag(checkpoint: str | Path) -> str:
+    """A short content hash of a checkpoint: searches scored by different supernets differ."""
+    h = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    return h[:12]
+
+
+def _load(checkpoint: str) -> tuple[Supernet, dict[str, Any], np.ndarray]:
+    p = Path(checkpoint)
+    if not p.is_file():
+        raise NasError(f"supernet checkpoint {checkpoint} does not exist: train one first ('normlab nas train')")
+    key = (str(p.resolve()), p.stat().st_mtime)
+    if key not in _CACHE:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+        net = load_supernet(state)
+        _CACHE.clear()
+        _CACHE[key] = (net, state, bn_table(net))
+    return _CACHE[key]
+
+
+@dataclass(frozen=True)
+class SupernetScorer:
+    """evaluate(path) for the search: ``kind`` rebn (SPOS), bn (BN indicator) or angle (ABS);
+    returns the score and the path's analytic FLOPs and parameters."""
+
+    checkpoint: str
+    kind: str = "rebn"
+    calib: int = 256
+    fixed_depth: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCORERS:
+            raise NasError(f"scorer {self.kind!r} is invalid: expected one of {', '.join(SCORERS)}")
+
+    def __call__(self, path: Sequence[int]) -> dict[str, float]:
+        net, state, table = _load(self.checkpoint)
+        path = net.check_path(path)
+        if self.kind == "bn":
+            score = float(bn_scores(table, [path], self.fixed_depth)[0])
+        elif self.kind == "angle":
+            score = angle(state["init"], state["model"], net, path)
+        else:
+            cfg = TrainConfig.from_dict(state["train"])
+            split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+            score = rebn_accuracy(net, path, split.train_x[:self.calib], split.val_x, split.val_y)
+        return {"score": score, "flops": float(net.flops(path)), "params": float(net.params(path))}
+
+
+@dataclass(frozen=True)
+class FlopsLimit:
+    """constraint(path): analytic FLOPs and parameters within limits (checked before scoring)."""
+
+    space: SpaceConfig
+    max_flops: float | None = None
+    max_params: float | None = None
+
+    def __call__(self, path: Sequence[int]) -> bool:
+        net = _shape_net(self.space)
+        return ((self.max_flops is None or net.flops(path) <= self.max_flops)
+                and (self.max_params is None or net.params(path) <= self.max_params))
+
+
+_SHAPES: dict[SpaceConfig, Supernet] = {}
+
+
+def _shape_net(space: SpaceConfig) -> Supernet:
+    if space not in _SHAPES:
+        _SHAPES[space] = Supernet(space)
+    return _SHAPES[space]
+
+
+@dataclass(frozen=True)
+class Standalone:
+    """evaluate(path) = train the path from scratch (the ground truth): test accuracy as
+    ``score``, plus validation accuracy, FLOPs, params and seconds."""
+
+    space: SpaceConfig
+    train: TrainConfig
+
+    def __call__(self, path: Sequence[int]) -> dict[str, float]:
+        if torch.get_num_threads() > 1 and _worker():
+            torch.set_num_threads(1)
+        out = train_standalone(self.space, path, self.train)
+        net = _shape_net(self.space)
+        return {"score": out["test_acc"], "val_acc": out["val_acc"], "seconds": out["seconds"],
+                "flops": float(net.flops(path)), "params": float(net.params(path))}
+
+
+def _worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.current_process().name != "MainProcess"
+
+
+def search_paths(checkpoint: str | Path, *, scorer: str = "rebn", budget: int = 100, population: int = 20,
+                 sample_size: int = 5, crossover: float = 0.0, rate: float = 0.1, seed: int = 0,
+                 allowed: Sequence[Sequence[int]] | None = None, max_flops: float | None = None,
+                 max_params: float | None = None, fixed_depth: bool = False, store: Any = None,
+                 name: str | None = None, executor: Any = None, progress: bool | None = None) -> Any:
+    """SPOS's evolutionary search over paths (normlab.search.evolution) scored by ``scorer``;
+    FLOPs/params limits are checked before scoring; with a store, evaluations persist and a rerun
+    resumes. ``allowed`` restricts each layer's ops (a shrunk space)."""
+    from ..search import evolution
+
+    net, state, _ = _load(str(checkpoint))
+    space_cfg = net.cfg
+    space = PathSpace(tuple(tuple(a) for a in (allowed or [range(n) for n in net.num_ops])), rate=rate,
+                      tag=f"{scorer}{'-fixed-depth' if fixed_depth else ''}@{checkpoint_tag(checkpoint)}")
+    constraint = FlopsLimit(space_cfg, max_flops, max_params) if (max_flops or max_params) else None
+    evaluate = SupernetScorer(str(checkpoint), scorer, fixed_depth=fixed_depth)
+    return evolution(space, evaluate, budget=budget, population=population, sample_size=sample_size,
+                     crossover=crossover, seed=seed, constraint=constraint, store=store,
+                     name=name or f"nas-{scorer}-s{seed}", executor=executor, progress=progress)
+
+
+# -- the evidence ------------------------------------------------------------------------------
+
+def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig, bn: TrainConfig,
+              n: int = 30, seed: int = 0, out_dir: str | Path, store: Any = None, name: str = "nas-correlate",
+              executor: Any = None, calib: int = 256, bootstrap: int = 1000, progress: bool | None = None,
+              log: Any = None) -> dict[str, Any]:
+    """Rank correlation of every proxy with stand-alone accuracy, on ``n`` sampled paths.
+
+    The ground truth (``n`` paths trained from scratch) runs as a normlab.search random search
+    (stored, resumable, on ``executor``); the SPOS and BN-only supernets are trained with epoch
+    checkpoints in ``out_dir`` (resumable) and per-epoch snapshots; then each proxy scores the
+    same paths, timed. Returns the report (also written to ``out_dir/report.json``)."""
+    import json
+
+    from ..search import random_search, rank_correlation
+
+    say = log or (lambda *a: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    full = PathSpace.full(Supernet(space).num_ops)
+    say(f"ground truth: {n} paths trained from scratch ({standalone.epochs} epochs each)")
+    truth = random_search(full, Standalone(space, standalone), budget=n, seed=seed, store=store,
+                          name=f"{name}/standalone", executor=executor, progress=progress)
+    ok = [e for e in truth.history if e.ok]
+    paths = [tuple(e.arch) for e in ok]
+    acc = np.array([e.scores["score"] for e in ok])
+    say(f"supernets: SPOS {spos.epochs} epochs, BN-only {bn.epochs} epochs")
+    t0 = time.time()
+    s_state = train_supernet(space, spos, checkpoint=out / "spos.pt", snapshots=True)
+    t_spos = time.time() - t0
+    t0 = time.time()
+    b_state = train_supernet(space, bn, checkpoint=out / "bn.pt", snapshots=True)
+    t_bn = time.time() - t0
+    s_net, b_net = load_supernet(s_state), load_supernet(b_state)
+    split = load_split(spos.dataset, spos.seed, spos.val_fraction, spos.train_limit)
+    proxies: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+
+    def timed(label: str, fn) -> None:
+        t = time.time()
+        proxies[label] = np.array([fn(p) for p in paths], dtype=float)
+        seconds[label] = (time.time() - t) / max(1, len(paths))
+
+    table = bn_table(b_net)
+    timed("bn_indicator", lambda p: float(bn_scores(table, [p])[0]))
+    timed("rebn_acc", lambda p: rebn_accuracy(s_net, p, split.train_x[:calib], split.val_x, split.val_y))
+    timed("abs_angle", lambda p: angle(s_state["init"], s_state["model"], s_net, p))
+    timed("params", lambda p: float(s_net.params(p)))
+    timed("flops", lambda p: float(s_net.flops(p)))
+    init_net = load_supernet(s_state, "init")
+    shape = (space.in_channels, space.image_size, space.image_size)
+    timed("synflow", lambda p: math.log(max(synflow(init_net.subnet(p), shape), 1e-300)))
+    corr = {}
+    for label, vals in proxies.items():
+        try:
+            corr[label] = rank_correlation(vals, acc, bootstrap=bootstrap, seed=seed).to_dict()
+        except ValueError as exc:
+            corr[label] = {"error": str(exc)}
+    # the early-stage claim: tau of each one-shot scorer after every supernet epoch
+    early: dict[str, list[float]] = {"bn_indicator": [], "rebn_acc": [], "abs_angle": []}
+    from scipy.stats import kendalltau
+
+    for snap in b_state["snapshots"]:
+        b_net.load_state_dict(snap)
+        t = bn_table(b_net)
+        early["bn_indicator"].append(float(kendalltau(bn_scores(t, paths), acc)[0]))
+    for snap in s_state["snapshots"]:
+        s_net.load_state_dict(snap)
+        early["rebn_acc"].append(float(kendalltau([rebn_accuracy(s_net, p, split.train_x[:calib], split.val_x,
+                                                                 split.val_y) for p in paths], acc)[0]))
+        early["abs_angle"].append(float(kendalltau([angle(s_state["init"], snap, s_net, p) for p in paths], acc)[0]))
+    # scoring throughput of the BN indicator, vectorised over many random paths
+    rng = np.random.default_rng(seed)
+    many = np.stack([rng.integers(0, k, 100_000) for k in s_net.num_ops], axis=1)
+    t = time.time()
+    bn_scores(table, many)
+    bn_rate = len(many) / max(time.time() - t, 1e-9)
+    report = {"n": len(paths), "paths": [list(p) for p in paths], "standalone_acc": acc.tolist(),
+              "proxies": {k: v.tolist() for k, v in proxies.items()}, "correlation": corr,
+              "seconds_per_subnet": seconds, "bn_indicator_subnets_per_second": bn_rate,
+              "supernet_seconds": {"spos": t_spos, "bn": t_bn},
+              "supernet_epochs": {"spos": spos.epochs, "bn": bn.epochs}, "early_stage_tau": early,
+              "verdict": verdict(corr, seconds)}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def verdict(corr: Mapping[str, Any], seconds: Mapping[str, float]) -> str:
+    """BN-NAS's claims, plainly: is the BN indicator's tau as good as ReBN's (its interval overlaps
+    ReBN's tau, or it is higher), and is it orders of magnitude faster per subnet?"""
+    bn, rebn = corr.get("bn_indicator", {}), corr.get("rebn_acc", {})
+    if "kendall" not in bn or "kendall" not in rebn:
+        return "not enough data to judge BN-NAS's claims"
+    speed = seconds["rebn_acc"] / max(seconds["bn_indicator"], 1e-12)
+    t, lo, hi = bn["kendall"], bn["kendall_ci"][0], bn["kendall_ci"][1]
+    if t >= rebn["kendall"] and lo > 0:
+        rank = f"holds: the BN indicator ranks at least as well as ReBN (tau {t:.2f} vs {rebn['kendall']:.2f})"
+    elif hi >= rebn["kendall"]:
+        rank = (f"is not refuted but not shown either: tau {t:.2f} [{lo:.2f}, {hi:.2f}] vs ReBN's "
+                f"{rebn['kendall']:.2f}; the interval contains ReBN's tau"
+                + (" and also 0 (more architectures are needed)" if lo <= 0 else ""))
+    else:
+        rank = (f"does not hold here: the BN indicator ranks worse than ReBN (tau {t:.2f}, "
+                f"interval up to {hi:.2f}, vs {rebn['kendall']:.2f})")
+    return f"BN-NAS's ranking claim {rank}; scoring is {speed:,.0f}x faster per subnet than ReBN."
+
+
+# -- ABS ---------------------------------------------------------------------------------------
+
+def op_angle_scores(net: Supernet, state: Mapping[str, Any], allowed: Sequence[Sequence[int]],
+                    children: int, rng: random.Random) -> list[dict[int, float]]:
+    """ABS operator scores: per layer and allowed op, the mean angle of up to ``children`` legal
+    child models (sampled from ``allowed``) that contain it."""
+    out = []
+    for layer, ops in enumerate(allowed):
+        scores = {}
+        for op in ops:
+            thetas = []
+            for _ in range(children):
+                path = [a[rng.randrange(len(a))] for a in allowed]
+                path[layer] = op
+                thetas.append(angle(state["init"], state["model"], net, path))
+            scores[op] = float(np.mean(thetas))
+        out.append(scores)
+    return out
+
+
+def abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage_epochs: int,
+               drop: int = 2, target: int = 1000, children: int = 10, max_stages: int = 10,
+               checkpoint: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Angle-based search-space shrinking (Hu et al. 2020): train the supernet ``first_epochs``
+    over the whole space, then repeat: score every allowed operator by angle, drop the ``drop``
+    lowest-scoring ones across all layers (each layer keeps at least one), train ``stage_epochs``
+    more over the shrunk space, until it has at most ``target`` paths. All stages share one
+    cosine learning-rate schedule. Returns the allowed op lists, every stage's operator lists and
+    scores, and the final checkpoint dict."""
+    if drop < 1 or children < 1 or target < 1:
+        raise NasError(f"drop={drop}, children={children}, target={target}: expected positive integers")
+    torch.manual_seed(cfg.seed)
+    net = Supernet(space)
+    allowed = [list(range(n)) for n in net.num_ops]
+    total = first_epochs + stage_epochs * max_stages
+    state = train_supernet(space, cfg, checkpoint=checkpoint, epochs=first_epochs, total_epochs=total, net=net)
+    rng = random.Random(seed)
+    stages = []
+    for stage in range(max_stages + 1):
+        size = math.prod(len(a) for a in allowed)
+        scores = op_angle_scores(net, state, allowed, children, rng)
+        stages.append({"stage": stage, "epoch": state["epoch"], "size": size,
+                       "allowed": [list(a) for a in allowed],
+                       "scores": [{str(k): v for k, v in s.items()} for s in scores]})
+        if size <= target or stage == max_stages:
+            break
+        ranked = sorted(((v, layer, op) for layer, s in enumerate(scores) for op, v in s.items()))
+        dropped = 0
+        for _, layer, op in ranked:
+            if dropped >= drop:
+                break
+            if len(allowed[layer]) > 1:
+                allowed[layer].remove(op)
+                dropped += 1
+        if dropped == 0:
+            break
+        state = train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed, epochs=stage_epochs,
+                               total_epochs=total, net=net, resume=state)
+    return {"allowed": allowed, "stages": stages, "size": math.prod(len(a) for a in allowed), "state": state}

@@ -1,0 +1,288 @@
+"""Supernet training with uniform single-path sampling (SPOS), in two modes.
+
+``mode="full"`` (SPOS, Guo et al. 2020): every step samples one op per layer uniformly (from the
+ops each layer still allows) and trains that path's weights with SGD. Gradients are set to None
+before each step, so an op off the path has no gradient and torch's SGD skips it entirely: no
+momentum and no weight-decay drift on unsampled ops.
+
+``mode="bn"`` (BN-NAS, Chen et al. 2021): the supernet stays at its random initialisation except
+the BN affine parameters (gamma, beta), which train alone, without weight decay, usually for a
+tenth of the SPOS epochs. ``bn_params="last"`` trains only the last norm of every op (after the
+1x1 projection: the norm the BN indicator reads); ``"all"`` every norm of the supernet.
+
+Determinism: step t of epoch e samples its path from ``random.Random(f"{seed}:{e}")`` and shuffles
+with a torch generator seeded by (seed, e), so a run resumed from its epoch checkpoint replays
+exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .supernet import NasError, SpaceConfig, Supernet
+
+__all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
+           "norm_modules", "is_norm", "load_supernet",
+           "train_standalone"]
+
+_SPLITS: dict[tuple, "DataSplit"] = {}
+
+
+@dataclass
+class DataSplit:
+    """Normalised tensors: train, a validation split carved from the training data, and test."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+
+def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_limit: int | None = None) -> DataSplit:
+    """The dataset's training split shuffled with ``seed`` and cut into train / validation (the
+    last ``val_fraction``); ``train_limit`` keeps the first samples of train only. Cached."""
+    key = (dataset, seed, float(val_fraction), train_limit)
+    if key in _SPLITS:
+        return _SPLITS[key]
+    from ..data import load_dataset
+
+    if not 0 < val_fraction < 1:
+        raise NasError(f"val_fraction={val_fraction!r} is invalid: expected a number in (0, 1)")
+    data = load_dataset(dataset)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+        std = torch.tensor(data.std).view(1, -1, 1, 1)
+        return (x.float() / data.scale - mean) / std
+
+    n = len(data.train_y)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(n * val_fraction)))
+    tr, va = order[:n - n_val], order[n - n_val:]
+    if train_limit is not None:
+        tr = tr[:train_limit]
+    split = DataSplit(norm(data.train_x[tr]), data.train_y[tr], norm(data.train_x[va]), data.train_y[va],
+                      norm(data.test_x), data.test_y, data.num_classes, data.in_channels, data.image_size[0])
+    _SPLITS[key] = split
+    return split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a supernet (or a standalone subnet) is trained."""
+
+    dataset: str = "mnist5k"
+    mode: str = "full"                 # full (SPOS) | bn (BN-NAS: only BN affine parameters)
+    bn_params: str = "last"            # bn mode: last (each op's last norm) | all
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5         # on conv/linear weights; never on norms or in bn mode
+    seed: int = 0
+    val_fraction: float = 0.2
+    train_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "bn"):
+            raise NasError(f"mode={self.mode!r} is invalid: expected 'full' (SPOS) or 'bn' (BN-NAS)")
+        if self.bn_params not in ("last", "all"):
+            raise NasError(f"bn_params={self.bn_params!r} is invalid: expected 'last' or 'all'")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise NasError(f"{name}={v!r} is invalid: expected a positive integer")
+        if not self.lr > 0:
+            raise NasError(f"lr={self.lr!r} is invalid: expected a positive number")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise NasError(f"unknown training setting(s) {', '.join(unknown)}: expected some of "
+                           f"{', '.join(sorted(cls.__dataclass_fields__))}")
+        return cls(**dict(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_norm(m: nn.Module) -> bool:
+    """A normalization layer (anything from normlab.layers or torch's norms)."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return isinstance(m, (_NormBase, nn.GroupNorm, nn.LayerNorm)) or type(m).__module__.startswith("normlab.layers")
+
+
+def norm_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if is_norm(m) and m is not model]
+
+
+def trainable_parameters(net: Supernet, mode: str, bn_params: str = "last") -> list[nn.Parameter]:
+    """The parameters a mode trains: all of them, or the BN affine parameters (BN-NAS)."""
+    if mode == "full":
+        return list(net.parameters())
+    if bn_params == "last":
+        mods = [op.last_norm for ops in net.choices for op in ops if op.last_norm is not None]
+    else:
+        mods = norm_modules(net)
+    return [p for m in mods for p in m.parameters(recurse=False)]
+
+
+def _param_groups(net: nn.Module, params: Sequence[nn.Parameter], weight_decay: float, mode: str) -> list[dict]:
+    norm_ids = {id(p) for m in norm_modules(net) for p in m.parameters(recurse=False)}
+    decay = [p for p in params if id(p) not in norm_ids and p.ndim > 1]
+    rest = [p for p in params if id(p) in norm_ids or p.ndim <= 1]
+    wd = weight_decay if mode == "full" else 0.0
+    return [g for g in ({"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}) if g["params"]]
+
+
+def epoch_rng(seed: int, epoch: int) -> random.Random:
+    return random.Random(f"{seed}:{epoch}")
+
+
+def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Path | None = None,
+                   allowed: Sequence[Sequence[int]] | None = None, epochs: int | None = None,
+                   total_epochs: int | None = None, net: Supernet | None = None,
+                   on_epoch: Callable[[int, dict], None] | None = None, snapshots: bool = False,
+                   resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a supernet by uniform single-path sampling; returns the checkpoint dict:
+    ``model`` (state), ``init`` (W0, the state at initialisation, for the ABS angle), ``epoch``,
+    ``history`` (per epoch loss/accuracy/seconds), ``space``/``train`` (configs), ``sampled``
+    (per layer, how often each op was on the path) and, with ``snapshots``, the model state at
+    the end of every epoch.
+
+    With ``checkpoint`` the state is saved after every epoch and a rerun resumes from it (it must
+    have been written with the same configs). ``allowed`` restricts sampling per layer (ABS);
+    ``resume`` continues from a checkpoint dict held in memory. ``epochs`` trains that many more epochs (default ``cfg.epochs`` in all); ``total_epochs`` is
+    the length of the one cosine learning-rate schedule (ABS's stages share one schedule).
+    """
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+    if split.in_channels != space.in_channels or split.num_classes != space.num_classes:
+        raise NasError(f"the space expects {space.in_channels} input channels and {space.num_classes} "
+                       f"classes, but {cfg.dataset} has {split.in_channels} and {split.num_classes}")
+    path = Path(checkpoint) if checkpoint is not None else None
+    state: dict[str, Any] | None = resume
+    if state is None and path is not None and path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("space") != space.to_dict() or state.get("train") != cfg.to_dict():
+            raise NasError(f"checkpoint {path} was written for other settings: remove it or use another path")
+    if net is None:
+        torch.manual_seed(cfg.seed)
+        net = Supernet(space)
+    if state is None:
+        state = {"space": space.to_dict(), "train": cfg.to_dict(), "epoch": 0, "history": [],
+                 "init": {k: v.clone() for k, v in net.state_dict().items()},
+                 "sampled": [[0] * n for n in net.num_ops], "snapshots": [], "optimizer": None}
+    else:
+        net.load_state_dict(state["model"])
+    allowed = [list(a) for a in (allowed or [range(n) for n in net.num_ops])]
+    stop = state["epoch"] + epochs if epochs is not None else cfg.epochs
+    total = total_epochs or max(stop, cfg.epochs)
+
+    for p in net.parameters():
+        p.requires_grad_(False)
+    params = trainable_parameters(net, cfg.mode, cfg.bn_params)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(_param_groups(net, params, cfg.weight_decay, cfg.mode), lr=cfg.lr,
+                          momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if state.get("optimizer") is not None:
+        opt.load_state_dict(state["optimizer"])
+    n = len(split.train_y)
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    total_steps = total * steps_per_epoch
+    while state["epoch"] < stop:
+        epoch = state["epoch"]
+        rng = epoch_rng(cfg.seed, epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        net.train()
+        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        for step in range(steps_per_epoch):
+            t = epoch * steps_per_epoch + step
+            lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            choice = [a[rng.randrange(len(a))] for a in allowed]
+            for layer, i in enumerate(choice):
+                state["sampled"][layer][i] += 1
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x, y = split.train_x[idx], split.train_y[idx]
+            opt.zero_grad(set_to_none=True)
+            out = net(x, choice)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((out.argmax(1) == y).sum())
+            seen += len(y)
+        state["epoch"] = epoch + 1
+        row = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
+               "seconds": time.time() - t0, "lr": lr}
+        state["history"].append(row)
+        state["model"] = {k: v.clone() for k, v in net.state_dict().items()}
+        state["optimizer"] = opt.state_dict()
+        if snapshots:
+            state["snapshots"].append(state["model"])
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            torch.save(state, tmp)
+            tmp.replace(path)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    state.setdefault("model", {k: v.clone() for k, v in net.state_dict().items()})
+    return state
+
+
+def load_supernet(state: Mapping[str, Any], which: str = "model") -> Supernet:
+    """The supernet of a checkpoint dict, with its trained (``model``) or initial (``init``) state."""
+    net = Supernet(SpaceConfig.from_dict(state["space"]))
+    net.load_state_dict(state[which])
+    return net
+
+
+def train_standalone(space: SpaceConfig, path: Sequence[int], cfg: TrainConfig) -> dict[str, float]:
+    """Train one path from scratch (the ground truth): SGD + cosine schedule for ``cfg.epochs``
+    epochs on the train split; returns validation and test accuracy."""
+    from .scores import evaluate_accuracy
+    from .supernet import Subnet
+
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+    model = Subnet.build(space, path, seed=cfg.seed)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(_param_groups(model, params, cfg.weight_decay, "full"), lr=cfg.lr,
+                          momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    n = len(split.train_y)
+    steps = max(1, n // cfg.batch_size)
+    total = steps * cfg.epochs
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        for step in range(steps):
+            t = epoch * steps + step
+            for g in opt.param_groups:
+                g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * t / total))
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(split.train_x[idx]), split.train_y[idx]).backward()
+            opt.step()
+    return {"test_acc": evaluate_accuracy(model, split.test_x, split.test_y),
+            "val_acc": evaluate_accuracy(model, split.val_x, split.val_y), "seconds": time.time() - t0}

@@ -1,0 +1,342 @@
+"""normlab nas: supernet, SPOS/BN-NAS training, the three scorers, search through the store,
+correlation harness, ABS shrinking, CLI. Reference values are computed from the formulas here."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from normlab.nas import MBConv, NasError, PathSpace, SpaceConfig, Supernet
+from normlab.nas.scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
+from normlab.nas.train import TrainConfig, is_norm, load_split, load_supernet, train_supernet
+
+TINY = SpaceConfig(image_size=8, stem=4, stem_stride=1, stages=((4, 1, 1), (8, 1, 2)),
+                   kernels=(3, 5), expansions=(2,))
+WIDER = SpaceConfig(image_size=8, stem=4, stem_stride=1, stages=((4, 2, 1), (8, 1, 2)),
+                    kernels=(3, 5), expansions=(2,))                # 3 * 3 * 2 = 18 paths
+TRAIN = dict(dataset="digits", batch_size=64, train_limit=256, lr=0.1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_default_space_size_and_ops():
+    cfg = SpaceConfig()
+    layers = cfg.layers()
+    assert 6 <= len(layers) <= 8 and cfg.num_paths() >= 10 ** 4
+    assert {l["cout"] for l in layers} == {8, 16, 32}
+    for l in layers:
+        assert ("id" in l["names"]) == (l["cin"] == l["cout"] and l["stride"] == 1)
+        assert len([n for n in l["names"] if n != "id"]) == 6
+
+
+def test_forward_every_op_and_random_path():
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    x = torch.randn(3, 1, 8, 8)
+    for layer, n in enumerate(net.num_ops):
+        for i in range(n):
+            path = [0] * len(net.num_ops)
+            path[layer] = i
+            assert net(x, path).shape == (3, 10)
+    path = PathSpace.full(net.num_ops).sample(random.Random(1))
+    out = net(x, path)
+    assert torch.isfinite(out).all()
+    net.eval()
+    sub = net.subnet(path).eval()
+    torch.testing.assert_close(sub(x), net(x, path))
+
+
+def test_flops_match_torch_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = Supernet(SpaceConfig(image_size=9, stem=4, stages=((4, 1, 1), (8, 2, 2))))
+    for path in ([0, 0, 0], [5, 1, 6], [6, 3, 2]):
+        sub = net.subnet(path).eval()
+        with FlopCounterMode(display=False) as fc:
+            sub(torch.randn(1, 1, 9, 9))
+        assert net.flops(path) == fc.get_total_flops()
+        assert net.params(path) == sum(p.numel() for p in sub.parameters())
+
+
+def test_path_space_key_mutate_json():
+    space = PathSpace(((0, 1, 2), (3,), (0, 4)), rate=0.5)
+    rng = random.Random(0)
+    for _ in range(50):
+        p = space.sample(rng)
+        assert space.contains(p)
+        q = space.mutate(p, rng)
+        assert space.contains(q) and q != p and q[1] == 3
+        assert space.from_json(space.to_json(q)) == q
+    assert space.key((2, 3, 4)) == "2-3-4" and space.size == 6
+    with pytest.raises(NasError):
+        PathSpace(((0,), ()))
+
+
+def test_bad_space_settings():
+    with pytest.raises(NasError, match="kernels"):
+        SpaceConfig(kernels=(4,))
+    with pytest.raises(NasError, match="norm"):
+        SpaceConfig(norm="nosuchnorm")
+    with pytest.raises(NasError, match="unknown"):
+        SpaceConfig.from_dict({"widths": 3})
+    with pytest.raises(NasError, match="mode"):
+        TrainConfig(mode="half")
+
+
+def test_bgn_norm_in_ops():
+    net = Supernet(SpaceConfig(image_size=8, stem=4, stem_stride=1, stages=((4, 1, 1),), kernels=(3,),
+                               expansions=(2,), norm="bgn:groups=2"))
+    assert "BatchGroupNorm" in type(net.choices[0][0].last_norm).__name__
+    net(torch.randn(4, 1, 8, 8), [0])
+
+
+def _state(net):
+    return {k: v.clone() for k, v in net.named_parameters()}
+
+
+def test_spos_unsampled_ops_untouched():
+    """One epoch restricted to op 0 everywhere: every other op is bit-identical (no momentum or
+    weight-decay drift), op 0 and the stem moved."""
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    before = _state(net)
+    allowed = [[0] for _ in net.num_ops]
+    train_supernet(TINY, TrainConfig(epochs=1, weight_decay=0.1, **TRAIN), net=net, allowed=allowed)
+    after = _state(net)
+    for name in before:
+        parts = name.split(".")
+        if parts[0] == "choices" and parts[2] != "0":
+            assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["choices.0.0.expand.weight"], after["choices.0.0.expand.weight"])
+    assert not torch.equal(before["stem.0.weight"], after["stem.0.weight"])
+
+
+@pytest.mark.parametrize("bn_params", ["last", "all"])
+def test_bn_only_training_changes_only_bn_affine(bn_params):
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    before = _state(net)
+    train_supernet(TINY, TrainConfig(epochs=1, mode="bn", bn_params=bn_params, **TRAIN), net=net)
+    after = _state(net)
+    last = {id(op.last_norm) for ops in net.choices for op in ops if op.last_norm is not None}
+    modules = dict(net.named_modules())
+    changed = 0
+    for name in before:
+        owner = modules[name.rsplit(".", 1)[0]]
+        is_bn = is_norm(owner)
+        trains = is_bn and (bn_params == "all" or id(owner) in last)
+        if trains:
+            changed += not torch.equal(before[name], after[name])
+        else:
+            assert torch.equal(before[name], after[name]), name
+    assert changed > 0
+
+
+def test_bn_indicator_by_hand():
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    with torch.no_grad():
+        for ops in net.choices:
+            for op in ops:
+                if isinstance(op, MBConv):
+                    for norm in (op.norm1, op.norm2, op.norm3):
+                        norm.weight.uniform_(-2, 2)
+    path = [2, 1]                    # layer 0: identity (index 2), layer 1: k5e2
+    assert net.names(path) == ["id", "k5e2"]
+    g = net.choices[1][1].norm3.weight.detach().double()
+    expected = sum(abs(float(v)) for v in g) / len(g)      # identity contributes 0
+    table = bn_table(net)
+    assert table[0, 2] == 0.0
+    assert bn_scores(table, [path])[0] == pytest.approx(expected, rel=1e-6)
+    path = [0, 0]
+    g0, g1 = net.choices[0][0].norm3.weight.detach(), net.choices[1][0].norm3.weight.detach()
+    expected = float(g0.abs().sum()) / len(g0) + float(g1.abs().sum()) / len(g1)
+    assert bn_scores(table, [path])[0] == pytest.approx(expected, rel=1e-6)
+    # vectorised over many paths equals one at a time
+    many = np.array([[i, j] for i in range(3) for j in range(2)])
+    assert np.allclose(bn_scores(table, many), [bn_scores(table, [p])[0] for p in many])
+
+
+def test_angle_by_hand_excludes_bn_and_unused_ops():
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    trained = {k: v.clone() + 0.1 * torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else v
+               for k, v in init.items()}
+    path = [0, 1]
+    names = ["stem.0.weight", "choices.0.0.expand.weight", "choices.0.0.dw.weight", "choices.0.0.project.weight",
+             "choices.1.1.expand.weight", "choices.1.1.dw.weight", "choices.1.1.project.weight",
+             "classifier.weight", "classifier.bias"]
+    v0 = np.concatenate([init[n].numpy().ravel() for n in names]).astype(np.float64)
+    vt = np.concatenate([trained[n].numpy().ravel() for n in names]).astype(np.float64)
+    expected = math.acos(v0 @ vt / (np.linalg.norm(v0) * np.linalg.norm(vt)))
+    assert angle(init, trained, net, path) == pytest.approx(expected, rel=1e-9)
+    # an unused op's or a norm's change does not move the angle; the identity contributes nothing
+    t2 = dict(trained)
+    t2["choices.1.0.expand.weight"] = t2["choices.1.0.expand.weight"] * 5
+    t2["choices.0.0.norm3.weight"] = t2["choices.0.0.norm3.weight"] * 5
+    assert angle(init, t2, net, path) == pytest.approx(expected, rel=1e-12)
+    id_path = [2, 1]
+    names_id = [n for n in names if not n.startswith("choices.0.")]
+    v0 = np.concatenate([init[n].numpy().ravel() for n in names_id]).astype(np.float64)
+    vt = np.concatenate([trained[n].numpy().ravel() for n in names_id]).astype(np.float64)
+    assert angle(init, trained, net, id_path) == pytest.approx(
+        math.acos(v0 @ vt / (np.linalg.norm(v0) * np.linalg.norm(vt))), rel=1e-9)
+
+
+def test_rebn_does_not_leak_statistics_and_is_deterministic():
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    split = load_split("digits")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    a = rebn_accuracy(net, [0, 1], split.train_x[:128], split.val_x, split.val_y)
+    rebn_accuracy(net, [1, 0], split.train_x[:128], split.val_x, split.val_y)
+    b = rebn_accuracy(net, [0, 1], split.train_x[:128], split.val_x, split.val_y)
+    assert a == b
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_same_seed_same_run_and_checkpoint_resume(tmp_path):
+    cfg = TrainConfig(epochs=2, **TRAIN)
+    a = train_supernet(TINY, cfg)
+    ck = tmp_path / "s.pt"
+    train_supernet(TINY, cfg, checkpoint=ck, epochs=1)          # "killed" after one epoch
+    b = train_supernet(TINY, cfg, checkpoint=ck)                 # resumed
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    c = train_supernet(TINY, TrainConfig(epochs=2, **{**TRAIN, "seed": 1}))
+    assert not torch.equal(a["model"]["classifier.weight"], c["model"]["classifier.weight"])
+    with pytest.raises(NasError, match="other settings"):
+        train_supernet(TINY, TrainConfig(epochs=3, **TRAIN), checkpoint=ck)
+
+
+def test_synflow_positive():
+    torch.manual_seed(0)
+    net = Supernet(TINY)
+    assert synflow(net.subnet([0, 0]), (1, 8, 8)) > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    ck = tmp_path_factory.mktemp("nas") / "spos.pt"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    train_supernet(WIDER, TrainConfig(epochs=1, **TRAIN), checkpoint=ck)
+    torch.set_num_threads(n)
+    return ck
+
+
+@pytest.mark.parametrize("scorer", ["bn", "angle", "rebn"])
+def test_search_through_store_resumes(tiny_checkpoint, tmp_path, scorer):
+    from normlab.nas.search import search_paths
+    from normlab.runtime import Store
+
+    db = tmp_path / "s.sqlite"
+    kw = dict(scorer=scorer, population=4, sample_size=2, seed=3, name="t", progress=False)
+    with Store(db) as store:
+        first = search_paths(tiny_checkpoint, budget=6, store=store, **kw)
+    assert len(first.history) == 6 and all(e.ok for e in first.history)
+    with Store(db) as store:
+        again = search_paths(tiny_checkpoint, budget=9, store=store, **kw)
+    assert [e.key for e in again.history[:6]] == [e.key for e in first.history]
+    assert [e.scores for e in again.history[:6]] == [e.scores for e in first.history]
+    with Store(db) as store:
+        rows = store.rows(experiment_id=store.experiments(name="t")[-1].id)
+    assert len(rows) == 9                                       # the first 6 were not evaluated again
+
+
+def test_flops_limit_binds(tiny_checkpoint):
+    from normlab.nas.search import search_paths
+
+    net = Supernet(WIDER)
+    flops = sorted(net.flops(p) for p in [(i, j, k) for i in range(3) for j in range(3) for k in range(2)])
+    limit = flops[5]
+    res = search_paths(tiny_checkpoint, scorer="bn", budget=6, population=2, sample_size=1,
+                       max_flops=limit, progress=False)
+    assert res.history and all(e.scores["flops"] <= limit for e in res.history)
+
+
+def test_correlate_tiny(tmp_path):
+    from normlab.nas.search import correlate
+
+    cfg = TrainConfig(epochs=2, **TRAIN)
+    report = correlate(TINY, standalone=cfg, spos=cfg, bn=TrainConfig(epochs=1, mode="bn", **TRAIN), n=4,
+                       out_dir=tmp_path, bootstrap=20, calib=64)
+    assert report["n"] == 4
+    for key in ("bn_indicator", "rebn_acc", "abs_angle", "params", "flops", "synflow"):
+        assert len(report["proxies"][key]) == 4
+        assert key in report["correlation"]
+    from scipy.stats import kendalltau
+
+    for key in ("params", "bn_indicator"):
+        expected = kendalltau(report["proxies"][key], report["standalone_acc"])[0]
+        got = report["correlation"][key].get("kendall", float("nan"))
+        assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected)
+    assert "BN-NAS" in report["verdict"] and (tmp_path / "report.json").exists()
+    assert len(report["early_stage_tau"]["bn_indicator"]) == 1
+
+
+def test_abs_shrink_drops_lowest_angle_ops():
+    from normlab.nas.search import abs_shrink
+
+    out = abs_shrink(TINY, TrainConfig(epochs=1, **TRAIN), first_epochs=1, stage_epochs=1, drop=2,
+                     target=2, children=2)
+    first = out["stages"][0]
+    assert first["size"] == 6 and out["size"] <= 2
+    scores = [(v, l, int(o)) for l, s in enumerate(first["scores"]) for o, v in s.items()]
+    lowest = sorted(scores)[:2]
+    second = out["stages"][1]["allowed"]
+    for _, layer, op in lowest:
+        if len(first["allowed"][layer]) > 1:
+            assert op not in second[layer]
+    assert all(len(a) >= 1 for a in out["allowed"])
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from normlab.cli.app import app
+
+    return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nas", "search", "nope.pt"], "does not exist"),
+    (["nas", "train", "--out", "x.pt", "--mode", "half"], "mode='half' is invalid"),
+    (["nas", "train", "--out", "x.pt", "--space", "huge"], "neither a preset"),
+    (["nas", "train", "--out", "x.pt", "--dataset", "nosuchdata"], "nosuchdata"),
+    (["nas", "correlate", "--n", "2"], "--n 2 is invalid"),
+    (["nas", "show", "x", "--store", "missing.sqlite"], "no store"),
+])
+def test_cli_bad_input_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = _cli(args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_cli_train_search_show(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text("stem: 4\nstages: [[4, 2, 1], [8, 1, 2]]\nkernels: [3, 5]\nexpansions: [2]\n")
+    r = _cli(["nas", "train", "--out", "bn.pt", "--mode", "bn", "--dataset", "digits", "--space", str(space),
+              "--epochs", "1", "--train-limit", "128", "--lr", "0.5"])
+    assert r.exit_code == 0, r.output
+    r = _cli(["nas", "search", "bn.pt", "--scorer", "bn", "--budget", "5", "--population", "3",
+              "--sample-size", "2", "--store", "s.sqlite", "--name", "x"])
+    assert r.exit_code == 0, r.output
+    assert "best paths" in r.output
+    r = _cli(["nas", "show", "x", "--store", "s.sqlite", "--checkpoint", "bn.pt"])
+    assert r.exit_code == 0 and "bn@" in r.output, r.output
+    r = _cli(["nas", "search", "bn.pt", "--scorer", "bogus"])
+    assert r.exit_code == 2 and "--scorer bogus" in r.output
