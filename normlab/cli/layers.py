@@ -51,8 +51,7 @@ def layers(check: bool = typer.Option(False, "--check",
            batch_size: int = typer.Option(2, help="normalization batch for --model"),
            input: str = typer.Option("3x32x32", help="input shape CxHxW for --model"),
            width: float = typer.Option(1.0, help="width multiplier for --model")) -> None:
-    """List every normalization layer (and, with --check, verify each one); with --model, list
-    that model's norm layers and the group count each one uses at --batch-size."""
+    """List every normalization layer (--check: verify each; --model: that model's norm layers and their G)."""
     from ..layers import NORMS
 
     if model is not None:
