@@ -265,7 +265,13 @@ def _driver(tmp_path, *args):
     script = tmp_path / "driver.py"
     script.write_text(_DRIVER)
     return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    """A child of a shell's background job starts with SIGINT ignored (and Python then installs
+    no KeyboardInterrupt handler): give it the default disposition, as a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _runs(marker):

@@ -62,10 +62,13 @@ def interruptible() -> Iterator[None]:
         raise Interrupted()
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C too, even when started from a script's background job (which ignores SIGINT)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def open_store(path: str, *, readonly: bool):
