@@ -87,11 +87,15 @@ def test_bad_experiments_fail_before_training(overrides, message):
 
 
 def test_presets_validate():
-    assert {"quick", "paper-cifar10"} <= set(available_presets())
+    assert {"quick", "study", "paper-cifar10"} <= set(available_presets())
     quick = load_experiment(preset="quick")
-    assert quick.dataset == "mnist5k" and min(quick.batch_sizes) == 2
-    assert {"bn", "gn:groups=4", "bgn:groups=4"} <= set(quick.norms)
+    assert quick.dataset == "digits" and min(quick.batch_sizes) == 2 and max(quick.batch_sizes) >= 32
+    assert len(quick.seeds) >= 3
+    assert {"bn", "gn:groups=4", "bgn:groups=auto", "bgn:groups=1", "bgn:groups=16"} <= set(quick.norms)
     assert any(n.startswith("evonorm") for n in quick.norms)
+    study = load_experiment(preset="study")                  # both ends of the BGN paper's claim
+    assert study.dataset == "fashion-mnist" and min(study.batch_sizes) == 2 and max(study.batch_sizes) >= 128
+    assert len(study.seeds) >= 3
     paper = load_experiment(preset="paper-cifar10")
     assert paper.dataset == "cifar10" and paper.batch_sizes == [2, 4, 8, 16, 32, 64, 128]
 
