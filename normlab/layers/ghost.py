@@ -71,7 +71,16 @@ def sequential_update(pairs: list[tuple[Tensor, Tensor]], momentum: float | None
     ``momentum=None`` is torch's cumulative average (factor 1 / batches seen). ``tracked``
     (num_batches_tracked) counts the k batches."""
     k = pairs[0][1].shape[0] if pairs else 0
-    for i in range(k):
+    if momentum is not None and k:
+        # closed form of the k updates: (1-m)^k r + sum_i m (1-m)^(k-1-i) s_i, one op per buffer
+        decay = (1.0 - momentum) ** torch.arange(k - 1, -1, -1, dtype=torch.float64)
+        for running, stats in pairs:
+            w = (momentum * decay).to(stats.dtype).to(stats.device)
+            running.mul_((1.0 - momentum) ** k).add_((w[:, None] * stats).sum(0).to(running.dtype))
+        if tracked is not None:
+            tracked.add_(k)
+        return
+    for i in range(k):                   # cumulative average: a factor that changes every batch
         if tracked is not None:
             tracked.add_(1)
         m = momentum if momentum is not None else 1.0 / float(tracked)
