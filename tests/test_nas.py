@@ -340,3 +340,36 @@ def test_cli_train_search_show(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "bn@" in r.output, r.output
     r = _cli(["nas", "search", "bn.pt", "--scorer", "bogus"])
     assert r.exit_code == 2 and "--scorer bogus" in r.output
+
+
+def test_nas_run_chain_resumes_and_retrain_reads_a_stored_search(tmp_path):
+    """`normlab nas run`: BN-only supernet -> BN-indicator search -> retrain the top paths, all
+    stored; a second run trains nothing again; `nas retrain` works on any stored search."""
+    import subprocess
+    import sys
+    import os
+
+    from normlab.runtime import Store
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "normlab.cli", "nas", *map(str, args)], capture_output=True,
+                              text=True, env={**os.environ, "COLUMNS": "200"})
+
+    store = tmp_path / "s.sqlite"
+    args = ("run", "--budget", "12", "--top", "2", "--store", store, "--out-dir", tmp_path / "out")
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "retrained from scratch" in res.stdout and res.stdout.count("│ ") >= 2
+    with Store(store, readonly=True) as db:
+        first = {r["id"]: r["finished"] for r in db.rows()}
+        names = set(db.experiment_names())
+    assert {"nas-run/search", "nas-run/retrain"} <= names and len(first) == 14
+    assert cli(*args).returncode == 0
+    with Store(store, readonly=True) as db:
+        assert {r["id"]: r["finished"] for r in db.rows()} == first          # nothing ran twice
+    res = cli("retrain", "nas-run/search", "--top", "1", "--dataset", "digits", "--epochs", "1", "--store", store)
+    assert res.returncode == 0 and "top 1 paths retrained" in res.stdout, res.stderr
+    for bad, needle in ((("run", "--preset", "huge"), "--preset 'huge'"), (("retrain", "nope", "--store", store),
+                                                                           "no search named 'nope'")):
+        res = cli(*bad)
+        assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr

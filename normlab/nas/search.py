@@ -310,3 +310,40 @@ def abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage
         state = train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed, epochs=stage_epochs,
                                total_epochs=total, net=net, resume=state)
     return {"allowed": allowed, "stages": stages, "size": math.prod(len(a) for a in allowed), "state": state}
+
+
+# -- retraining the winners ----------------------------------------------------------------------
+
+def top_paths(result: Any, k: int) -> list[tuple[int, ...]]:
+    """The ``k`` best distinct paths of a stored or finished search (by its only objective)."""
+    (obj, direction), = result.objectives.items()
+    ok = [e for e in result.ok if obj in e.scores]
+    ok.sort(key=lambda e: (-e.scores[obj] if direction == "max" else e.scores[obj], e.step))
+    return [tuple(e.arch) for e in ok[:k]]
+
+
+def retrain(space: SpaceConfig, paths: Sequence[Sequence[int]], train: TrainConfig, *, store: Any = None,
+            name: str = "nas-retrain", executor: Any = None) -> list[dict[str, Any]]:
+    """Train each path from scratch (``normlab.train``-style SGD + cosine, test accuracy on the
+    held-out test set) as trials of one stored experiment run by the engine's Driver: resumable,
+    on any executor, readable with ``normlab search show``. Returns one row per path, in order."""
+    from ..runtime import Driver, Store
+    from ..search import EvaluateTrial
+
+    if not paths:
+        raise NasError("nothing to retrain: the search has no successful path")
+    full = PathSpace.full(Supernet(space).num_ops)
+    db = store if isinstance(store, Store) else (Store(store) if store else Store.in_memory())
+    config = {"strategy": "retrain", "objectives": {"score": "max"}, "space": space.to_dict(),
+              "train": train.to_dict()}
+    exp = db.experiment(name, "nas", config)
+    descs = [{"key": full.key(p), "arch": full.to_json(p)} for p in paths]
+    Driver(db, exp, EvaluateTrial(Standalone(space, train), full), executor).run(descs, poll_every=0.5)
+    rows = {r["description"]["key"]: r for r in db.rows(experiment_id=exp.id)}
+    out = []
+    for d in descs:
+        r = rows[d["key"]]
+        out.append({"path": tuple(d["arch"]), "status": r["status"], "error": r["error"], **r["metrics"]})
+    if db is not store:
+        db.close()
+    return out
