@@ -284,6 +284,15 @@ def test_correlate_tiny(tmp_path):
         assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected)
     assert "BN-NAS" in report["verdict"] and (tmp_path / "report.json").exists()
     assert len(report["early_stage_tau"]["bn_indicator"]) == 1
+    from normlab.nas.report import correlation_table, write_correlation_report
+
+    paths = write_correlation_report(report, tmp_path)
+    assert all(p.exists() for p in paths.values()) and (tmp_path / "scatter.svg").exists()
+    html = paths["html"].read_text()
+    assert "BN indicator" in html and "data:image/png;base64" in html and report["verdict"][:20] in html
+    table = correlation_table(report)
+    assert [r[0] for r in table.rows] == ["BN indicator", "ReBN accuracy", "ABS angle", "#params", "FLOPs",
+                                          "synflow (log)"]
 
 
 def test_abs_shrink_drops_lowest_angle_ops():

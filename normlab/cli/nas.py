@@ -245,20 +245,18 @@ def correlate(
         executor.close()
         db.close()
     print_report(report)
+    from ..nas.report import write_correlation_report
+
+    paths = write_correlation_report(report, out_dir)
+    console.print(f"plots: {paths['scatter']}, {paths['early']}\nhtml: {paths['html']}\n"
+                  f"markdown: {paths['markdown']}", highlight=False)
 
 
 def print_report(report: dict) -> None:
-    table = Table(title=f"rank correlation with stand-alone accuracy (n={report['n']})")
-    for col in ("proxy", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "ms / subnet"):
-        table.add_column(col)
-    for key, c in report["correlation"].items():
-        ms = 1000 * report["seconds_per_subnet"].get(key, float("nan"))
-        if "kendall" not in c:
-            table.add_row(key, c.get("error", "-"), "", f"{ms:.3f}")
-            continue
-        table.add_row(key, f"{c['kendall']:.3f} [{c['kendall_ci'][0]:.2f}, {c['kendall_ci'][1]:.2f}]",
-                      f"{c['spearman']:.3f} [{c['spearman_ci'][0]:.2f}, {c['spearman_ci'][1]:.2f}]", f"{ms:.3f}")
-    console.print(table)
+    from ..nas.report import correlation_table
+    from ..report import rich_table
+
+    console.print(rich_table(correlation_table(report)))
     console.print(f"supernet training: SPOS {report['supernet_seconds']['spos']:.0f} s "
                   f"({report['supernet_epochs']['spos']} epochs), BN-only {report['supernet_seconds']['bn']:.0f} s "
                   f"({report['supernet_epochs']['bn']} epochs); BN indicator scores "
