@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
+from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
+                    sequential_update)
 from ._common import (
     empty_batch,
     channel_view,
@@ -79,6 +80,8 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         if xv.shape[1] * xv[0, 0, 0].numel() < 2:
             raise ValueError(f"BatchNorm needs more than 1 value per channel when training, got a "
                              f"normalization batch of shape {tuple(xv.shape[1:])}")
+        if loop_is_faster(xv):       # one call per group on its slice; buffers update in order
+            return torch.stack([super(BatchNorm, self).forward(part) for part in xv.unbind(0)])
         w = self.weight.repeat(k) if self.affine else None
         b = self.bias.repeat(k) if self.affine else None
         if not self.track_running_stats:
@@ -340,6 +343,14 @@ class BatchGroupNorm(nn.Module):
         if bsz * xv[0, 0].numel() // g < 2:
             raise ValueError(f"BatchGroupNorm needs more than 1 value per group when training, got a "
                              f"normalization batch of shape {tuple(xv.shape[1:])} with groups={g}")
+        if loop_is_faster(xv):       # one call per group on its slice; buffers update in order
+            outs = []
+            for part in xv.unbind(0):
+                if self.track_running_stats:
+                    self.num_batches_tracked.add_(1)
+                outs.append(self._normalize(part, c, g, self.weight, self.bias, self.running_mean,
+                                            self.running_var, True, self.momentum))
+            return torch.stack(outs)
         w = self.weight.repeat(k) if self.affine else None
         b = self.bias.repeat(k) if self.affine else None
         if not self.track_running_stats:
