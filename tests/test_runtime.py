@@ -298,7 +298,9 @@ def _wait_ok(path, n, timeout=60):
 def test_two_drivers_on_one_store_never_run_a_trial_twice(tmp_path):
     path, marker = tmp_path / "s.sqlite", tmp_path / "marker"
     procs = [_driver(tmp_path, path, marker, 8, 0.3, 1, 30) for _ in range(2)]
-    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-800:] for _, err in results]
+    outs = [json.loads(out) for out, _ in results]
     xs, _ = _runs(marker)
     assert sorted(xs) == list(range(8))                            # each trial trained once
     assert sum(o["ran"] for o in outs) == 8

@@ -127,11 +127,25 @@ class Store:
         self.path = Path(path) if not self.memory else Path(":memory:")
         try:
             self.db = self._connect(timeout)
-            self._prepare()
+            self._prepare_retrying(timeout)
         except StoreError:
             raise
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(_explain(str(self.path), exc)) from None
+
+    def _prepare_retrying(self, timeout: float) -> None:
+        """Two processes opening a new store at once race to switch it to WAL and create the
+        schema; SQLite answers one of them 'locked' at once (no busy wait for a journal-mode
+        change): try again, re-reading what the other one created, until ``timeout``."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self._prepare()
+                return
+            except (sqlite3.OperationalError, StoreError) as exc:
+                if "locked" not in str(exc) or time.time() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @classmethod
     def in_memory(cls) -> "Store":
