@@ -27,11 +27,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from ..layers.genome import (BATCH_OPS, Genome, GenomeError, canonical, canonical_key, formula, live_nodes,
-                     mutate, random_genome)
+from ..layers.genome import BATCH_OPS, Genome, canonical_key, live_nodes, mutate, random_genome
 from ..layers.genome_module import InvalidLayer, check_valid
 
 __all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "anchor_name",

@@ -7,7 +7,6 @@ Depends on torch alone (the genome is plain Python), so ``normlab.layers`` can b
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .generator import GeneratorParams, level_graph, to_dag
+from .generator import GeneratorParams, to_dag
 
 __all__ = ["draw_generator"]
 

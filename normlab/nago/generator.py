@@ -50,7 +50,6 @@ k = n), WS/BA/ER with n = 1 a single node, BA with m >= n uses m = n - 1.
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence

@@ -26,11 +26,10 @@ between initialisation W0 and the trained supernet Wt.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .supernet import Supernet

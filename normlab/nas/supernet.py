@@ -13,7 +13,7 @@ op by the gamma of its *last* norm (after the 1x1 projection), ``op.last_norm``.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import torch

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
-from .results import FINISHED, STATUSES, TrialResult, canonical_json, experiment_id, trial_id
+from .results import FINISHED, TrialResult, canonical_json, experiment_id, trial_id
 
 __all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner"]
 

@@ -23,7 +23,6 @@ import math
 import pickle
 import random
 import sys
-import time
 import warnings
 from collections import deque
 from pathlib import Path
@@ -150,6 +149,19 @@ class _Loop:
         return None
 
     def next_batch(self, size: int) -> list[tuple[Any, str]]:
+        """Up to ``size`` new feasible candidates with distinct keys (fewer when none is found)."""
+        out: list[tuple[Any, str]] = []
+        taken: set[str] = set()
+        for _ in range(size):
+            found = self.candidate(taken, pending=len(out))
+            if found is None:
+                break
+            out.append(found)
+            taken.add(found[1])
+        return out
+
+    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
+        """The strategy's next proposal (``pending`` already proposed in this batch)."""
         raise NotImplementedError
 
     def tell(self, evaluation: Evaluation) -> None:
@@ -265,16 +277,8 @@ class _ProgressBar:
 
 
 class _Random(_Loop):
-    def next_batch(self, size: int) -> list[tuple[Any, str]]:
-        out: list[tuple[Any, str]] = []
-        taken: set[str] = set()
-        for _ in range(size):
-            found = self.propose(lambda: self.space.sample(self.rng), taken)
-            if found is None:
-                break
-            out.append(found)
-            taken.add(found[1])
-        return out
+    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
+        return self.propose(lambda: self.space.sample(self.rng), taken)
 
 
 class _Evolution(_Loop):
@@ -323,20 +327,13 @@ class _Evolution(_Loop):
             return self.space.mutate(cross(parent.arch, other.arch, self.rng), self.rng)
         return self.space.mutate(parent.arch, self.rng)
 
-    def next_batch(self, size: int) -> list[tuple[Any, str]]:
-        out: list[tuple[Any, str]] = []
-        taken: set[str] = set()
-        for _ in range(size):
-            warming = len(self.history) + len(out) < self.population_size or not self.population
-            make = (lambda: self.space.sample(self.rng)) if warming else self._child
-            found = self.propose(make, taken)
-            if found is None and not warming:            # mutations exhausted: try fresh samples
-                found = self.propose(lambda: self.space.sample(self.rng), taken)
-            if found is None:
-                break
-            out.append(found)
-            taken.add(found[1])
-        return out
+    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
+        warming = len(self.history) + pending < self.population_size or not self.population
+        make = (lambda: self.space.sample(self.rng)) if warming else self._child
+        found = self.propose(make, taken)
+        if found is None and not warming:                # mutations exhausted: try fresh samples
+            found = self.propose(lambda: self.space.sample(self.rng), taken)
+        return found
 
     def tell(self, evaluation: Evaluation) -> None:
         if not evaluation.ok:
