@@ -255,26 +255,16 @@ def _one_line(exc: ValidationError) -> str:
 def load_experiment(path: str | Path | None = None, preset: str | None = None,
                     **overrides: Any) -> Experiment:
     """An experiment from a YAML file or a preset, with CLI overrides; ExperimentError if invalid."""
-    import yaml
+    from .._yaml import read_yaml_mapping
 
     data: dict[str, Any] = {}
     source = path or (preset_path(preset) if preset else None)
     if source is not None:
         source = Path(source)
-        if not source.is_file():
-            raise ExperimentError(f"experiment file {source} does not exist")
         try:
-            loaded = yaml.safe_load(source.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ExperimentError(f"malformed YAML in {source}{where}: "
-                                  f"{getattr(exc, 'problem', None) or exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ExperimentError(f"{source} should hold a mapping of settings, got {type(loaded).__name__}")
-        data.update(loaded)
+            data.update(read_yaml_mapping(source, "experiment file"))
+        except ValueError as exc:
+            raise ExperimentError(str(exc)) from None
         data.setdefault("name", source.stem)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

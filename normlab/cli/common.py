@@ -71,6 +71,34 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous_int)
 
 
+def load_stored_search(path: str, name: str, *, seed: int | None = None, decode=lambda a: a):
+    """The stored searches named ``name`` (read-only), or one line and exit 2 when there is none."""
+    from ..search import SearchError, load_search
+
+    store = open_store(path, readonly=True)
+    try:
+        return load_search(store, name, seed=seed, decode=decode)
+    except SearchError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def guarded(interrupted: str) -> Iterator[None]:
+    """How a long command ends: inside :func:`interruptible`, Ctrl-C or SIGTERM prints
+    ``interrupted: <interrupted>`` and exits 130 (what finished is kept); a ValueError from the
+    library (bad settings it found) is one line and exit 2."""
+    try:
+        with interruptible():
+            yield
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {interrupted}", highlight=False)
+        raise typer.Exit(130) from None
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+
+
 def open_store(path: str, *, readonly: bool):
     """The store, or one line naming the path and the problem."""
     from ..runtime import Store, StoreError

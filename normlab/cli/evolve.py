@@ -4,14 +4,13 @@ normlab.search; every candidate is a stored trial, so re-running the same comman
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_file, console, fail, interruptible, open_store
+from .common import DEFAULT_STORE, check_out_file, console, fail, guarded, load_stored_search, open_store
 
 evolve_app = typer.Typer(no_args_is_help=True, add_completion=False,
                          help="Evolve normalization-activation layers from primitive ops (EvoNorms).")
@@ -23,17 +22,12 @@ def _load_config(config: Optional[str], preset: Optional[str], overrides: dict):
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if config is not None:
-        import yaml
+        from .._yaml import read_yaml_mapping
 
-        path = Path(config)
-        if not path.is_file():
-            raise fail(f"config file {config} does not exist: expected a YAML file of evolve settings")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise fail(f"config file {config} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise fail(f"config file {config} is not a mapping of evolve settings")
+            loaded = read_yaml_mapping(config, "evolve config file")
+        except ValueError as exc:
+            raise fail(str(exc)) from None
         base = loaded.pop("preset", None)
         data = {**loaded, **overrides}
         return EvolveConfig.preset(base, **data) if base else EvolveConfig.from_dict(data)
@@ -98,14 +92,8 @@ def run(
         db.close()
         raise fail(str(exc)) from None
     try:
-        with interruptible():
+        with guarded(f"finished candidates are kept in {store}; run the same command again to resume."):
             result = run_evolve(cfg, store=db, name=name, executor=executor)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: finished candidates are kept in {store}; run the same command "
-                      f"again to resume.", highlight=False)
-        raise typer.Exit(130) from None
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0]) from None
     finally:
         executor.close()
         db.close()
@@ -153,15 +141,7 @@ def _print_top(result, top: int) -> None:
 
 
 def _results(store: str, name: str):
-    from ..search import SearchError, load_search
-
-    db = open_store(store, readonly=True)
-    try:
-        return load_search(db, name, decode=_decode)
-    except SearchError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        db.close()
+    return load_stored_search(store, name, decode=_decode)
 
 
 @evolve_app.command("show")

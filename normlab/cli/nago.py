@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_file, console, fail, interruptible, open_store
+from .common import DEFAULT_STORE, check_out_file, console, fail, interruptible, load_stored_search, open_store
 
 nago_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Network-generator search (NAGO): hierarchical random-graph generators + BO.")
@@ -190,15 +190,7 @@ def show(name: str = typer.Argument("nago-quick", help="the search's name"),
          export: Optional[str] = typer.Option(None, help="write the Pareto front's generators as JSON here"),
          draw: Optional[str] = typer.Option(None, help="draw the best generator's graphs (PNG) here")) -> None:
     """The Pareto front of a NAGO search: generators, accuracy (mean ± std over samples), size."""
-    from ..search import SearchError, load_search
-
-    db = open_store(store, readonly=True)
-    try:
-        results = load_search(db, name)
-    except SearchError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        db.close()
+    results = load_stored_search(store, name)
     for r in results:
         if r.config.get("objectives") != {"accuracy": "max", "params": "min"} or "models" not in r.config:
             raise fail(f"search {name!r} is not a NAGO search (kind nago); see 'normlab search show {name}'")

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, interruptible, open_store
+from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, load_stored_search, open_store
 
 nas_app = typer.Typer(no_args_is_help=True, add_completion=False,
                       help="One-shot NAS: SPOS supernet, BN-NAS (BN indicator), ABS (angle shrinking).")
@@ -31,14 +31,9 @@ def _space(space: str, dataset: str):
         path = Path(space)
         if not path.is_file():
             raise ValueError(f"--space {space} is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
-        import yaml
+        from .._yaml import read_yaml_mapping
 
-        try:
-            base = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"space file {space} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(base, dict):
-            raise ValueError(f"space file {space} is not a mapping of space settings")
+        base = read_yaml_mapping(path, "space file")
     base.update(in_channels=info.in_channels, num_classes=info.num_classes, image_size=info.image_size[0])
     if info.image_size[0] <= 12:                    # digits (8x8): no stem downsampling
         base.setdefault("stem_stride", 1)
@@ -87,14 +82,8 @@ def train(
         console.print(f"epoch {epoch}/{cfg.epochs}: loss {row['loss']:.3f}, train acc {100 * row['train_acc']:.1f}% "
                       f"({row['seconds']:.1f} s)", highlight=False)
 
-    try:
-        with interruptible():
-            train_supernet(space_cfg, cfg, checkpoint=out, on_epoch=show)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: finished epochs are kept in {out}; run the same command to resume.")
-        raise typer.Exit(130) from None
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0]) from None
+    with guarded(f"finished epochs are kept in {out}; run the same command to resume."):
+        train_supernet(space_cfg, cfg, checkpoint=out, on_epoch=show)
     console.print(f"supernet ({mode}) saved to {out}: {space_cfg.num_paths():,} paths", highlight=False)
 
 
@@ -129,16 +118,11 @@ def search(
     db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     try:
-        with interruptible():
+        with guarded(f"scored paths are kept in {store}; run the same command again to resume."):
             result = search_paths(checkpoint, scorer=scorer, budget=budget, population=population,
                                   sample_size=sample_size, crossover=crossover, seed=seed, allowed=ops,
                                   max_flops=max_flops, max_params=max_params, store=db, name=name,
                                   executor=executor)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: scored paths are kept in {store}; run the same command again to resume.")
-        raise typer.Exit(130) from None
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0]) from None
     finally:
         executor.close()
         db.close()
@@ -233,14 +217,9 @@ def correlate(
     db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     try:
-        with interruptible():
+        with guarded("finished trainings are kept; run the same command again to resume."):
             report = run(space_cfg, standalone=sa, spos=spos, bn=bn, n=n, seed=seed, out_dir=out_dir, store=db,
                          name=name, executor=executor, log=lambda m: console.print(m, highlight=False))
-    except KeyboardInterrupt:
-        console.print("interrupted: finished trainings are kept; run the same command again to resume.")
-        raise typer.Exit(130) from None
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0]) from None
     finally:
         executor.close()
         db.close()
@@ -272,18 +251,9 @@ def show(name: str = typer.Argument(..., help="the search's name"),
          checkpoint: Optional[str] = typer.Option(None, help="its supernet checkpoint (to name the ops)"),
          top: int = typer.Option(5)) -> None:
     """The best paths of a stored NAS search."""
-    from ..search import SearchError, load_search
-
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
-    db = open_store(store, readonly=True)
-    try:
-        results = load_search(db, name, decode=tuple)
-    except SearchError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        db.close()
-    for r in results:
+    for r in load_stored_search(store, name, decode=tuple):
         console.print(f"[bold]{r.name}[/] ({r.strategy}, seed {r.config.get('seed')}, scored by "
                       f"{r.config.get('tag', '?')}): {len(r.history)} paths", highlight=False)
         _print_top(r, checkpoint, top)
@@ -319,7 +289,7 @@ def retrain_cmd(
     """Retrain the best paths of a stored search from scratch and report their test accuracy."""
     from ..nas.search import retrain, top_paths
     from ..nas.train import TrainConfig
-    from ..search import SearchError, load_search
+    from ..search import load_search
 
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
@@ -333,18 +303,9 @@ def retrain_cmd(
     executor = _executor(backend, workers)
     _threads()
     try:
-        try:
-            results = load_search(db, search, decode=tuple)
-        except SearchError as exc:
-            raise fail(str(exc)) from None
-        paths = top_paths(results[-1], top)
-        with interruptible():
+        with guarded("finished trainings are kept; run the same command again to resume."):
+            paths = top_paths(load_search(db, search, decode=tuple)[-1], top)     # SearchError: one line
             rows = retrain(space_cfg, paths, cfg, store=db, name=name or f"{search}/retrain", executor=executor)
-    except KeyboardInterrupt:
-        console.print("interrupted: finished trainings are kept; run the same command again to resume.")
-        raise typer.Exit(130) from None
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0]) from None
     finally:
         executor.close()
         db.close()
@@ -401,18 +362,13 @@ def run_chain(
     db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     try:
-        with interruptible():
+        with guarded("what finished is kept; run the same command again to resume."):
             train_supernet(space_cfg, bn, checkpoint=checkpoint)
             result = search_paths(checkpoint, scorer="bn", budget=p["budget"], population=p["population"],
                                   sample_size=p["sample_size"], seed=seed, store=db, name=f"{name}/search",
                                   executor=executor)
             rows = retrain(space_cfg, top_paths(result, p["top"]), stand, store=db, name=f"{name}/retrain",
                            executor=executor)
-    except KeyboardInterrupt:
-        console.print("interrupted: what finished is kept; run the same command again to resume.")
-        raise typer.Exit(130) from None
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0]) from None
     finally:
         executor.close()
         db.close()

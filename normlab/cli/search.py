@@ -11,23 +11,11 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, open_store
+from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, load_stored_search, open_store
 
 search_app = typer.Typer(no_args_is_help=True, add_completion=False,
                          help="List, inspect, export and plot stored searches.")
 app.add_typer(search_app, name="search")
-
-
-def _load(store_path: str, name: str, seed: Optional[int]):
-    from ..search import SearchError, load_search
-
-    store = open_store(store_path, readonly=True)
-    try:
-        return load_search(store, name, seed=seed)
-    except SearchError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        store.close()
 
 
 def _best_text(result) -> str:
@@ -74,7 +62,7 @@ def show(name: str = typer.Argument(..., help="the search's name"),
     """A search's settings, its best evaluations (or its Pareto front) and its failures."""
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
-    for r in _load(store, name, seed):
+    for r in load_stored_search(store, name, seed=seed):
         settings = ", ".join(f"{k}={v}" for k, v in r.config.items() if k not in ("space",))
         console.print(f"[bold]{r.name}[/] ({r.strategy}): {len(r.history)} evaluated, "
                       f"{sum(not e.ok for e in r.history)} failed; {settings}", highlight=False)
@@ -111,7 +99,7 @@ def export(name: str = typer.Argument(..., help="the search's name"),
         raise fail(f"--format {format!r} is invalid: expected json or csv")
     if output:
         check_out_file(output, "--output")
-    results = _load(store, name, seed)
+    results = load_stored_search(store, name, seed=seed)
     if format == "json":
         data = []
         for r in results:
@@ -143,7 +131,7 @@ def plot(names: List[str] = typer.Argument(..., help="one or more search names (
     from ..bench.experiment import safe_name
 
     folder = check_out_dir(out, "--out")
-    results = [r for n in names for r in _load(store, n, None)]
+    results = [r for n in names for r in load_stored_search(store, n)]
     try:
         paths = plot_progress(results, folder / "progress", objective=objective)
     except SearchError as exc:

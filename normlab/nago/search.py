@@ -197,20 +197,12 @@ def load_config(path: str | Path | None = None, *, preset: str | None = None,
         raise NagoError(f"preset {preset!r} and the config file {path} were both given: use one")
     base: dict[str, Any] = {}
     if path is not None:
-        import yaml
+        from .._yaml import read_yaml_mapping
 
-        p = Path(path)
         try:
-            text = p.read_text()
-        except OSError as exc:
-            raise NagoError(f"cannot read config {path}: {exc.strerror or exc}") from None
-        try:
-            base = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-            raise NagoError(f"config {path} is not valid YAML: {first}") from None
-        if not isinstance(base, dict):
-            raise NagoError(f"config {path} is invalid: expected a mapping of settings")
+            base = read_yaml_mapping(path, "config")
+        except ValueError as exc:
+            raise NagoError(str(exc)) from None
     elif preset is not None:
         if preset not in PRESETS:
             raise NagoError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
