@@ -356,9 +356,11 @@ class EvolveConfig:
 
     @property
     def task(self) -> ProxyTask:
-        return ProxyTask(self.dataset, self.anchors, self.steps, self.batch_size, self.norm_batch_size,
-                         self.lr, 5e-4, self.groups, self.reject_steps, self.reject_acc,
-                         self.stability_steps, self.stability_factor, self.eval_limit, self.data_seed)
+        # the proxy task's settings are this config's fields of the same name (the task's seed is
+        # the data seed; the search seed only drives the strategy)
+        shared = {f.name: getattr(self, f.name) for f in fields(ProxyTask)
+                  if f.name not in ("seed", "weight_decay", "threads")}
+        return ProxyTask(**shared, weight_decay=5e-4, seed=self.data_seed)
 
     @property
     def objectives(self) -> dict[str, str]:
