@@ -1,6 +1,7 @@
 """normlab nas: supernet, SPOS/BN-NAS training, the three scorers, search through the store,
 correlation harness, ABS shrinking, CLI. Reference values are computed from the formulas here."""
 
+import json
 import math
 import random
 
@@ -365,7 +366,11 @@ def test_nas_run_chain_resumes_and_retrain_reads_a_stored_search(tmp_path):
                               text=True, env={**os.environ, "COLUMNS": "200"})
 
     store = tmp_path / "s.sqlite"
-    args = ("run", "--budget", "12", "--top", "2", "--store", store, "--out-dir", tmp_path / "out")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("dataset: digits\nspace: {stem: 4, stages: [[4, 2, 1], [8, 1, 2]], kernels: [3, 5], "
+                   "expansions: [2]}\nsupernet: {epochs: 1, lr: 0.5, train_limit: 256}\n"
+                   "search: {population: 4, sample_size: 2}\nretrain: {epochs: 1}\n")
+    args = ("run", cfg, "--budget", "12", "--top", "2", "--store", store, "--out-dir", tmp_path / "out")
     res = cli(*args)
     assert res.returncode == 0, res.stderr
     assert "retrained from scratch" in res.stdout and res.stdout.count("│ ") >= 2
@@ -376,9 +381,155 @@ def test_nas_run_chain_resumes_and_retrain_reads_a_stored_search(tmp_path):
     assert cli(*args).returncode == 0
     with Store(store, readonly=True) as db:
         assert {r["id"]: r["finished"] for r in db.rows()} == first          # nothing ran twice
-    res = cli("retrain", "nas-run/search", "--top", "1", "--dataset", "digits", "--epochs", "1", "--store", store)
+    res = cli("retrain", "nas-run/search", "--top", "1", "--dataset", "digits", "--epochs", "1", "--store", store,
+              "--train-limit", "128")
     assert res.returncode == 0 and "top 1 paths retrained" in res.stdout, res.stderr
     for bad, needle in ((("run", "--preset", "huge"), "--preset 'huge'"), (("retrain", "nope", "--store", store),
                                                                            "no search named 'nope'")):
         res = cli(*bad)
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_abs_shrink_resumes_exactly_after_a_kill_in_any_stage(tmp_path):
+    """A shrink interrupted after any epoch (first stage or a later one) ends, on rerun, with the
+    same stages, operator lists and weights as an uninterrupted run."""
+    from normlab.nas.search import abs_shrink
+
+    cfg = TrainConfig(epochs=1, **TRAIN)
+    kw = dict(first_epochs=2, stage_epochs=2, drop=1, target=2, children=2)
+    clean = abs_shrink(WIDER, cfg, checkpoint=tmp_path / "clean.pt", **kw)
+    assert len(clean["stages"]) >= 3                     # the kills below land in the first and later stages
+    for kill_at in (1, 3, 4):
+        ck = tmp_path / f"k{kill_at}.pt"
+
+        def die(epoch, row, kill_at=kill_at):
+            if epoch == kill_at:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            abs_shrink(WIDER, cfg, checkpoint=ck, on_epoch=die, **kw)
+        again = abs_shrink(WIDER, cfg, checkpoint=ck, **kw)
+        assert again["stages"] == clean["stages"] and again["allowed"] == clean["allowed"], kill_at
+        for k, v in clean["state"]["model"].items():
+            assert torch.equal(again["state"]["model"][k], v), (kill_at, k)
+    with pytest.raises(NasError, match="other settings"):
+        abs_shrink(WIDER, cfg, checkpoint=tmp_path / "clean.pt", **{**kw, "drop": 2})
+
+
+def test_chain_config_presets_overrides_and_bad_settings(tmp_path):
+    from normlab.nas.chain import ChainConfig, load_chain_config
+
+    quick = load_chain_config(preset="quick")
+    assert quick.scorer == "bn" and quick.supernet.mode == "bn" and quick.supernet.dataset == quick.dataset
+    paper = load_chain_config(preset="paper")
+    assert paper.dataset == "cifar10" and paper.search.budget >= 1000
+    over = load_chain_config(preset="quick", scorer="rebn", budget=7, top=1, seed=3, norm="bgn:groups=2")
+    assert (over.supernet.mode, over.search.budget, over.retrain.top, over.supernet.seed, over.norm) == \
+        ("full", 7, 1, 3, "bgn:groups=2")
+    assert ChainConfig.from_dict(over.to_dict()) == over                # round trip
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: digits\nscorer: angle\nshrink: {first_epochs: 1, target: 10}\n")
+    loaded = load_chain_config(cfg)
+    assert loaded.shrink.target == 10 and loaded.supernet.mode == "full"
+    for text, needle in (("scorer: magic\n", "scorer='magic'"), ("budget: 3\n", "unknown setting(s) budget"),
+                         ("search: {budjet: 3}\n", "unknown search setting(s) budjet"),
+                         ("supernet: {mode: full}\n", "supernet.mode is set by the chain"),
+                         ("retrain: {top: 0}\n", "retrain.top=0"), ("shrink: [1]\n", "shrink should be a mapping"),
+                         ("search: {budget: 5\n", "malformed YAML")):
+        cfg.write_text(text)
+        with pytest.raises(ValueError, match=__import__("re").escape(needle)):
+            load_chain_config(cfg)
+    with pytest.raises(NasError, match="both given"):
+        load_chain_config(cfg, preset="quick")
+
+
+def test_chain_plan_estimates_every_step():
+    from normlab.nas.chain import chain_plan, load_chain_config
+
+    cfg = load_chain_config(preset="quick", scorer="rebn")
+    cfg = type(cfg).from_dict({**cfg.to_dict(), "shrink": {"first_epochs": 2, "stage_epochs": 1}})
+    plan = chain_plan(cfg)
+    assert [s[0] for s in plan["steps"]] == ["shrink", "search", "retrain"]    # ReBN scores the ABS supernet
+    assert plan["seconds"] == pytest.approx(sum(s[2] for s in plan["steps"])) and plan["step_seconds"] > 0
+    bn = chain_plan(load_chain_config(preset="quick"))
+    assert [s[0] for s in bn["steps"]] == ["supernet", "search", "retrain"]
+    paper = chain_plan(load_chain_config(preset="paper"), measure=False)     # no CIFAR-10 on disk: still plans
+    assert paper["space_paths"] > 10 ** 6
+
+
+@pytest.mark.slow
+def test_nas_run_whole_chain_resumes_after_sigkill(tmp_path):
+    """The quick chain at reduced size, with ABS shrinking and the ReBN scorer, killed with
+    SIGKILL while it runs and started again, ends with what an uninterrupted run gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from normlab.runtime import Store
+
+    cfg = tmp_path / "chain.yaml"
+    cfg.write_text(
+        "dataset: digits\nscorer: rebn\nnorm: bgn:groups=2\n"
+        "space: {stem: 4, stages: [[4, 2, 1], [8, 2, 2]], kernels: [3, 5], expansions: [2]}\n"
+        "supernet: {epochs: 1, lr: 0.1, batch_size: 64, train_limit: 256}\n"
+        "shrink: {first_epochs: 3, stage_epochs: 2, drop: 2, target: 8, children: 2}\n"
+        "search: {budget: 12, population: 4, sample_size: 2}\nretrain: {top: 2, epochs: 2}\n")
+
+    def cmd(folder):
+        return [sys.executable, "-m", "normlab.cli", "nas", "run", str(cfg), "--out-dir", str(folder / "out"),
+                "--store", str(folder / "s.sqlite")]
+
+    env = {**os.environ, "COLUMNS": "200"}
+    clean = subprocess.run(cmd(tmp_path / "a"), capture_output=True, text=True, env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert "ABS stage 0" in clean.stdout and "retrained from scratch" in clean.stdout
+
+    killed = tmp_path / "b"
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((killed / "out").glob("*-abs-*.pt")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(cmd(killed), capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+
+    def results(folder):
+        with Store(folder / "s.sqlite", readonly=True) as db:
+            return {(e.name, r["description"]["key"]): r["metrics"]["score"]
+                    for e in db.experiments() for r in db.rows(experiment_id=e.id)}
+
+    a, b = results(tmp_path / "a"), results(killed)
+    assert a.keys() == b.keys() and any(k[0] == "nas-run/retrain" for k in a)
+    assert all(a[k] == pytest.approx(b[k]) for k in a)
+    shrunk = [json.loads(p.read_text()) for p in sorted((tmp_path / "a" / "out").glob("*shrunk.json"))]
+    assert shrunk == [json.loads(p.read_text()) for p in sorted((killed / "out").glob("*shrunk.json"))]
+    assert math.prod(len(x) for x in shrunk[0]["allowed"]) <= 8
+
+
+@pytest.mark.parametrize("norm", ["bn", "bgn:groups=2"])
+def test_recalibration_is_the_plain_average_of_batch_statistics(norm):
+    """ReBN's statistics are the mean over the calibration batches of each batch's statistic,
+    for torch's BN and normlab's BGN alike (checked on the stem's norm, whose input is fixed)."""
+    from normlab.nas.scores import recalibrate
+
+    torch.manual_seed(0)
+    net = Supernet(SpaceConfig(**{**TINY.to_dict(), "norm": norm}))
+    sub = net.subnet([0, 0])
+    x = torch.randn(96, 1, 8, 8)
+    recalibrate(sub, x, batch_size=32)
+    conv, stem_norm = sub.stem[0], sub.stem[1]
+    with torch.no_grad():
+        feats = [conv(x[i:i + 32]) for i in (0, 32, 64)]
+    if norm == "bn":
+        expected = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
+        assert torch.allclose(stem_norm.running_mean, expected, atol=1e-5)
+    else:                                                  # BGN: one statistic per group of (C/G, H, W)
+        g = stem_norm.running_mean.numel()
+        expected = torch.stack([f.reshape(f.shape[0], g, -1).mean((0, 2)) for f in feats]).mean(0)
+        assert torch.allclose(stem_norm.running_mean, expected, atol=1e-5)
+    split = load_split("digits")
+    assert 0 <= rebn_accuracy(net, [1, 1], split.train_x[:64], split.val_x, split.val_y) <= 1

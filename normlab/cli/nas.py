@@ -21,23 +21,9 @@ app.add_typer(nas_app, name="nas")
 
 def _space(space: str, dataset: str):
     """The search space (a preset name or a YAML file) fitted to the dataset's shape."""
-    from ..data import check_dataset
-    from ..nas import PRESETS, SpaceConfig
+    from ..nas.chain import resolve_space
 
-    info = check_dataset(dataset)
-    if space in PRESETS:
-        base = dict(PRESETS[space])
-    else:
-        path = Path(space)
-        if not path.is_file():
-            raise ValueError(f"--space {space} is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
-        from .._yaml import read_yaml_mapping
-
-        base = read_yaml_mapping(path, "space file")
-    base.update(in_channels=info.in_channels, num_classes=info.num_classes, image_size=info.image_size[0])
-    if info.image_size[0] <= 12:                    # digits (8x8): no stem downsampling
-        base.setdefault("stem_stride", 1)
-    return SpaceConfig.from_dict(base)
+    return resolve_space(space, dataset)
 
 
 def _threads() -> None:
@@ -279,7 +265,8 @@ def _retrain_table(rows, title: str) -> None:
 def retrain_cmd(
     search: str = typer.Argument(..., help="a stored NAS search's name (from 'normlab nas search')"),
     top: int = typer.Option(3, help="retrain this many of its best paths"),
-    dataset: str = typer.Option("mnist5k"), space: str = typer.Option("small"),
+    dataset: str = typer.Option("mnist5k"),
+    space: Optional[str] = typer.Option(None, help="the search's space (default: the one stored with it)"),
     epochs: int = typer.Option(4), batch_size: int = typer.Option(64), lr: float = typer.Option(0.05),
     train_limit: Optional[int] = typer.Option(None), seed: int = typer.Option(0),
     name: Optional[str] = typer.Option(None, help="the retraining's name in the store"),
@@ -293,18 +280,27 @@ def retrain_cmd(
 
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
+    from ..nas import SpaceConfig
+
+    db = open_store(store, readonly=False)
     try:
+        found = load_search(db, search, decode=tuple)[-1]
         cfg = TrainConfig(dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                           train_limit=train_limit)
-        space_cfg = _space(space, dataset)
+        stored = found.config.get("space")
+        if space is None and isinstance(stored, dict):
+            space_cfg = SpaceConfig.from_dict(stored)
+            _space("small", dataset)                      # the dataset exists (one line if not)
+        else:
+            space_cfg = _space(space or "small", dataset)
     except ValueError as exc:
+        db.close()
         raise fail(str(exc).splitlines()[0]) from None
-    db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     _threads()
     try:
         with guarded("finished trainings are kept; run the same command again to resume."):
-            paths = top_paths(load_search(db, search, decode=tuple)[-1], top)     # SearchError: one line
+            paths = top_paths(found, top)
             rows = retrain(space_cfg, paths, cfg, store=db, name=name or f"{search}/retrain", executor=executor)
     finally:
         executor.close()
@@ -312,64 +308,58 @@ def retrain_cmd(
     _retrain_table(rows, f"{search}: the top {len(rows)} paths retrained from scratch ({epochs} epochs)")
 
 
-RUN_PRESETS = {
-    # minutes on 2 CPU cores with the shipped 8x8 digits
-    "quick": {"dataset": "digits", "space": "small", "bn_epochs": 2, "bn_lr": 0.5, "budget": 300,
-              "population": 30, "sample_size": 5, "top": 3, "retrain_epochs": 4, "lr": 0.05},
-    # the papers' budgets, for a GPU (CIFAR-10 with --download)
-    "paper": {"dataset": "cifar10", "space": "small", "bn_epochs": 10, "bn_lr": 0.5, "budget": 1000,
-              "population": 50, "sample_size": 10, "top": 5, "retrain_epochs": 100, "lr": 0.05},
-}
-
-
 @nas_app.command("run")
 def run_chain(
-    preset: str = typer.Option("quick", help=f"one of: {', '.join(RUN_PRESETS)}"),
-    out_dir: str = typer.Option("runs/nas", help="folder for the supernet checkpoint"),
-    budget: Optional[int] = typer.Option(None), top: Optional[int] = typer.Option(None),
-    seed: int = typer.Option(0), name: str = typer.Option("nas-run"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, train nothing"),
+    config: Optional[str] = typer.Argument(None, help="YAML chain config (see normlab/configs/nas-quick.yaml)"),
+    preset: Optional[str] = typer.Option(None, help="quick | paper (default quick, unless CONFIG is given)"),
+    out_dir: str = typer.Option("runs/nas", help="folder for the supernet and ABS checkpoints"),
+    scorer: Optional[str] = typer.Option(None, help="override: bn | rebn | angle"),
+    norm: Optional[str] = typer.Option(None, help="override: the norm in every op, e.g. bgn:groups=4"),
+    dataset: Optional[str] = typer.Option(None, help="override the config's dataset"),
+    budget: Optional[int] = typer.Option(None, help="override: paths scored by the search"),
+    top: Optional[int] = typer.Option(None, help="override: paths retrained from scratch"),
+    seed: Optional[int] = typer.Option(None), name: str = typer.Option("nas-run"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost, train nothing"),
+    download: bool = typer.Option(False, "--download", help="download the dataset first (cifar10, ...)"),
     workers: int = typer.Option(1), backend: str = typer.Option("serial", help="serial | process | ray"),
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
 ) -> None:
-    """The BN-NAS chain in one command: train a BN-only supernet, search its paths by the BN
-    indicator, retrain the best from scratch. Every step resumes (checkpoint, stored trials)."""
-    from ..nas.search import retrain, search_paths, top_paths
-    from ..nas.train import TrainConfig, train_supernet
+    """The whole chain in one command: (ABS shrinking) -> supernet (BN-only for the BN indicator,
+    SPOS otherwise) -> evolutionary search over paths -> retrain the best from scratch. Every
+    step resumes (epoch checkpoints, stored trials): run the same command again after a kill."""
+    from ..nas.chain import chain_plan, dataset_info, fmt_seconds, load_chain_config, resolve_space
+    from ..nas.chain import run_chain as run
 
-    if preset not in RUN_PRESETS:
-        raise fail(f"--preset {preset!r} is invalid: expected one of {', '.join(RUN_PRESETS)}")
-    p = dict(RUN_PRESETS[preset])
-    p["budget"] = budget if budget is not None else p["budget"]
-    p["top"] = top if top is not None else p["top"]
-    if p["budget"] < 1 or p["top"] < 1:
-        raise fail(f"--budget {p['budget']} / --top {p['top']} are invalid: expected positive integers")
     try:
-        space_cfg = _space(p["space"], p["dataset"])
-        bn = TrainConfig(dataset=p["dataset"], mode="bn", epochs=p["bn_epochs"], lr=p["bn_lr"], seed=seed)
-        stand = TrainConfig(dataset=p["dataset"], epochs=p["retrain_epochs"], lr=p["lr"], seed=seed)
+        cfg = load_chain_config(config, preset=preset, scorer=scorer, norm=norm, dataset=dataset, budget=budget,
+                                top=top, seed=seed)
+        if not dry_run:
+            dataset_info(cfg.dataset, download=download)       # missing data: one line now, not after planning
+        space_cfg = resolve_space(cfg.space, cfg.dataset, cfg.norm, missing_ok=dry_run)
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0]) from None
-    console.print(f"plan ({preset}): BN-only supernet on {p['dataset']} for {p['bn_epochs']} epochs "
-                  f"({space_cfg.num_paths():,} paths) -> evolution over paths scored by the BN indicator "
-                  f"({p['budget']} paths) -> retrain the top {p['top']} for {p['retrain_epochs']} epochs",
-                  highlight=False)
+    _threads()
+    plan = chain_plan(cfg, space_cfg)
+    table = Table(title=f"plan: {config or 'preset ' + (preset or 'quick')} on {cfg.dataset}, "
+                        f"{plan['space_paths']:,} paths, norm {space_cfg.norm}")
+    for col in ("step", "what", "estimate"):
+        table.add_column(col, justify="right" if col == "estimate" else "left")
+    for step, what, secs in plan["steps"]:
+        table.add_row(step, what, fmt_seconds(secs))
+    table.add_row("total", f"(one training step: {1000 * plan['step_seconds']:.1f} ms on this machine)",
+                  fmt_seconds(plan["seconds"]))
+    console.print(table)
     if dry_run:
         return
-    folder = check_out_dir(out_dir, "--out-dir")
-    checkpoint = folder / f"{name}-bn.pt"
-    _threads()
+    check_out_dir(out_dir, "--out-dir")
     db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     try:
         with guarded("what finished is kept; run the same command again to resume."):
-            train_supernet(space_cfg, bn, checkpoint=checkpoint)
-            result = search_paths(checkpoint, scorer="bn", budget=p["budget"], population=p["population"],
-                                  sample_size=p["sample_size"], seed=seed, store=db, name=f"{name}/search",
-                                  executor=executor)
-            rows = retrain(space_cfg, top_paths(result, p["top"]), stand, store=db, name=f"{name}/retrain",
-                           executor=executor)
+            out = run(cfg, out_dir=out_dir, store=db, name=name, executor=executor,
+                      log=lambda m: console.print(m, highlight=False))
     finally:
         executor.close()
         db.close()
-    _retrain_table(rows, f"{name}: the top {len(rows)} paths by the BN indicator, retrained from scratch")
+    _retrain_table(out["retrain"], f"{name}: the top {len(out['retrain'])} paths by {cfg.scorer}, retrained from "
+                                   f"scratch ({cfg.retrain.epochs} epochs)")

@@ -80,14 +80,23 @@ def rebn_accuracy(net: Supernet, path: Sequence[int], calib_x: torch.Tensor, val
                   val_y: torch.Tensor, batch_size: int = 64) -> float:
     """SPOS's score: recalibrate the subnet's norm statistics on ``calib_x``, then accuracy on val."""
     sub = net.subnet(path)                     # copies: the supernet's statistics stay untouched
-    for m in norm_modules(sub):
-        if hasattr(m, "reset_running_stats"):
-            m.reset_running_stats()
-            m.momentum = None                  # cumulative average over the recalibration batches
-    sub.train()
-    for s in range(0, len(calib_x), batch_size):
-        sub(calib_x[s:s + batch_size])
-    return evaluate_accuracy(sub, val_x, val_y)
+    return evaluate_accuracy(recalibrate(sub, calib_x, batch_size), val_x, val_y)
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> nn.Module:
+    """Reset every norm's running statistics and re-estimate them on ``x`` in train mode, as the
+    plain average over its batches (torch's ``momentum=None``, done by setting momentum to
+    1/(batches seen) before each batch, so it works for every normlab norm too)."""
+    norms = [m for m in norm_modules(model) if hasattr(m, "reset_running_stats") and hasattr(m, "momentum")]
+    for m in norms:
+        m.reset_running_stats()
+    model.train()
+    for i, s in enumerate(range(0, len(x), batch_size)):
+        for m in norms:
+            m.momentum = 1.0 / (i + 1)
+        model(x[s:s + batch_size])
+    return model
 
 
 def angle_vector_names(net: Supernet, path: Sequence[int]) -> list[str]:

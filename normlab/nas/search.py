@@ -8,6 +8,7 @@ worker loads a checkpoint once and keeps it.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import time
@@ -136,7 +137,8 @@ def search_paths(checkpoint: str | Path, *, scorer: str = "rebn", budget: int = 
     net, state, _ = _load(str(checkpoint))
     space_cfg = net.cfg
     space = PathSpace(tuple(tuple(a) for a in (allowed or [range(n) for n in net.num_ops])), rate=rate,
-                      tag=f"{scorer}{'-fixed-depth' if fixed_depth else ''}@{checkpoint_tag(checkpoint)}")
+                      tag=f"{scorer}{'-fixed-depth' if fixed_depth else ''}@{checkpoint_tag(checkpoint)}",
+                      space=json.dumps(space_cfg.to_dict(), sort_keys=True))
     constraint = FlopsLimit(space_cfg, max_flops, max_params) if (max_flops or max_params) else None
     evaluate = SupernetScorer(str(checkpoint), scorer, fixed_depth=fixed_depth)
     return evolution(space, evaluate, budget=budget, population=population, sample_size=sample_size,
@@ -273,23 +275,47 @@ def op_angle_scores(net: Supernet, state: Mapping[str, Any], allowed: Sequence[S
 
 def abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage_epochs: int,
                drop: int = 2, target: int = 1000, children: int = 10, max_stages: int = 10,
-               checkpoint: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+               checkpoint: str | Path | None = None, seed: int = 0,
+               on_epoch: Any = None) -> dict[str, Any]:
     """Angle-based search-space shrinking (Hu et al. 2020): train the supernet ``first_epochs``
     over the whole space, then repeat: score every allowed operator by angle, drop the ``drop``
     lowest-scoring ones across all layers (each layer keeps at least one), train ``stage_epochs``
     more over the shrunk space, until it has at most ``target`` paths. All stages share one
     cosine learning-rate schedule. Returns the allowed op lists, every stage's operator lists and
-    scores, and the final checkpoint dict."""
+    scores, and the final checkpoint dict.
+
+    With ``checkpoint``, the stages so far (operator lists, scores, the sampling state) are
+    saved with every epoch's checkpoint, so a run killed at any point resumes where it stopped
+    and ends exactly as an uninterrupted run would."""
     if drop < 1 or children < 1 or target < 1:
         raise NasError(f"drop={drop}, children={children}, target={target}: expected positive integers")
+    settings = {"first_epochs": first_epochs, "stage_epochs": stage_epochs, "drop": drop, "target": target,
+                "children": children, "max_stages": max_stages, "seed": seed}
     torch.manual_seed(cfg.seed)
     net = Supernet(space)
     allowed = [list(range(n)) for n in net.num_ops]
     total = first_epochs + stage_epochs * max_stages
-    state = train_supernet(space, cfg, checkpoint=checkpoint, epochs=first_epochs, total_epochs=total, net=net)
     rng = random.Random(seed)
-    stages = []
-    for stage in range(max_stages + 1):
+    stages: list[dict[str, Any]] = []
+    saved = None
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if saved.get("space") != space.to_dict() or saved.get("train") != cfg.to_dict() \
+                or saved.get("abs", {}).get("settings", settings) != settings:
+            raise NasError(f"checkpoint {path} was written for other settings: remove it or use another path")
+    if saved is not None and "abs" in saved:              # resume inside the stage loop
+        progress = saved["abs"]
+        allowed, stages = [list(a) for a in progress["allowed"]], list(progress["stages"])
+        rng.setstate(_rng_state(progress["rng"]))
+        state = train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed,
+                               epochs=max(0, progress["until"] - saved["epoch"]), total_epochs=total, net=net,
+                               resume=saved, on_epoch=on_epoch)
+    else:
+        state = train_supernet(space, cfg, checkpoint=checkpoint, epochs=first_epochs - (saved or {}).get("epoch", 0),
+                               total_epochs=total, net=net, resume=saved, on_epoch=on_epoch)
+    while True:
+        stage = len(stages)
         size = math.prod(len(a) for a in allowed)
         scores = op_angle_scores(net, state, allowed, children, rng)
         stages.append({"stage": stage, "epoch": state["epoch"], "size": size,
@@ -307,9 +333,20 @@ def abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage
                 dropped += 1
         if dropped == 0:
             break
+        # what the next epochs' checkpoints carry, so that a kill during this stage resumes it
+        state["abs"] = {"settings": settings, "allowed": [list(a) for a in allowed], "stages": stages,
+                        "rng": _rng_json(rng.getstate()), "until": state["epoch"] + stage_epochs}
         state = train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed, epochs=stage_epochs,
-                               total_epochs=total, net=net, resume=state)
+                               total_epochs=total, net=net, resume=state, on_epoch=on_epoch)
     return {"allowed": allowed, "stages": stages, "size": math.prod(len(a) for a in allowed), "state": state}
+
+
+def _rng_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _rng_state(saved: Sequence) -> tuple:
+    return (saved[0], tuple(saved[1]), saved[2])
 
 
 # -- retraining the winners ----------------------------------------------------------------------

@@ -3,6 +3,7 @@ each layer still allows (ABS shrinks these lists)."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -17,11 +18,13 @@ class PathSpace:
     """Paths over ``choices`` (per layer, the op indices allowed). ``mutate`` resamples each layer
     with probability ``rate`` (SPOS uses 0.1), at least one layer changes when it can;
     ``crossover`` takes each layer from either parent. ``tag`` names what scores the paths (a
-    supernet checkpoint), so searches scored differently are stored apart."""
+    supernet checkpoint), so searches scored differently are stored apart. ``space`` (JSON of the
+    SpaceConfig, optional) is stored with the search, so its paths can be rebuilt later."""
 
     choices: tuple[tuple[int, ...], ...]
     rate: float = 0.1
     tag: str = ""
+    space: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "choices", tuple(tuple(int(i) for i in c) for c in self.choices))
@@ -71,4 +74,7 @@ class PathSpace:
         return tuple(int(i) for i in obj)
 
     def identity(self) -> dict[str, Any]:
-        return {"choices": [list(c) for c in self.choices], "rate": float(self.rate), "tag": self.tag}
+        out = {"choices": [list(c) for c in self.choices], "rate": float(self.rate), "tag": self.tag}
+        if self.space:
+            out["space"] = json.loads(self.space)
+        return out

@@ -1,0 +1,366 @@
+"""The whole one-shot NAS chain from one config: (ABS shrinking) -> supernet -> search -> retrain.
+
+A chain config is a YAML mapping (``normlab/configs/nas-quick.yaml`` and ``nas-paper.yaml`` are
+the presets)::
+
+    dataset: digits            # any normlab dataset
+    space: small               # a space preset (small, imagenet), a YAML file, or a mapping of SpaceConfig fields
+    norm: bn                   # the norm in every op (a normlab spec, e.g. bgn:groups=4); optional
+    scorer: bn                 # bn (BN-NAS) | rebn (SPOS) | angle (ABS)
+    seed: 0
+    supernet: {epochs: 2, lr: 0.5, batch_size: 64}      # TrainConfig fields; mode follows the scorer
+    shrink: {first_epochs: 3, stage_epochs: 1, drop: 4, target: 1000, children: 10}   # ABS, optional
+    search: {budget: 300, population: 30, sample_size: 5, max_flops: 5.0e6}
+    retrain: {top: 3, epochs: 4, lr: 0.05}
+
+Every step resumes: supernets and the ABS stages are epoch checkpoints in ``out_dir`` (their file
+names carry a digest of the settings that shaped them, so changed settings never reuse a stale
+one), the search's scored paths and the retrained paths are trials in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .supernet import PRESETS as SPACE_PRESETS
+from .supernet import NasError, SpaceConfig
+from .train import TrainConfig, train_supernet
+
+__all__ = ["ChainConfig", "SearchSettings", "ShrinkSettings", "RetrainSettings", "CHAIN_PRESETS",
+           "load_chain_config", "resolve_space", "chain_plan", "run_chain"]
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CHAIN_PRESETS = ("quick", "paper")
+SCORERS = ("bn", "rebn", "angle")
+
+
+def _from_mapping(cls, d: Any, what: str):
+    """A settings dataclass from a mapping, one line for anything unknown or malformed."""
+    if d is None:
+        return cls()
+    if not isinstance(d, Mapping):
+        raise NasError(f"{what} should be a mapping of settings, got {type(d).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise NasError(f"unknown {what} setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
+    return cls(**dict(d))
+
+
+def _positive(obj: Any, names: tuple[str, ...], what: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise NasError(f"{what}.{name}={v!r} is invalid: expected a positive integer")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """SPOS's evolutionary search over paths (``normlab.nas.search.search_paths``)."""
+
+    budget: int = 300
+    population: int = 30
+    sample_size: int = 5
+    crossover: float = 0.0
+    rate: float = 0.1
+    max_flops: float | None = None
+    max_params: float | None = None
+    fixed_depth: bool = False
+
+    def __post_init__(self) -> None:
+        _positive(self, ("budget", "population", "sample_size"), "search")
+        if not 0 <= self.crossover <= 1 or not 0 < self.rate <= 1:
+            raise NasError(f"search.crossover={self.crossover!r} / search.rate={self.rate!r}: expected "
+                           f"crossover in [0, 1] and rate in (0, 1]")
+
+
+@dataclass(frozen=True)
+class ShrinkSettings:
+    """ABS: a long first stage, then short stages dropping ``drop`` operators each, to ``target`` paths."""
+
+    first_epochs: int = 3
+    stage_epochs: int = 1
+    drop: int = 4
+    target: int = 1000
+    children: int = 10
+    max_stages: int = 10
+
+    def __post_init__(self) -> None:
+        _positive(self, ("first_epochs", "stage_epochs", "drop", "target", "children", "max_stages"), "shrink")
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """The top paths trained from scratch (test accuracy on the held-out test set)."""
+
+    top: int = 3
+    epochs: int = 4
+    lr: float = 0.05
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _positive(self, ("top", "epochs", "batch_size"), "retrain")
+        if not self.lr > 0:
+            raise NasError(f"retrain.lr={self.lr!r} is invalid: expected a positive number")
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """One NAS run: which data, space, scorer, and the settings of every step."""
+
+    dataset: str = "digits"
+    space: Any = "small"
+    norm: str | None = None
+    scorer: str = "bn"
+    seed: int = 0
+    supernet: TrainConfig = field(default_factory=lambda: TrainConfig(dataset="digits", mode="bn", epochs=2, lr=0.5))
+    shrink: ShrinkSettings | None = None
+    search: SearchSettings = field(default_factory=SearchSettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.scorer not in SCORERS:
+            raise NasError(f"scorer={self.scorer!r} is invalid: expected one of {', '.join(SCORERS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise NasError(f"seed={self.seed!r} is invalid: expected an integer")
+        if not isinstance(self.space, (str, Mapping)):
+            raise NasError(f"space={self.space!r} is invalid: expected a preset name, a YAML file or a mapping")
+        # the supernet is trained on the chain's data and seed, in the mode its scorer needs
+        mode = "bn" if self.scorer == "bn" else "full"
+        object.__setattr__(self, "supernet", replace(self.supernet, dataset=self.dataset, seed=self.seed, mode=mode))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ChainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise NasError(f"unknown setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
+        d = dict(d)
+        sup = d.get("supernet") or {}
+        if not isinstance(sup, Mapping):
+            raise NasError(f"supernet should be a mapping of settings, got {type(sup).__name__}")
+        for banned in ("dataset", "seed", "mode"):
+            if banned in sup:
+                raise NasError(f"supernet.{banned} is set by the chain (top-level dataset/seed; mode follows "
+                               f"the scorer): remove it")
+        d["supernet"] = TrainConfig.from_dict({"dataset": d.get("dataset", "digits"), **sup})
+        d["shrink"] = _from_mapping(ShrinkSettings, d["shrink"], "shrink") if d.get("shrink") else None
+        d["search"] = _from_mapping(SearchSettings, d.get("search"), "search")
+        d["retrain"] = _from_mapping(RetrainSettings, d.get("retrain"), "retrain")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise NasError(f"invalid setting: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["space"] = self.space if isinstance(self.space, str) else dict(self.space)
+        for k in ("dataset", "seed", "mode"):
+            out["supernet"].pop(k, None)
+        return out
+
+    def standalone(self) -> TrainConfig:
+        """How the top paths are retrained."""
+        r = self.retrain
+        return TrainConfig(dataset=self.dataset, epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, seed=self.seed,
+                           train_limit=self.supernet.train_limit, val_fraction=self.supernet.val_fraction)
+
+
+def load_chain_config(path: str | Path | None = None, *, preset: str | None = None,
+                      **overrides: Any) -> ChainConfig:
+    """A chain config from a YAML file or a preset (``quick``, ``paper``), then the non-None
+    top-level ``overrides`` (``budget``/``top`` go into search/retrain)."""
+    from .._yaml import read_yaml_mapping
+
+    if path is not None and preset is not None:
+        raise NasError(f"--preset {preset} and the config file {path} were both given: use one")
+    if path is None:
+        preset = preset or "quick"
+        if preset not in CHAIN_PRESETS:
+            raise NasError(f"--preset {preset!r} is invalid: expected one of {', '.join(CHAIN_PRESETS)}")
+        path = CONFIGS / f"nas-{preset}.yaml"
+    base = read_yaml_mapping(path, "nas config")
+    for key, section in (("budget", "search"), ("top", "retrain")):
+        v = overrides.pop(key, None)
+        if v is not None:
+            if not isinstance(base.get(section) or {}, Mapping):
+                raise NasError(f"{section} should be a mapping of settings")
+            base[section] = {**(base.get(section) or {}), key: v}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return ChainConfig.from_dict(base)
+
+
+def dataset_info(dataset: str, *, download: bool = False, missing_ok: bool = False) -> Any:
+    """``check_dataset``; with ``missing_ok``, a downloadable set that is not on disk yet is
+    described from its known facts (a dry run plans without the data)."""
+    from ..data import DataError, check_dataset
+
+    try:
+        return check_dataset(dataset, download=download)
+    except DataError:
+        from ..data.base import DatasetInfo
+        from ..data.downloads import FACTS
+
+        if not missing_ok or dataset not in FACTS:
+            raise
+        classes, channels, size, n_train, n_test = FACTS[dataset]
+        return DatasetInfo(dataset, classes, channels, (size, size), n_train, n_test)
+
+
+def resolve_space(space: Any, dataset: str, norm: str | None = None, *, missing_ok: bool = False) -> SpaceConfig:
+    """The search space (a preset name, a YAML file or a mapping) fitted to the dataset's shape."""
+    info = dataset_info(dataset, missing_ok=missing_ok)
+    if isinstance(space, Mapping):
+        base = dict(space)
+    elif space in SPACE_PRESETS:
+        base = dict(SPACE_PRESETS[space])
+    else:
+        path = Path(space)
+        if not path.is_file():
+            raise NasError(f"space {space} is neither a preset ({', '.join(SPACE_PRESETS)}) nor a YAML file")
+        from .._yaml import read_yaml_mapping
+
+        base = read_yaml_mapping(path, "space file")
+    base.update(in_channels=info.in_channels, num_classes=info.num_classes, image_size=info.image_size[0])
+    if norm is not None:
+        base["norm"] = norm
+    if info.image_size[0] <= 12:                    # digits (8x8): no stem downsampling
+        base.setdefault("stem_stride", 1)
+    return SpaceConfig.from_dict(base)
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+# -- the plan and its cost -----------------------------------------------------------------------
+
+def _step_seconds(space: SpaceConfig, batch_size: int, rounds: int = 3) -> float:
+    """Seconds of one supernet training step (forward + backward of a random path) on this
+    machine, measured on random inputs of the real shape: no data is read."""
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    from .supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(space)
+    rng = random.Random(0)
+    x = torch.randn(batch_size, space.in_channels, space.image_size, space.image_size)
+    y = torch.randint(0, space.num_classes, (batch_size,))
+    times = []
+    for _ in range(rounds + 1):
+        path = [rng.randrange(n) for n in net.num_ops]
+        t = time.perf_counter()
+        F.cross_entropy(net(x, path), y).backward()
+        times.append(time.perf_counter() - t)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def chain_plan(cfg: ChainConfig, space: SpaceConfig | None = None, *, measure: bool = True) -> dict[str, Any]:
+    """What a run does and an estimate of its cost on this machine (seconds per step measured
+    on random inputs, times the steps each stage takes): a list of (stage, description, seconds)."""
+    space = space or resolve_space(cfg.space, cfg.dataset, cfg.norm, missing_ok=True)
+    info = dataset_info(cfg.dataset, missing_ok=True)
+    n_train = info.n_train or 50_000
+    n_fit = n_train - max(1, round(n_train * cfg.supernet.val_fraction))
+    if cfg.supernet.train_limit is not None:
+        n_fit = min(n_fit, cfg.supernet.train_limit)
+    step = _step_seconds(space, cfg.supernet.batch_size) if measure else float("nan")
+    steps = max(1, n_fit // cfg.supernet.batch_size)
+    rows = []
+    if cfg.shrink:
+        s = cfg.shrink
+        epochs = s.first_epochs + s.stage_epochs * s.max_stages
+        rows.append(("shrink", f"ABS: {s.first_epochs} epochs over the whole space, then stages of "
+                               f"{s.stage_epochs} epoch(s) dropping {s.drop} operators each, to <= {s.target:,} paths "
+                               f"(at most {s.max_stages} stages)", epochs * steps * step))
+    if cfg.scorer == "bn":
+        rows.append(("supernet", f"BN-only supernet (BN-NAS), {cfg.supernet.epochs} epochs at lr {cfg.supernet.lr}",
+                     cfg.supernet.epochs * steps * step))
+    elif not cfg.shrink:
+        rows.append(("supernet", f"SPOS supernet, {cfg.supernet.epochs} epochs at lr {cfg.supernet.lr}",
+                     cfg.supernet.epochs * steps * step))
+    per_path = {"bn": 1e-5, "angle": 5e-4,
+                # ReBN: forward passes over the calibration set and the validation split (~1/3 of a step each)
+                "rebn": (256 + n_train * cfg.supernet.val_fraction) / cfg.supernet.batch_size * step / 3}[cfg.scorer]
+    s = cfg.search
+    rows.append(("search", f"evolution over paths scored by {cfg.scorer} ({s.budget} paths, population "
+                           f"{s.population})" + (f", FLOPs <= {s.max_flops:.3g}" if s.max_flops else "")
+                 + (f", params <= {s.max_params:.3g}" if s.max_params else ""), s.budget * per_path))
+    r = cfg.retrain
+    r_steps = max(1, n_fit // r.batch_size)
+    rows.append(("retrain", f"the top {r.top} paths from scratch, {r.epochs} epochs each",
+                 r.top * r.epochs * r_steps * step * r.batch_size / cfg.supernet.batch_size))
+    return {"space_paths": space.num_paths(), "steps": rows, "seconds": sum(x[2] for x in rows),
+            "step_seconds": step}
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name: str = "nas-run",
+              executor: Any = None, log: Callable[[str], None] | None = None,
+              progress: bool | None = None) -> dict[str, Any]:
+    """Run the chain; every step resumes from what is in ``out_dir`` and the store. Returns the
+    shrink result (or None), the supernet checkpoint, the search result and the retrained rows."""
+    from .search import abs_shrink, retrain, search_paths, top_paths
+
+    say = log or (lambda m: None)
+    space = resolve_space(cfg.space, cfg.dataset, cfg.norm)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    allowed = None
+    shrink = None
+    checkpoint: Path | None = None
+
+    def epoch_line(what: str) -> Callable[[int, dict], None]:
+        return lambda e, row: say(f"{what} epoch {e}: loss {row['loss']:.3f}, train acc "
+                                  f"{100 * row['train_acc']:.1f}% ({row['seconds']:.1f} s)")
+
+    if cfg.shrink:
+        s = cfg.shrink
+        abs_cfg = replace(cfg.supernet, mode="full", epochs=s.first_epochs)
+        checkpoint = folder / f"{name}-abs-{_digest(space.to_dict(), abs_cfg.to_dict(), asdict(s))}.pt"
+        say(f"ABS shrinking ({space.num_paths():,} paths) -> {checkpoint}")
+        shrink = abs_shrink(space, abs_cfg, first_epochs=s.first_epochs, stage_epochs=s.stage_epochs, drop=s.drop,
+                            target=s.target, children=s.children, max_stages=s.max_stages, checkpoint=checkpoint,
+                            seed=cfg.seed, on_epoch=epoch_line("ABS"))
+        allowed = shrink["allowed"]
+        for st in shrink["stages"]:
+            say(f"ABS stage {st['stage']} (after epoch {st['epoch']}): {st['size']:,} paths")
+        (folder / f"{name}-shrunk.json").write_text(json.dumps(
+            {"allowed": allowed, "stages": shrink["stages"]}, indent=1))
+    if cfg.scorer == "bn" or not cfg.shrink:
+        kind = "bn" if cfg.scorer == "bn" else "spos"
+        checkpoint = folder / f"{name}-{kind}-{_digest(space.to_dict(), cfg.supernet.to_dict(), allowed)}.pt"
+        say(f"{'BN-only' if kind == 'bn' else 'SPOS'} supernet, {cfg.supernet.epochs} epochs -> {checkpoint}")
+        train_supernet(space, cfg.supernet, checkpoint=checkpoint, allowed=allowed, on_epoch=epoch_line("supernet"))
+    assert checkpoint is not None
+    say(f"search: {cfg.search.budget} paths scored by {cfg.scorer}")
+    s = cfg.search
+    result = search_paths(checkpoint, scorer=cfg.scorer, budget=s.budget, population=s.population,
+                          sample_size=s.sample_size, crossover=s.crossover, rate=s.rate, seed=cfg.seed,
+                          allowed=allowed, max_flops=s.max_flops, max_params=s.max_params,
+                          fixed_depth=s.fixed_depth, store=store, name=f"{name}/search", executor=executor,
+                          progress=progress)
+    say(f"retrain: the top {cfg.retrain.top} paths, {cfg.retrain.epochs} epochs each")
+    rows = retrain(space, top_paths(result, cfg.retrain.top), cfg.standalone(), store=store,
+                   name=f"{name}/retrain", executor=executor)
+    return {"space": space, "shrink": None if shrink is None else {k: shrink[k] for k in ("allowed", "stages", "size")},
+            "checkpoint": str(checkpoint), "search": result, "retrain": rows}
+
+
+def fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    if s < 90:
+        return f"{s:.0f} s"
+    return f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
