@@ -272,8 +272,16 @@ def test_correlate_tiny(tmp_path):
 
     cfg = TrainConfig(epochs=2, **TRAIN)
     report = correlate(TINY, standalone=cfg, spos=cfg, bn=TrainConfig(epochs=1, mode="bn", **TRAIN), n=4,
-                       out_dir=tmp_path, bootstrap=20, calib=64)
+                       out_dir=tmp_path, bootstrap=20, calib=64, repeats=2)
     assert report["n"] == 4
+    first, second = (np.array(r) for r in report["standalone_runs"])       # the mean of two seeds is the truth
+    assert np.allclose(report["standalone_acc"], (first + second) / 2)
+    ceiling = report["noise_ceiling"]
+    if "kendall" in ceiling:
+        from scipy.stats import kendalltau
+
+        assert ceiling["kendall"] == pytest.approx(kendalltau(second, first)[0])
+        assert "agrees with itself" in report["verdict"]
     for key in ("bn_indicator", "rebn_acc", "abs_angle", "params", "flops", "synflow"):
         assert len(report["proxies"][key]) == 4
         assert key in report["correlation"]
@@ -293,7 +301,8 @@ def test_correlate_tiny(tmp_path):
     assert "BN indicator" in html and "data:image/png;base64" in html and report["verdict"][:20] in html
     table = correlation_table(report)
     assert [r[0] for r in table.rows] == ["BN indicator", "ReBN accuracy", "ABS angle", "#params", "FLOPs",
-                                          "synflow (log)"]
+                                          "synflow (log)"] + (["ground truth, 2nd seed (ceiling)"]
+                                                              if "kendall" in ceiling else [])
 
 
 def test_abs_shrink_drops_lowest_angle_ops():

@@ -179,6 +179,7 @@ def correlate(
     bn_epochs: Optional[int] = typer.Option(None, help="BN-only supernet epochs (default a tenth of SPOS's, >= 1)"),
     batch_size: int = typer.Option(64), lr: float = typer.Option(0.05), bn_lr: float = typer.Option(0.5),
     train_limit: Optional[int] = typer.Option(None), seed: int = typer.Option(0),
+    repeats: int = typer.Option(2, help="train every ground-truth path with this many seeds (the noise ceiling)"),
     name: str = typer.Option("nas-correlate"), workers: int = typer.Option(1),
     backend: str = typer.Option("serial", help="serial | process | ray"),
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
@@ -190,6 +191,8 @@ def correlate(
 
     if n < 3:
         raise fail(f"--n {n} is invalid: expected at least 3 architectures")
+    if repeats < 1:
+        raise fail(f"--repeats {repeats} is invalid: expected a positive integer")
     try:
         common = dict(dataset=dataset, batch_size=batch_size, seed=seed, train_limit=train_limit)
         sa = TrainConfig(epochs=standalone_epochs, lr=lr, **common)
@@ -204,7 +207,8 @@ def correlate(
     executor = _executor(backend, workers)
     try:
         with guarded("finished trainings are kept; run the same command again to resume."):
-            report = run(space_cfg, standalone=sa, spos=spos, bn=bn, n=n, seed=seed, out_dir=out_dir, store=db,
+            report = run(space_cfg, standalone=sa, spos=spos, bn=bn, n=n, seed=seed, repeats=repeats,
+                         out_dir=out_dir, store=db,
                          name=name, executor=executor, log=lambda m: console.print(m, highlight=False))
     finally:
         executor.close()

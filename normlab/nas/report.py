@@ -29,6 +29,11 @@ def correlation_table(report: Mapping[str, Any]) -> ReportTable:
         table.add([LABELS.get(key, key), f"{c['kendall']:.3f} [{c['kendall_ci'][0]:.2f}, {c['kendall_ci'][1]:.2f}]",
                    f"{c['spearman']:.3f} [{c['spearman_ci'][0]:.2f}, {c['spearman_ci'][1]:.2f}]", f"{ms:.3g}"],
                   emphasise=[1] if key == best else [])
+    c = report.get("noise_ceiling") or {}
+    if "kendall" in c:              # the same paths trained with another seed: the most any proxy can show
+        table.add(["ground truth, 2nd seed (ceiling)",
+                   f"{c['kendall']:.3f} [{c['kendall_ci'][0]:.2f}, {c['kendall_ci'][1]:.2f}]",
+                   f"{c['spearman']:.3f} [{c['spearman_ci'][0]:.2f}, {c['spearman_ci'][1]:.2f}]", "-"])
     return table
 
 

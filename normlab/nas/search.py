@@ -151,27 +151,47 @@ def search_paths(checkpoint: str | Path, *, scorer: str = "rebn", budget: int = 
 def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig, bn: TrainConfig,
               n: int = 30, seed: int = 0, out_dir: str | Path, store: Any = None, name: str = "nas-correlate",
               executor: Any = None, calib: int = 256, bootstrap: int = 1000, progress: bool | None = None,
-              log: Any = None) -> dict[str, Any]:
+              repeats: int = 1, log: Any = None) -> dict[str, Any]:
     """Rank correlation of every proxy with stand-alone accuracy, on ``n`` sampled paths.
 
     The ground truth (``n`` paths trained from scratch) runs as a normlab.search random search
-    (stored, resumable, on ``executor``); the SPOS and BN-only supernets are trained with epoch
-    checkpoints in ``out_dir`` (resumable) and per-epoch snapshots; then each proxy scores the
-    same paths, timed. Returns the report (also written to ``out_dir/report.json``)."""
+    (stored, resumable, on ``executor``); with ``repeats`` > 1 every path is trained again with
+    the next seeds (stored trials too), the ground truth is the mean, and Kendall's tau between
+    the first two trainings is reported as the *noise ceiling*: no proxy can be judged to rank
+    better than the ground truth agrees with itself. The SPOS and BN-only supernets are trained
+    with epoch checkpoints in ``out_dir`` (resumable) and per-epoch snapshots; then each proxy
+    scores the same paths, timed. Returns the report (also written to ``out_dir/report.json``)."""
     import json
+    from dataclasses import replace
+
+    from scipy.stats import kendalltau
 
     from ..search import random_search, rank_correlation
 
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise NasError(f"repeats={repeats!r} is invalid: expected a positive integer")
     say = log or (lambda *a: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     full = PathSpace.full(Supernet(space).num_ops)
-    say(f"ground truth: {n} paths trained from scratch ({standalone.epochs} epochs each)")
+    say(f"ground truth: {n} paths trained from scratch ({standalone.epochs} epochs each, {repeats} seed(s))")
     truth = random_search(full, Standalone(space, standalone), budget=n, seed=seed, store=store,
                           name=f"{name}/standalone", executor=executor, progress=progress)
     ok = [e for e in truth.history if e.ok]
     paths = [tuple(e.arch) for e in ok]
-    acc = np.array([e.scores["score"] for e in ok])
+    runs = [np.array([e.scores["score"] for e in ok])]
+    for r in range(1, repeats):
+        rows = retrain(space, paths, replace(standalone, seed=standalone.seed + r), store=store,
+                       name=f"{name}/standalone-seed{standalone.seed + r}", executor=executor)
+        runs.append(np.array([row.get("score", np.nan) if row["status"] == "ok" else np.nan for row in rows]))
+    acc = np.nanmean(np.stack(runs), axis=0)
+    ceiling = None
+    if repeats > 1:
+        both = ~(np.isnan(runs[0]) | np.isnan(runs[1]))
+        try:
+            ceiling = rank_correlation(runs[1][both], runs[0][both], bootstrap=bootstrap, seed=seed).to_dict()
+        except ValueError as exc:                        # e.g. every path scored the same
+            ceiling = {"error": str(exc)}
     say(f"supernets: SPOS {spos.epochs} epochs, BN-only {bn.epochs} epochs")
     t0 = time.time()
     s_state = train_supernet(space, spos, checkpoint=out / "spos.pt", snapshots=True)
@@ -206,7 +226,6 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
             corr[label] = {"error": str(exc)}
     # the early-stage claim: tau of each one-shot scorer after every supernet epoch
     early: dict[str, list[float]] = {"bn_indicator": [], "rebn_acc": [], "abs_angle": []}
-    from scipy.stats import kendalltau
 
     for snap in b_state["snapshots"]:
         b_net.load_state_dict(snap)
@@ -228,14 +247,16 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
               "seconds_per_subnet": seconds, "bn_indicator_subnets_per_second": bn_rate,
               "supernet_seconds": {"spos": t_spos, "bn": t_bn},
               "supernet_epochs": {"spos": spos.epochs, "bn": bn.epochs}, "early_stage_tau": early,
-              "verdict": verdict(corr, seconds)}
+              "repeats": repeats, "standalone_runs": [r.tolist() for r in runs], "noise_ceiling": ceiling,
+              "verdict": verdict(corr, seconds, (ceiling or {}).get("kendall"))}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
 
 
-def verdict(corr: Mapping[str, Any], seconds: Mapping[str, float]) -> str:
+def verdict(corr: Mapping[str, Any], seconds: Mapping[str, float], ceiling: float | None = None) -> str:
     """BN-NAS's claims, plainly: is the BN indicator's tau as good as ReBN's (its interval overlaps
-    ReBN's tau, or it is higher), and is it orders of magnitude faster per subnet?"""
+    ReBN's tau, or it is higher), and is it orders of magnitude faster per subnet? With the noise
+    ceiling (tau between two trainings of the same paths), say how much ranking there is to find."""
     bn, rebn = corr.get("bn_indicator", {}), corr.get("rebn_acc", {})
     if "kendall" not in bn or "kendall" not in rebn:
         return "not enough data to judge BN-NAS's claims"
@@ -250,7 +271,13 @@ def verdict(corr: Mapping[str, Any], seconds: Mapping[str, float]) -> str:
     else:
         rank = (f"does not hold here: the BN indicator ranks worse than ReBN (tau {t:.2f}, "
                 f"interval up to {hi:.2f}, vs {rebn['kendall']:.2f})")
-    return f"BN-NAS's ranking claim {rank}; scoring is {speed:,.0f}x faster per subnet than ReBN."
+    out = f"BN-NAS's ranking claim {rank}; scoring is {speed:,.0f}x faster per subnet than ReBN."
+    if ceiling is not None:
+        out += (f" The ground truth agrees with itself only to tau {ceiling:.2f} (two trainings with different "
+                f"seeds), so no proxy can show a ranking above that here"
+                + ("; the architectures differ less than training noise: use more data or epochs."
+                   if ceiling < 0.3 else "."))
+    return out
 
 
 # -- ABS ---------------------------------------------------------------------------------------
