@@ -178,7 +178,9 @@ def correlate(
     standalone_epochs: int = typer.Option(4), spos_epochs: int = typer.Option(10),
     bn_epochs: Optional[int] = typer.Option(None, help="BN-only supernet epochs (default a tenth of SPOS's, >= 1)"),
     batch_size: int = typer.Option(64), lr: float = typer.Option(0.05), bn_lr: float = typer.Option(0.5),
-    train_limit: Optional[int] = typer.Option(None), seed: int = typer.Option(0),
+    train_limit: Optional[int] = typer.Option(None),
+    val_limit: Optional[int] = typer.Option(None, help="validation samples (ReBN evaluates each subnet on them)"),
+    seed: int = typer.Option(0),
     repeats: int = typer.Option(2, help="train every ground-truth path with this many seeds (the noise ceiling)"),
     name: str = typer.Option("nas-correlate"), workers: int = typer.Option(1),
     backend: str = typer.Option("serial", help="serial | process | ray"),
@@ -194,7 +196,7 @@ def correlate(
     if repeats < 1:
         raise fail(f"--repeats {repeats} is invalid: expected a positive integer")
     try:
-        common = dict(dataset=dataset, batch_size=batch_size, seed=seed, train_limit=train_limit)
+        common = dict(dataset=dataset, batch_size=batch_size, seed=seed, train_limit=train_limit, val_limit=val_limit)
         sa = TrainConfig(epochs=standalone_epochs, lr=lr, **common)
         spos = TrainConfig(epochs=spos_epochs, lr=lr, **common)
         bn = TrainConfig(epochs=bn_epochs or max(1, spos_epochs // 10), mode="bn", lr=bn_lr, **common)

@@ -169,7 +169,8 @@ class ChainConfig:
         """How the top paths are retrained."""
         r = self.retrain
         return TrainConfig(dataset=self.dataset, epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, seed=self.seed,
-                           train_limit=self.supernet.train_limit, val_fraction=self.supernet.val_fraction)
+                           train_limit=self.supernet.train_limit, val_fraction=self.supernet.val_fraction,
+                           val_limit=self.supernet.val_limit)
 
 
 def load_chain_config(path: str | Path | None = None, *, preset: str | None = None,

@@ -73,7 +73,7 @@ class SupernetScorer:
             score = angle(state["init"], state["model"], net, path)
         else:
             cfg = TrainConfig.from_dict(state["train"])
-            split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+            split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
             score = rebn_accuracy(net, path, split.train_x[:self.calib], split.val_x, split.val_y)
         return {"score": score, "flops": float(net.flops(path)), "params": float(net.params(path))}
 
@@ -193,14 +193,11 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
         except ValueError as exc:                        # e.g. every path scored the same
             ceiling = {"error": str(exc)}
     say(f"supernets: SPOS {spos.epochs} epochs, BN-only {bn.epochs} epochs")
-    t0 = time.time()
     s_state = train_supernet(space, spos, checkpoint=out / "spos.pt", snapshots=True)
-    t_spos = time.time() - t0
-    t0 = time.time()
     b_state = train_supernet(space, bn, checkpoint=out / "bn.pt", snapshots=True)
-    t_bn = time.time() - t0
+    t_spos, t_bn = (sum(h["seconds"] for h in st["history"]) for st in (s_state, b_state))   # also when resumed
     s_net, b_net = load_supernet(s_state), load_supernet(b_state)
-    split = load_split(spos.dataset, spos.seed, spos.val_fraction, spos.train_limit)
+    split = load_split(spos.dataset, spos.seed, spos.val_fraction, spos.train_limit, spos.val_limit)
     proxies: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
 

@@ -52,10 +52,12 @@ class DataSplit:
     image_size: int
 
 
-def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_limit: int | None = None) -> DataSplit:
+def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_limit: int | None = None,
+               val_limit: int | None = None) -> DataSplit:
     """The dataset's training split shuffled with ``seed`` and cut into train / validation (the
-    last ``val_fraction``); ``train_limit`` keeps the first samples of train only. Cached."""
-    key = (dataset, seed, float(val_fraction), train_limit)
+    last ``val_fraction``); ``train_limit`` keeps the first samples of train only, ``val_limit``
+    the first of validation (ReBN evaluates every subnet on it). Cached."""
+    key = (dataset, seed, float(val_fraction), train_limit, val_limit)
     if key in _SPLITS:
         return _SPLITS[key]
     from ..data import load_dataset
@@ -75,6 +77,8 @@ def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_lim
     tr, va = order[:n - n_val], order[n - n_val:]
     if train_limit is not None:
         tr = tr[:train_limit]
+    if val_limit is not None:
+        va = va[:val_limit]
     split = DataSplit(norm(data.train_x[tr]), data.train_y[tr], norm(data.train_x[va]), data.train_y[va],
                       norm(data.test_x), data.test_y, data.num_classes, data.in_channels, data.image_size[0])
     _SPLITS[key] = split
@@ -96,6 +100,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     train_limit: int | None = None
+    val_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "bn"):
@@ -171,7 +176,7 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
     ``resume`` continues from a checkpoint dict held in memory. ``epochs`` trains that many more epochs (default ``cfg.epochs`` in all); ``total_epochs`` is
     the length of the one cosine learning-rate schedule (ABS's stages share one schedule).
     """
-    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
     if split.in_channels != space.in_channels or split.num_classes != space.num_classes:
         raise NasError(f"the space expects {space.in_channels} input channels and {space.num_classes} "
                        f"classes, but {cfg.dataset} has {split.in_channels} and {split.num_classes}")
@@ -264,7 +269,7 @@ def train_standalone(space: SpaceConfig, path: Sequence[int], cfg: TrainConfig) 
     from .scores import evaluate_accuracy
     from .supernet import Subnet
 
-    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit)
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
     model = Subnet.build(space, path, seed=cfg.seed)
     params = list(model.parameters())
     opt = torch.optim.SGD(_param_groups(model, params, cfg.weight_decay, "full"), lr=cfg.lr,
