@@ -113,18 +113,22 @@ def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None
 
 
 class _BGNFunction(torch.autograd.Function):
-    """BGN training step for groups made of whole channels (G divides C), in two light passes.
+    """BGN training step for groups made of whole channels (G divides C): statistics only, then
+    one output pass; backward is one reduction and one output pass.
 
-    Statistics come from torch's GroupNorm kernel run with one group per channel (fast and
-    contiguous), whose per-(sample, channel) means and variances combine exactly into the group's:
-    mean_g = mean of the means, var_g = mean of (var + (mean - mean_g)^2). The output comes from
-    torch's fused eval-mode BatchNorm kernel given those statistics per channel.
+    Forward. torch's GroupNorm kernel run with the same G groups gives per-(sample, group) mean
+    and rstd in one contiguous pass over rows of C/G * prod(spatial) values (long rows, so it
+    threads well); they combine exactly into the batch group's statistics (equal counts):
+    mean_g = mean over samples of the means, var_g = mean of (var + (mean - mean_g)^2).
+    The output is torch's fused eval-mode BatchNorm kernel given those statistics per channel.
+
     Backward is BatchNorm's gradient per group,
-        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu),
-    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
-    number of values per group. torch's fused BatchNorm backward, given the group statistics per
-    channel, yields the per-channel sums and dx for one-channel groups; a per-channel a + b x
-    turns that into the group gradient in one more pass.
+        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu) = (w inv) dy + beta x + gamma,
+    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv, M the
+    number of values per group, beta = -inv^2 S2 / M and gamma = -inv S1 / M - beta mu per
+    channel. torch's BatchNorm backward asked for the parameter gradients only gives the
+    per-channel sums (sum dy, sum dy xhat) in one read; beta x + gamma is the eval-mode BatchNorm
+    kernel with weight beta and bias gamma, and w inv dy is added in place.
     """
 
     @staticmethod
@@ -133,51 +137,46 @@ class _BGNFunction(torch.autograd.Function):
                 momentum: float, eps: float) -> Tensor:
         n, c = x.shape[0], x.shape[1]
         k = c // groups
-        x3 = x.view(n, c, -1)
-        count = n * k * x3.shape[2]          # BatchGroupNorm.forward has checked count >= 2
-
-        # Per-(sample, channel) mean and rstd from torch's GroupNorm kernel with one group per
-        # channel, combined exactly into group statistics (parallel variance formula).
+        spatial = x[0, 0].numel()
+        count = n * k * spatial              # BatchGroupNorm.forward has checked count >= 2
         # (a tiny eps keeps rstd finite for constant rows; it is taken back out below)
         tiny = 1e-30 if x.dtype != torch.float64 else 1e-300
-        _, mean_nc, rstd_nc = torch.native_group_norm(x, None, None, n, c, x3.shape[2], c, tiny)
-        var_nc = (rstd_nc.reciprocal().square_() - tiny).clamp_min_(0.0)
-        mean = mean_nc.view(n, groups, k).mean(dim=(0, 2))
-        var = (var_nc + (mean_nc - mean.repeat_interleave(k)).square()).view(n, groups, k).mean(dim=(0, 2))
-        inv = torch.rsqrt(var + eps)
+        _, mean_ng, rstd_ng = torch.native_group_norm(x, None, None, n, c, spatial, groups, tiny)
+        var_ng = (rstd_ng.reciprocal().square_() - tiny).clamp_min_(0.0)     # (N, G)
+        mean = mean_ng.mean(dim=0)
+        var = (var_ng + (mean_ng - mean).square_()).mean(dim=0)
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-        # The output pass is torch's fused eval-mode BatchNorm with the group statistics per channel.
-        y = F.batch_norm(x, mean.repeat_interleave(k), var.repeat_interleave(k), weight, bias,
-                         False, 0.0, eps)
-        ctx.save_for_backward(x, mean, inv, weight)
+        mean_c, var_c = (mean, var) if k == 1 else (mean.repeat_interleave(k), var.repeat_interleave(k))
+        y = F.batch_norm(x, mean_c, var_c, weight, bias, False, 0.0, eps)
+        ctx.save_for_backward(x, mean_c, torch.rsqrt(var_c + eps), weight)
         ctx.groups, ctx.count, ctx.has_bias = groups, count, bias is not None
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor):
-        x, mean, inv, weight = ctx.saved_tensors
+        x, mean_c, inv_c, weight = ctx.saved_tensors
         n, c = x.shape[0], x.shape[1]
         groups, count = ctx.groups, ctx.count
         k = c // groups
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         x3 = x.view(n, c, -1)
-        mean_c, inv_c = mean.repeat_interleave(k), inv.repeat_interleave(k)
         w = weight.to(x.dtype) if weight is not None else torch.ones_like(inv_c)
-        # torch's fused BatchNorm backward with the group statistics spread over channels gives
-        # the per-channel sums (sum dy * xhat, sum dy) and dx as if each channel were its own group
-        dx, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
-            dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [True, True, True])
-        # ...which the group sums then correct: per channel, a + b * x
-        per_channel = n * x3.shape[2]
-        s1 = (w * s_dy).view(groups, k).sum(dim=1).repeat_interleave(k)
-        s2 = (w * grad_w).view(groups, k).sum(dim=1).repeat_interleave(k)
-        a = inv_c * (w * s_dy / per_channel - s1 / count)
-        b = inv_c * (w * grad_w / per_channel - s2 / count) * inv_c
-        dx.addcmul_(x3, b.view(1, c, 1)).add_((a - b * mean_c).view(1, c, 1))
+        # per channel: grad_w = sum dy * (x - mu) * inv, s_dy = sum dy (one read of dy and x)
+        _, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+            dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [False, True, True])
+        s1, s2 = w * s_dy, w * grad_w
+        if k > 1:
+            s1 = s1.view(groups, k).sum(dim=1).repeat_interleave(k)
+            s2 = s2.view(groups, k).sum(dim=1).repeat_interleave(k)
+        beta = -inv_c * inv_c * s2 / count
+        gamma = -inv_c * s1 / count - beta * mean_c
+        zeros, ones = torch.zeros_like(beta), torch.ones_like(beta)
+        dx = F.batch_norm(x3, zeros, ones, beta, gamma, False, 0.0, 0.0)      # beta x + gamma
+        dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
         gw = grad_w.to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
         gb = s_dy.to(weight.dtype if weight is not None else x.dtype) \
             if ctx.has_bias and ctx.needs_input_grad[2] else None
