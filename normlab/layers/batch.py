@@ -12,6 +12,7 @@ from torch.autograd.function import once_differentiable
 
 from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
                     sequential_update)
+from ._fused import affine_batch_norm, batch_stats
 from ._common import (
     empty_batch,
     channel_view,
@@ -23,8 +24,6 @@ from ._common import (
     divisors,
     init_affine,
     nearest_divisors,
-    reduce_dims,
-    var_mean,
 )
 
 __all__ = ["BatchNorm", "BatchGroupNorm", "BatchRenorm", "SyncBatchGroupNorm"]
@@ -570,25 +569,23 @@ class BatchRenorm(nn.Module):
                                 False, 0.0, self.eps)
         if self.norm_batch and x.shape[0] > self.norm_batch:
             return ghost_forward(x, self.norm_batch, self._ghost)
-        dims = reduce_dims(x)
         n = x.numel() // x.shape[1]
         if n < 2:
             raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
         dt = compute_dtype(x)
-        xc = x.to(dt)
-        var_b, mean_b = var_mean(xc, dims)
-        std_b = torch.sqrt(var_b + self.eps)
+        xc = x.to(dt).contiguous()
+        mean_b, var_b = batch_stats(xc)
         r_max, d_max = self.limits()
         with torch.no_grad():
             run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
-            r = (std_b / run_std).clamp(1.0 / r_max, r_max)
+            r = (torch.sqrt(var_b + self.eps) / run_std).clamp(1.0 / r_max, r_max)
             d = ((mean_b - self.running_mean.to(dt)) / run_std).clamp(-d_max, d_max)
+        # y = (x - mu_B) / sigma_B * (gamma r) + (gamma d + beta): BatchNorm with an affine that
+        # carries the stop-gradient r and d, so one fused pass each way (see layers/_fused.py)
         w = self.weight.to(dt) if self.affine else torch.ones_like(r)
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r)
-        scale = w * r / std_b
-        shift = b + w * d - mean_b * scale
-        y = torch.addcmul(channel_view(shift, x.dim()), xc, channel_view(scale, x.dim()))
+        y = affine_batch_norm(xc, mean_b, var_b, w * r, torch.addcmul(b, w, d), self.eps)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean_b.to(self.running_mean.dtype), alpha=m)
@@ -601,14 +598,14 @@ class BatchRenorm(nn.Module):
         """k ghost batches (k, b, C, ...): per-group statistics in one pass; r and d of group i
         come from the running statistics after groups 0..i-1 updated them, as with micro-batches."""
         k, c = xv.shape[0], self.num_channels
-        dims = (1, *range(3, xv.dim()))
         n = xv[0].numel() // c
         if n < 2:
             raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got a "
                              f"normalization batch of shape {tuple(xv.shape[1:])}")
         dt = compute_dtype(xv)
-        xc = xv.to(dt)
-        var_b, mean_b = torch.var_mean(xc, dim=dims, correction=0)          # (k, C) each
+        xc = as_channels(xv.to(dt))                                          # (b, k*C, ...)
+        mean_f, var_f = batch_stats(xc)
+        mean_b, var_b = mean_f.view(k, c), var_f.view(k, c)
         std_b = torch.sqrt(var_b + self.eps)
         rs, ds = [], []
         with torch.no_grad():
@@ -626,10 +623,9 @@ class BatchRenorm(nn.Module):
         r, d = torch.stack(rs), torch.stack(ds)
         w = self.weight.to(dt) if self.affine else torch.ones_like(r[0])
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r[0])
-        scale = w * r / std_b
-        shift = b + w * d - mean_b * scale
-        shape = (k, 1, c) + (1,) * (xv.dim() - 3)
-        return torch.addcmul(shift.view(shape), xc, scale.view(shape)).to(xv.dtype)
+        y = affine_batch_norm(xc, mean_f, var_f, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1),
+                              self.eps)
+        return from_channels(y, k).to(xv.dtype)
 
     def channel_affine(self) -> tuple[Tensor, Tensor]:
         """Eval-mode transform as per-channel (scale, shift)."""
