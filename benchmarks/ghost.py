@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from normlab.layers.ghost import set_norm_batch
-from normlab.models import create_model
+# time the normlab next to this file, not whichever one is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from normlab.layers.ghost import set_norm_batch  # noqa: E402
+from normlab.models import create_model  # noqa: E402
 
 
 def step_time(model, opt, x, y, mode: str, b: int) -> float:

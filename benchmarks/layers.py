@@ -33,7 +33,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from normlab.layers import NORMS, create_norm
+# time the normlab next to this file, not whichever one is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from normlab.layers import NORMS, create_norm  # noqa: E402
 
 SHAPES = {
     "small batch, large spatial": (2, 64, 112, 112),

@@ -115,11 +115,10 @@ class _BGNFunction(torch.autograd.Function):
     """BGN training step for groups made of whole channels (G divides C): statistics only, then
     one output pass; backward is one reduction and one output pass.
 
-    Forward. torch's GroupNorm kernel run with the same G groups gives per-(sample, group) mean
-    and rstd in one contiguous pass over rows of C/G * prod(spatial) values (long rows, so it
-    threads well); they combine exactly into the batch group's statistics (equal counts):
-    mean_g = mean over samples of the means, var_g = mean of (var + (mean - mean_g)^2).
-    The output is torch's fused eval-mode BatchNorm kernel given those statistics per channel.
+    Forward. The input viewed as (N, G, C/G * prod(spatial)) is a BatchNorm input whose channels
+    are BGN's groups, so BatchNorm's own statistics kernel gives the group mean and biased
+    variance directly (no output written, none thrown away). The output is torch's fused
+    eval-mode BatchNorm kernel given those statistics per channel (one pass, affine included).
 
     Backward is BatchNorm's gradient per group,
         dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu) = (w inv) dy + beta x + gamma,
@@ -138,12 +137,7 @@ class _BGNFunction(torch.autograd.Function):
         k = c // groups
         spatial = x[0, 0].numel()
         count = n * k * spatial              # BatchGroupNorm.forward has checked count >= 2
-        # (a tiny eps keeps rstd finite for constant rows; it is taken back out below)
-        tiny = 1e-30 if x.dtype != torch.float64 else 1e-300
-        _, mean_ng, rstd_ng = torch.native_group_norm(x, None, None, n, c, spatial, groups, tiny)
-        var_ng = (rstd_ng.reciprocal().square_() - tiny).clamp_min_(0.0)     # (N, G)
-        mean = mean_ng.mean(dim=0)
-        var = (var_ng + (mean_ng - mean).square_()).mean(dim=0)
+        mean, var = batch_stats(x.view(n, groups, -1))          # BatchNorm's kernel, G "channels"
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
