@@ -601,20 +601,29 @@ class BatchRenorm(nn.Module):
         mean_f, var_f = batch_stats(xc)
         mean_b, var_b = mean_f.view(k, c), var_f.view(k, c)
         std_b = torch.sqrt(var_b + self.eps)
-        rs, ds = [], []
         with torch.no_grad():
+            # Group i sees the running statistics after groups 0..i-1 updated them, and the
+            # r_max / d_max of its own step: all k at once (closed form of the momentum updates,
+            # one small matrix product) instead of a Python loop over the groups.
             m = self.momentum
-            for i in range(k):
-                r_max, d_max = self.limits()
-                run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
-                rs.append((std_b[i] / run_std).clamp(1.0 / r_max, r_max))
-                ds.append(((mean_b[i] - self.running_mean.to(dt)) / run_std).clamp(-d_max, d_max))
-                self.running_mean.mul_(1 - m).add_(mean_b[i].to(self.running_mean.dtype), alpha=m)
-                self.running_var.mul_(1 - m).add_((var_b[i] * n / (n - 1)).to(self.running_var.dtype),
-                                                  alpha=m)
-                if int(self.num_batches_tracked) < self.schedule_end:
-                    self.num_batches_tracked.add_(1)
-        r, d = torch.stack(rs), torch.stack(ds)
+            t0, end = int(self.num_batches_tracked), self.schedule_end
+            steps = [t0 if t0 >= end else min(t0 + i, end) for i in range(k)]
+            lim = [self.limits(t) for t in steps]
+            r_max = torch.tensor([lr for lr, _ in lim], dtype=dt, device=xv.device).view(k, 1)
+            d_max = torch.tensor([ld for _, ld in lim], dtype=dt, device=xv.device).view(k, 1)
+            i = torch.arange(k, dtype=torch.float64)
+            before = (1.0 - m) ** i                                       # (k,): weight of the old value
+            lag = i.view(k, 1) - 1 - i.view(1, k)                         # i - 1 - j
+            mix = torch.where(lag >= 0, m * (1.0 - m) ** lag.clamp_min(0), torch.zeros(()))
+            before, mix = before.to(dt).to(xv.device).view(k, 1), mix.to(dt).to(xv.device)
+            unbiased = var_b * (n / (n - 1))
+            run_mean = before * self.running_mean.to(dt) + mix @ mean_b   # (k, C) as seen by group i
+            run_var = before * self.running_var.to(dt) + mix @ unbiased
+            run_std = torch.sqrt(run_var + self.eps)
+            r = torch.minimum(torch.maximum(std_b / run_std, 1.0 / r_max), r_max)
+            d = torch.minimum(torch.maximum((mean_b - run_mean) / run_std, -d_max), d_max)
+            sequential_update([(self.running_mean, mean_b), (self.running_var, unbiased)], m, None)
+            self.num_batches_tracked.fill_(t0 if t0 >= end else min(t0 + k, end))
         w = self.weight.to(dt) if self.affine else torch.ones_like(r[0])
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r[0])
         y = affine_batch_norm(xc, mean_f, var_f, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1),
