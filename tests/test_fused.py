@@ -156,3 +156,61 @@ def test_positional_norm_low_precision_computes_in_float32(dtype):
     assert y.dtype == dtype
     ref = PositionalNorm(6).double()(x.double())
     torch.testing.assert_close(y.double(), ref, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False},
+                                    {"momentum": 0.5}])
+def test_ghost_batchnorm_variants_equal_micro_batches(kwargs):
+    from normlab.layers import BatchNorm
+
+    ghost = BatchNorm(4, **kwargs).double()
+    micro = BatchNorm(4, **kwargs).double()
+    micro.load_state_dict(ghost.state_dict())
+    ghost.norm_batch = 2
+    for _ in range(2):
+        x = (torch.randn(7, 4, 3, 3, dtype=D) * 2 + 1).requires_grad_(True)
+        x2 = x.detach().clone().requires_grad_(True)
+        dy = torch.randn(7, 4, 3, 3, dtype=D)
+        y, ys = ghost(x), torch.cat([micro(c) for c in x2.split(2)])
+        torch.testing.assert_close(y, ys)
+        y.backward(dy)
+        ys.backward(dy)
+        torch.testing.assert_close(x.grad, x2.grad)
+    for u, v in zip(ghost.buffers(), micro.buffers()):
+        torch.testing.assert_close(u, v)
+
+
+@pytest.mark.parametrize("spec", ["bn", "bgn:groups=2", "brn"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_ghost_low_precision_input_stays_close_to_float64(spec, dtype):
+    from normlab.layers import create_norm
+
+    ref = create_norm(spec, 4).double()
+    layer = create_norm(spec, 4)
+    layer.norm_batch = ref.norm_batch = 2
+    x = torch.randn(8, 4, 5, 5) * 2 + 1
+    y = layer(x.to(dtype))
+    assert y.dtype == dtype
+    tol = 1e-4 if dtype == torch.float32 else 8e-2
+    torch.testing.assert_close(y.double(), ref(x.to(dtype).double()), rtol=tol, atol=tol)
+    for u, v in zip(layer.buffers(), ref.buffers()):
+        assert u.dtype in (torch.float32, torch.long)
+        torch.testing.assert_close(u.double(), v.double(), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("spec", ["bn", "bgn:groups=2", "brn", "mabn", "pn", "evonorm_b0",
+                                  "evonorm_s0:groups=2", "frn"])
+@pytest.mark.parametrize("norm_batch", [None, 2])
+def test_outputs_can_be_modified_in_place(spec, norm_batch):
+    """An in-place ReLU or residual add after the layer (the output is not a view made inside a
+    custom Function, which autograd forbids modifying)."""
+    from normlab.layers import create_norm
+
+    layer = create_norm(spec, 4)
+    if norm_batch and hasattr(layer, "norm_batch"):
+        layer.norm_batch = norm_batch
+    x = torch.randn(6, 4, 3, 3, requires_grad=True)
+    y = layer(x)
+    y.add_(1.0).relu_()
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

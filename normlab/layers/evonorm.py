@@ -60,7 +60,7 @@ class _EvoNormB0Function(torch.autograd.Function):
         y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, weight.to(x.dtype).view(1, c, 1), out=y)
         ctx.save_for_backward(x, weight, v, mu_b, sigma_b, mu_i, sigma_i)
         ctx.training = training
-        return y.view(x.shape)
+        return y                       # (N, C, S), not a view: callers may modify it in place
 
     @staticmethod
     @once_differentiable
@@ -121,13 +121,13 @@ class _EvoNormS0Function(torch.autograd.Function):
         # GroupNorm's kernel: per-(sample, group) mean and 1 / sqrt(biased var + eps) in one pass;
         # the buffer it writes its (unused) output to becomes this layer's output buffer
         y, mu_g, inv = torch.native_group_norm(x, None, None, n, c, x3.shape[2], groups, eps)
-        y = y.view(n, c, -1)
+        # x is (N, C, S), so y (GroupNorm's buffer) is already (N, C, S): not a view
         scale = inv.repeat_interleave(k, dim=1) * weight.to(x.dtype)     # (N, C)
         _sigmoid_into(y, x3, v.to(x.dtype).view(1, c, 1)).mul_(x3)       # h = x sigmoid(v x)
         torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, scale.unsqueeze(-1), out=y)
         ctx.save_for_backward(x, weight, v, mu_g, inv)
         ctx.groups = groups
-        return y.view(x.shape)
+        return y
 
     @staticmethod
     @once_differentiable
@@ -222,9 +222,10 @@ class EvoNormB0(_EvoNormBase):
         if self.training and self.norm_batch and x.shape[0] > self.norm_batch:
             return ghost_forward(x, self.norm_batch, self._ghost)
         dt = compute_dtype(x)
-        y = _EvoNormB0Function.apply(x.to(dt).contiguous(), self.weight, self.bias, self.v,
+        y = _EvoNormB0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+                                     self.weight, self.bias, self.v,
                                      self.running_var, self.training, self.momentum, self.eps)
-        return y.to(x.dtype)
+        return y.view(x.shape).to(x.dtype)
 
     def _ghost(self, xv: Tensor) -> Tensor:
         """k ghost batches (k, b, C, ...) as one call over (b, k*C, ...): the batch variance per
@@ -267,6 +268,7 @@ class EvoNormS0(_EvoNormBase):
         if not self.apply_act:
             return self._affine_only(x)
         dt = compute_dtype(x)
-        y = _EvoNormS0Function.apply(x.to(dt).contiguous(), self.weight, self.bias, self.v,
+        y = _EvoNormS0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+                                     self.weight, self.bias, self.v,
                                      self.groups, self.eps)
-        return y.to(x.dtype)
+        return y.view(x.shape).to(x.dtype)

@@ -42,7 +42,7 @@ class _FRNFunction(torch.autograd.Function):
         if tau is not None:
             torch.maximum(y, tau.to(x.dtype).view(1, c, 1), out=y)
         ctx.save_for_backward(x, weight, bias, tau, eps_param, s)
-        return y.view(x.shape)
+        return y                       # (N, C, S), not a view: callers may modify it in place
 
     @staticmethod
     @once_differentiable
@@ -119,6 +119,7 @@ class FilterResponseNorm(nn.Module):
         if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
             return empty_batch(x)
         dt = compute_dtype(x)
-        y = _FRNFunction.apply(x.to(dt).contiguous(), self.weight, self.bias, self.tau,
+        y = _FRNFunction.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+                               self.weight, self.bias, self.tau,
                                self.eps_param, self.eps)
-        return y.to(x.dtype)
+        return y.view(x.shape).to(x.dtype)
