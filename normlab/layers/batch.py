@@ -158,18 +158,22 @@ class _BGNFunction(torch.autograd.Function):
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         x3 = x.view(n, c, -1)
         w = weight.to(x.dtype) if weight is not None else torch.ones_like(inv_c)
-        # per channel: grad_w = sum dy * (x - mu) * inv, s_dy = sum dy (one read of dy and x)
-        _, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
-            dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [False, True, True])
-        s1, s2 = w * s_dy, w * grad_w
-        if k > 1:
-            s1 = s1.view(groups, k).sum(dim=1).repeat_interleave(k)
-            s2 = s2.view(groups, k).sum(dim=1).repeat_interleave(k)
-        beta = -inv_c * inv_c * s2 / count
-        gamma = -inv_c * s1 / count - beta * mean_c
-        zeros, ones = torch.zeros_like(beta), torch.ones_like(beta)
-        dx = F.batch_norm(x3, zeros, ones, beta, gamma, False, 0.0, 0.0)      # beta x + gamma
-        dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
+        if k == 1:            # one channel per group: BatchNorm's own fused backward is exact
+            dx, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+                dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [True, True, True])
+        else:
+            # per channel: grad_w = sum dy * (x - mu) * inv, s_dy = sum dy (one read of dy and x)
+            _, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+                dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [False, True, True])
+            s1, s2 = w * s_dy, w * grad_w
+            if k > 1:
+                s1 = s1.view(groups, k).sum(dim=1).repeat_interleave(k)
+                s2 = s2.view(groups, k).sum(dim=1).repeat_interleave(k)
+            beta = -inv_c * inv_c * s2 / count
+            gamma = -inv_c * s1 / count - beta * mean_c
+            zeros, ones = torch.zeros_like(beta), torch.ones_like(beta)
+            dx = F.batch_norm(x3, zeros, ones, beta, gamma, False, 0.0, 0.0)      # beta x + gamma
+            dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
         gw = grad_w.to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
         gb = s_dy.to(weight.dtype if weight is not None else x.dtype) \
             if ctx.has_bias and ctx.needs_input_grad[2] else None
