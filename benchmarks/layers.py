@@ -8,18 +8,34 @@ the rounds is reported, so a slow moment of a shared machine hits both sides of 
 
     python benchmarks/layers.py                 # CPU (and CUDA if available)
     python benchmarks/layers.py --device cuda --rounds 30
+    python benchmarks/layers.py --baseline 373a637   # also time the layers as they were at that commit
+    python benchmarks/layers.py --clock cpu --threads 1   # CPU time: robust on a busy shared machine
+
+``--baseline REV`` extracts normlab/layers at git revision REV into a temporary package and times
+each chosen layer's old version beside the current one (rows ``NAME@REV``), so the before/after
+ratios come from the same rounds. ``--clock cpu`` times with the process's CPU time instead of the
+wall clock: on a machine shared with other jobs a descheduled moment then costs nothing, which
+keeps ratios steady (with one thread it equals the wall time of a quiet machine; with several it
+is the total work, not the latency).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from normlab.layers import NORMS, create_norm
+# time the normlab next to this file, not whichever one is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from normlab.layers import NORMS, create_norm  # noqa: E402
 
 SHAPES = {
     "small batch, large spatial": (2, 64, 112, 112),
@@ -35,6 +51,23 @@ class Copy(nn.Module):
         return x.clone()
 
 
+CLOCK = time.perf_counter
+
+
+def load_baseline(rev: str):
+    """normlab.layers as it was at git revision ``rev``, imported as a separate package."""
+    root = Path(__file__).resolve().parent.parent
+    tmp = Path(tempfile.mkdtemp(prefix="normlab-before-"))
+    pkg = "normlab_before_" + "".join(ch for ch in rev if ch.isalnum())
+    (tmp / pkg).mkdir()
+    (tmp / pkg / "__init__.py").write_text("")
+    tar = subprocess.run(["git", "-C", str(root), "archive", rev, "normlab/layers"],
+                         check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp / pkg), "--strip-components=1"], input=tar, check=True)
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module(f"{pkg}.layers")
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -45,7 +78,7 @@ def _runner(module: nn.Module, x: torch.Tensor, backward: bool, device: str):
 
     def run(iters: int) -> float:
         _sync(device)
-        start = time.perf_counter()
+        start = CLOCK()
         for _ in range(iters):
             if backward:
                 xi = x.detach().requires_grad_(True)
@@ -54,18 +87,21 @@ def _runner(module: nn.Module, x: torch.Tensor, backward: bool, device: str):
                 with torch.no_grad():
                     module(x)
         _sync(device)
-        return (time.perf_counter() - start) / iters
+        return (CLOCK() - start) / iters
 
     return run
 
 
-def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype, names):
+def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype, names,
+                baseline=None, rev: str = ""):
     """Per layer: (best time, median over rounds of time / BatchNorm2d's time in that round,
     median of time / copy's time in that round), forward and forward+backward."""
     x = torch.randn(shape, device=device, dtype=dtype)
     layers = {"copy": Copy(), "BatchNorm2d": nn.BatchNorm2d(shape[1])}
     for name in names:
         layers[name] = create_norm(SPECS.get(name, name), shape[1])
+        if baseline is not None and name in baseline.NORMS:
+            layers[f"{name}@{rev}"] = baseline.create_norm(SPECS.get(name, name), shape[1])
     results = {}
     for backward in (False, True):
         runners = {}
@@ -94,33 +130,42 @@ def main() -> None:
     parser.add_argument("--layers", nargs="*", choices=list(NORMS), default=list(NORMS),
                         help="which layers to time beside BatchNorm2d and the copy")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--baseline", default="", metavar="REV",
+                        help="also time each layer as it was at this git revision (rows NAME@REV)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or this process's CPU time (steadier on a busy machine)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    baseline = load_baseline(args.baseline) if args.baseline else None
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}, "
+          f"{args.clock} clock, "
           f"median of paired ratios over {args.rounds} interleaved rounds x {args.iters} iterations")
     worst = {}
     for device in devices:
         name_dev = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         for label in args.shapes:
             shape = SHAPES[label]
-            res = bench_shape(shape, device, args.rounds, args.iters, dtype, args.layers)
+            res = bench_shape(shape, device, args.rounds, args.iters, dtype, args.layers, baseline,
+                              args.baseline)
             fwd, both = res[False], res[True]
             print(f"\n[{name_dev}] {label} {shape}: BatchNorm2d fwd {fwd['BatchNorm2d'][0] * 1e3:.3f} ms, "
                   f"fwd+bwd {both['BatchNorm2d'][0] * 1e3:.3f} ms (best round)")
-            print(f"{'layer':<12} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
+            print(f"{'layer':<20} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
             for name in [n for n in fwd if n != "copy"]:
                 r = (fwd[name][1], fwd[name][2], both[name][1], both[name][2])
-                print(f"{name:<12} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
+                print(f"{name:<20} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
                 key = (device, name)
                 worst[key] = max(worst.get(key, 0.0), r[0], r[2])
     print("\nworst ratio to BatchNorm2d over shapes (forward or forward+backward):")
     for (device, name), r in sorted(worst.items(), key=lambda kv: -kv[1]):
         if name != "BatchNorm2d":
-            print(f"  {device:<5} {name:<12} {r:5.2f}x")
+            print(f"  {device:<5} {name:<20} {r:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from torch.autograd.function import once_differentiable
 
 from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
                     sequential_update)
+from ._fused import affine_batch_norm, batch_stats
 from ._common import (
     empty_batch,
     channel_view,
@@ -23,8 +24,6 @@ from ._common import (
     divisors,
     init_affine,
     nearest_divisors,
-    reduce_dims,
-    var_mean,
 )
 
 __all__ = ["BatchNorm", "BatchGroupNorm", "BatchRenorm", "SyncBatchGroupNorm"]
@@ -113,18 +112,21 @@ def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None
 
 
 class _BGNFunction(torch.autograd.Function):
-    """BGN training step for groups made of whole channels (G divides C), in two light passes.
+    """BGN training step for groups made of whole channels (G divides C): statistics only, then
+    one output pass; backward is one reduction and one output pass.
 
-    Statistics come from torch's GroupNorm kernel run with one group per channel (fast and
-    contiguous), whose per-(sample, channel) means and variances combine exactly into the group's:
-    mean_g = mean of the means, var_g = mean of (var + (mean - mean_g)^2). The output comes from
-    torch's fused eval-mode BatchNorm kernel given those statistics per channel.
+    Forward. The input viewed as (N, G, C/G * prod(spatial)) is a BatchNorm input whose channels
+    are BGN's groups, so BatchNorm's own statistics kernel gives the group mean and biased
+    variance directly (no output written, none thrown away). The output is torch's fused
+    eval-mode BatchNorm kernel given those statistics per channel (one pass, affine included).
+
     Backward is BatchNorm's gradient per group,
-        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu),
-    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv and M the
-    number of values per group. torch's fused BatchNorm backward, given the group statistics per
-    channel, yields the per-channel sums and dx for one-channel groups; a per-channel a + b x
-    turns that into the group gradient in one more pass.
+        dx = w inv dy - inv S1 / M - inv^2 S2 / M * (x - mu) = (w inv) dy + beta x + gamma,
+    with S1 = sum over the group of w dy, S2 = sum over the group of w dy (x - mu) inv, M the
+    number of values per group, beta = -inv^2 S2 / M and gamma = -inv S1 / M - beta mu per
+    channel. torch's BatchNorm backward asked for the parameter gradients only gives the
+    per-channel sums (sum dy, sum dy xhat) in one read; beta x + gamma is the eval-mode BatchNorm
+    kernel with weight beta and bias gamma, and w inv dy is added in place.
     """
 
     @staticmethod
@@ -133,51 +135,45 @@ class _BGNFunction(torch.autograd.Function):
                 momentum: float, eps: float) -> Tensor:
         n, c = x.shape[0], x.shape[1]
         k = c // groups
-        x3 = x.view(n, c, -1)
-        count = n * k * x3.shape[2]          # BatchGroupNorm.forward has checked count >= 2
-
-        # Per-(sample, channel) mean and rstd from torch's GroupNorm kernel with one group per
-        # channel, combined exactly into group statistics (parallel variance formula).
-        # (a tiny eps keeps rstd finite for constant rows; it is taken back out below)
-        tiny = 1e-30 if x.dtype != torch.float64 else 1e-300
-        _, mean_nc, rstd_nc = torch.native_group_norm(x, None, None, n, c, x3.shape[2], c, tiny)
-        var_nc = (rstd_nc.reciprocal().square_() - tiny).clamp_min_(0.0)
-        mean = mean_nc.view(n, groups, k).mean(dim=(0, 2))
-        var = (var_nc + (mean_nc - mean.repeat_interleave(k)).square()).view(n, groups, k).mean(dim=(0, 2))
-        inv = torch.rsqrt(var + eps)
+        spatial = x[0, 0].numel()
+        count = n * k * spatial              # BatchGroupNorm.forward has checked count >= 2
+        mean, var = batch_stats(x.view(n, groups, -1))          # BatchNorm's kernel, G "channels"
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-        # The output pass is torch's fused eval-mode BatchNorm with the group statistics per channel.
-        y = F.batch_norm(x, mean.repeat_interleave(k), var.repeat_interleave(k), weight, bias,
-                         False, 0.0, eps)
-        ctx.save_for_backward(x, mean, inv, weight)
+        mean_c, var_c = (mean, var) if k == 1 else (mean.repeat_interleave(k), var.repeat_interleave(k))
+        y = F.batch_norm(x, mean_c, var_c, weight, bias, False, 0.0, eps)
+        ctx.save_for_backward(x, mean_c, torch.rsqrt(var_c + eps), weight)
         ctx.groups, ctx.count, ctx.has_bias = groups, count, bias is not None
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor):
-        x, mean, inv, weight = ctx.saved_tensors
+        x, mean_c, inv_c, weight = ctx.saved_tensors
         n, c = x.shape[0], x.shape[1]
         groups, count = ctx.groups, ctx.count
         k = c // groups
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         x3 = x.view(n, c, -1)
-        mean_c, inv_c = mean.repeat_interleave(k), inv.repeat_interleave(k)
         w = weight.to(x.dtype) if weight is not None else torch.ones_like(inv_c)
-        # torch's fused BatchNorm backward with the group statistics spread over channels gives
-        # the per-channel sums (sum dy * xhat, sum dy) and dx as if each channel were its own group
-        dx, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
-            dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [True, True, True])
-        # ...which the group sums then correct: per channel, a + b * x
-        per_channel = n * x3.shape[2]
-        s1 = (w * s_dy).view(groups, k).sum(dim=1).repeat_interleave(k)
-        s2 = (w * grad_w).view(groups, k).sum(dim=1).repeat_interleave(k)
-        a = inv_c * (w * s_dy / per_channel - s1 / count)
-        b = inv_c * (w * grad_w / per_channel - s2 / count) * inv_c
-        dx.addcmul_(x3, b.view(1, c, 1)).add_((a - b * mean_c).view(1, c, 1))
+        if k == 1:            # one channel per group: BatchNorm's own fused backward is exact
+            dx, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+                dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [True, True, True])
+        else:
+            # per channel: grad_w = sum dy * (x - mu) * inv, s_dy = sum dy (one read of dy and x)
+            _, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+                dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [False, True, True])
+            s1, s2 = w * s_dy, w * grad_w
+            if k > 1:
+                s1 = s1.view(groups, k).sum(dim=1).repeat_interleave(k)
+                s2 = s2.view(groups, k).sum(dim=1).repeat_interleave(k)
+            beta = -inv_c * inv_c * s2 / count
+            gamma = -inv_c * s1 / count - beta * mean_c
+            zeros, ones = torch.zeros_like(beta), torch.ones_like(beta)
+            dx = F.batch_norm(x3, zeros, ones, beta, gamma, False, 0.0, 0.0)      # beta x + gamma
+            dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
         gw = grad_w.to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
         gb = s_dy.to(weight.dtype if weight is not None else x.dtype) \
             if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -571,25 +567,23 @@ class BatchRenorm(nn.Module):
                                 False, 0.0, self.eps)
         if self.norm_batch and x.shape[0] > self.norm_batch:
             return ghost_forward(x, self.norm_batch, self._ghost)
-        dims = reduce_dims(x)
         n = x.numel() // x.shape[1]
         if n < 2:
             raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
         dt = compute_dtype(x)
-        xc = x.to(dt)
-        var_b, mean_b = var_mean(xc, dims)
-        std_b = torch.sqrt(var_b + self.eps)
+        xc = x.to(dt).contiguous()
+        mean_b, var_b = batch_stats(xc)
         r_max, d_max = self.limits()
         with torch.no_grad():
             run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
-            r = (std_b / run_std).clamp(1.0 / r_max, r_max)
+            r = (torch.sqrt(var_b + self.eps) / run_std).clamp(1.0 / r_max, r_max)
             d = ((mean_b - self.running_mean.to(dt)) / run_std).clamp(-d_max, d_max)
+        # y = (x - mu_B) / sigma_B * (gamma r) + (gamma d + beta): BatchNorm with an affine that
+        # carries the stop-gradient r and d, so one fused pass each way (see layers/_fused.py)
         w = self.weight.to(dt) if self.affine else torch.ones_like(r)
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r)
-        scale = w * r / std_b
-        shift = b + w * d - mean_b * scale
-        y = torch.addcmul(channel_view(shift, x.dim()), xc, channel_view(scale, x.dim()))
+        y = affine_batch_norm(xc, mean_b, var_b, w * r, torch.addcmul(b, w, d), self.eps)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean_b.to(self.running_mean.dtype), alpha=m)
@@ -602,35 +596,43 @@ class BatchRenorm(nn.Module):
         """k ghost batches (k, b, C, ...): per-group statistics in one pass; r and d of group i
         come from the running statistics after groups 0..i-1 updated them, as with micro-batches."""
         k, c = xv.shape[0], self.num_channels
-        dims = (1, *range(3, xv.dim()))
         n = xv[0].numel() // c
         if n < 2:
             raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got a "
                              f"normalization batch of shape {tuple(xv.shape[1:])}")
         dt = compute_dtype(xv)
-        xc = xv.to(dt)
-        var_b, mean_b = torch.var_mean(xc, dim=dims, correction=0)          # (k, C) each
+        xc = as_channels(xv.to(dt))                                          # (b, k*C, ...)
+        mean_f, var_f = batch_stats(xc)
+        mean_b, var_b = mean_f.view(k, c), var_f.view(k, c)
         std_b = torch.sqrt(var_b + self.eps)
-        rs, ds = [], []
         with torch.no_grad():
+            # Group i sees the running statistics after groups 0..i-1 updated them, and the
+            # r_max / d_max of its own step: all k at once (closed form of the momentum updates,
+            # one small matrix product) instead of a Python loop over the groups.
             m = self.momentum
-            for i in range(k):
-                r_max, d_max = self.limits()
-                run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
-                rs.append((std_b[i] / run_std).clamp(1.0 / r_max, r_max))
-                ds.append(((mean_b[i] - self.running_mean.to(dt)) / run_std).clamp(-d_max, d_max))
-                self.running_mean.mul_(1 - m).add_(mean_b[i].to(self.running_mean.dtype), alpha=m)
-                self.running_var.mul_(1 - m).add_((var_b[i] * n / (n - 1)).to(self.running_var.dtype),
-                                                  alpha=m)
-                if int(self.num_batches_tracked) < self.schedule_end:
-                    self.num_batches_tracked.add_(1)
-        r, d = torch.stack(rs), torch.stack(ds)
+            t0, end = int(self.num_batches_tracked), self.schedule_end
+            steps = [t0 if t0 >= end else min(t0 + i, end) for i in range(k)]
+            lim = [self.limits(t) for t in steps]
+            r_max = torch.tensor([lr for lr, _ in lim], dtype=dt, device=xv.device).view(k, 1)
+            d_max = torch.tensor([ld for _, ld in lim], dtype=dt, device=xv.device).view(k, 1)
+            i = torch.arange(k, dtype=torch.float64)
+            before = (1.0 - m) ** i                                       # (k,): weight of the old value
+            lag = i.view(k, 1) - 1 - i.view(1, k)                         # i - 1 - j
+            mix = torch.where(lag >= 0, m * (1.0 - m) ** lag.clamp_min(0), torch.zeros(()))
+            before, mix = before.to(dt).to(xv.device).view(k, 1), mix.to(dt).to(xv.device)
+            unbiased = var_b * (n / (n - 1))
+            run_mean = before * self.running_mean.to(dt) + mix @ mean_b   # (k, C) as seen by group i
+            run_var = before * self.running_var.to(dt) + mix @ unbiased
+            run_std = torch.sqrt(run_var + self.eps)
+            r = torch.minimum(torch.maximum(std_b / run_std, 1.0 / r_max), r_max)
+            d = torch.minimum(torch.maximum((mean_b - run_mean) / run_std, -d_max), d_max)
+            sequential_update([(self.running_mean, mean_b), (self.running_var, unbiased)], m, None)
+            self.num_batches_tracked.fill_(t0 if t0 >= end else min(t0 + k, end))
         w = self.weight.to(dt) if self.affine else torch.ones_like(r[0])
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r[0])
-        scale = w * r / std_b
-        shift = b + w * d - mean_b * scale
-        shape = (k, 1, c) + (1,) * (xv.dim() - 3)
-        return torch.addcmul(shift.view(shape), xc, scale.view(shape)).to(xv.dtype)
+        y = affine_batch_norm(xc, mean_f, var_f, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1),
+                              self.eps)
+        return from_channels(y, k).to(xv.dtype)
 
     def channel_affine(self) -> tuple[Tensor, Tensor]:
         """Eval-mode transform as per-channel (scale, shift)."""

@@ -20,8 +20,8 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
-    var_mean,
 )
+from ._fused import row_sums
 from .sample import resolve_groups
 
 __all__ = ["EvoNormB0", "EvoNormS0"]
@@ -42,9 +42,13 @@ class _EvoNormB0Function(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, v: Tensor,
                 running_var: Tensor, training: bool, momentum: float, eps: float) -> Tensor:
         n, c = x.shape[0], x.shape[1]
-        x3 = x.view(n, c, -1)
-        var_i, mu_i = var_mean(x3, (2,))                                # (N, C)
+        x3 = x.view(n, c, -1)                          # callers pass (N, C, S): x3 is x's shape
+        # GroupNorm's kernel with one group per channel: the instance mean and
+        # 1 / sqrt(var + eps) in one pass; its output buffer becomes this layer's output
+        den, mu_i, rstd_i = torch.native_group_norm(x3, None, None, n, c, x3.shape[2], c, eps)
+        sigma_i = rstd_i.reciprocal()                                   # sqrt(var_I + eps), (N, C)
         if training:
+            var_i = (sigma_i.square() - eps).clamp_min_(0.0)
             mu_b = mu_i.mean(dim=0)
             var_b = (var_i + (mu_i - mu_b).square()).mean(dim=0)        # exact parallel combine
             running_var.mul_(1 - momentum).add_(var_b.to(running_var.dtype), alpha=momentum)
@@ -52,14 +56,13 @@ class _EvoNormB0Function(torch.autograd.Function):
             mu_b = torch.zeros(c, dtype=x.dtype, device=x.device)
             var_b = running_var.to(x.dtype)
         sigma_b = torch.sqrt(var_b + eps)
-        sigma_i = torch.sqrt(var_i + eps)
-        den = torch.addcmul(sigma_i.unsqueeze(-1), x3, v.to(x.dtype).view(1, c, 1))
+        torch.addcmul(sigma_i.unsqueeze(-1), x3, v.to(x.dtype).view(1, c, 1), out=den)
         torch.maximum(den, sigma_b.view(1, c, 1), out=den)
         y = torch.div(x3, den, out=den)
         y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, weight.to(x.dtype).view(1, c, 1), out=y)
         ctx.save_for_backward(x, weight, v, mu_b, sigma_b, mu_i, sigma_i)
         ctx.training = training
-        return y.view(x.shape)
+        return y                       # (N, C, S), not a view: callers may modify it in place
 
     @staticmethod
     @once_differentiable
@@ -70,29 +73,39 @@ class _EvoNormB0Function(torch.autograd.Function):
         spatial = x3.shape[2]
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         cv = lambda t: t.to(x.dtype).view(1, c, 1)  # noqa: E731
-        r = torch.addcmul(sigma_i.unsqueeze(-1), x3, cv(v))             # b
-        b_wins = r > sigma_b.view(1, c, 1)
+        w, vv = cv(weight), cv(v)
+        # three buffers (R, Q, the mask); every sum is a one-read row_sums or a plain sum
+        r = torch.addcmul(sigma_i.unsqueeze(-1), x3, vv)                 # b = v x + sigma_I
+        b_wins = torch.gt(r, sigma_b.view(1, c, 1), out=torch.empty_like(r))   # 1.0 / 0.0, float:
+        # (a float mask and a multiply are several times faster than a bool mask and masked_fill_)
         torch.maximum(r, sigma_b.view(1, c, 1), out=r).reciprocal_()    # 1 / den
-        q = x3 * r
-        g = dy * q
-        grad_gamma = g.sum(dim=(0, 2))
-        grad_beta = dy.sum(dim=(0, 2))
-        torch.mul(dy, r, out=g).mul_(cv(weight))                          # dq / den
-        dden = q.mul_(g).neg_()                                           # -dq q / den
-        dden_sum = dden.sum(dim=2)                                        # (N, C)
-        db = torch.mul(dden, b_wins, out=r)
-        db_sum = db.sum(dim=2)                                            # (N, C)
-        grad_v = torch.mul(db, x3, out=dden).sum(dim=(0, 2))
+        q = x3 * r                                                        # q = x / den
+        s_dyq, s_dy = row_sums(dy, q)                                     # (N, C)
+        grad_gamma, grad_beta = s_dyq.sum(dim=0), s_dy.sum(dim=0)
+        r.mul_(dy)                                                        # P = dy / den
+        q.mul_(r)                                                         # Z = q dy / den; dden = -gamma Z
+        z_sum = q.sum(dim=2)                                              # (N, C)
+        q.mul_(b_wins)                                                    # Z where b wins
+        s_zbx, s_zb = row_sums(q, x3)
+        wc = weight.to(x.dtype).view(1, c)
+        dden_sum, db_sum = -wc * z_sum, -wc * s_zb                        # (N, C)
+        grad_v = (-wc * s_zbx).sum(dim=0)
         coef = db_sum / (sigma_i * spatial)                               # instance-variance path
         const = coef * mu_i
         if ctx.training:                                                  # batch-variance path
             coef_b = (dden_sum - db_sum).sum(dim=0) / (sigma_b * n * spatial)
             coef = coef + coef_b
             const = const + coef_b * mu_b
-        dx = g.addcmul_(db, cv(v))
+        dx = r.mul_(w).addcmul_(q, -w * vv)                              # dq / den + db v
         dx.addcmul_(x3, coef.unsqueeze(-1)).sub_(const.unsqueeze(-1))
         return (dx.view(x.shape), grad_gamma.to(weight.dtype), grad_beta.to(weight.dtype),
                 grad_v.to(v.dtype), None, None, None, None)
+
+
+def _sigmoid_into(out: Tensor, x: Tensor, v: Tensor) -> Tensor:
+    """out = sigmoid(v x), as 0.5 + 0.5 tanh(v x / 2) (the same function; torch's CPU tanh is
+    several times faster than its sigmoid). Absolute error a few float ulps of 1."""
+    return torch.mul(x, v * 0.5, out=out).tanh_().mul_(0.5).add_(0.5)
 
 
 class _EvoNormS0Function(torch.autograd.Function):
@@ -111,14 +124,16 @@ class _EvoNormS0Function(torch.autograd.Function):
         n, c = x.shape[0], x.shape[1]
         k = c // groups
         x3 = x.view(n, c, -1)
-        var_g, mu_g = var_mean(x.view(n, groups, -1), (2,))              # (N, G)
-        inv = torch.rsqrt(var_g + eps)
+        # GroupNorm's kernel: per-(sample, group) mean and 1 / sqrt(biased var + eps) in one pass;
+        # the buffer it writes its (unused) output to becomes this layer's output buffer
+        y, mu_g, inv = torch.native_group_norm(x, None, None, n, c, x3.shape[2], groups, eps)
+        # x is (N, C, S), so y (GroupNorm's buffer) is already (N, C, S): not a view
         scale = inv.repeat_interleave(k, dim=1) * weight.to(x.dtype)     # (N, C)
-        y = torch.mul(x3, v.to(x.dtype).view(1, c, 1)).sigmoid_().mul_(x3)
-        y.mul_(scale.unsqueeze(-1)).add_(bias.to(x.dtype).view(1, c, 1))
+        _sigmoid_into(y, x3, v.to(x.dtype).view(1, c, 1)).mul_(x3)       # h = x sigmoid(v x)
+        torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, scale.unsqueeze(-1), out=y)
         ctx.save_for_backward(x, weight, v, mu_g, inv)
         ctx.groups = groups
-        return y.view(x.shape)
+        return y
 
     @staticmethod
     @once_differentiable
@@ -129,22 +144,25 @@ class _EvoNormS0Function(torch.autograd.Function):
         x3 = x.view(n, c, -1)
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         vv, w = v.to(x.dtype).view(1, c, 1), weight.to(x.dtype)
-        sig = torch.mul(x3, vv).sigmoid_()
-        buf = torch.mul(x3, sig)                                          # h
-        p = buf.mul_(dy).sum(dim=2)                                       # sum_s dy h, (N, C)
-        inv_c = inv.repeat_interleave(k, dim=1)
+        a = _sigmoid_into(torch.empty_like(x3), x3, vv)                   # s
+        b = torch.mul(x3, a)                                              # h = x s
+        p, sdy = row_sums(dy, b)                                          # sum_s dy h, sum_s dy
+        inv_c = inv.repeat_interleave(k, dim=1)                           # (N, C)
         grad_gamma = (p * inv_c).sum(dim=0)
-        grad_beta = dy.sum(dim=(0, 2))
+        grad_beta = sdy.sum(dim=0)
         dinv = (p * w).view(n, groups, k).sum(dim=2)                      # (N, G)
         count = x3.shape[2] * k
         coef = (-(inv ** 3) * dinv / count).repeat_interleave(k, dim=1)   # (N, C)
         const = coef * mu_g.repeat_interleave(k, dim=1)
-        dh = torch.mul(dy, (w * inv_c).unsqueeze(-1))
-        s1 = torch.neg(sig, out=buf).add_(1).mul_(sig)                   # s (1 - s)
-        t = s1.mul_(dh).mul_(x3)                                          # dh s (1 - s) x
-        grad_v = (t * x3).sum(dim=(0, 2))
-        dx = sig.mul_(dh).addcmul_(t, vv)
-        dx.addcmul_(x3, coef.unsqueeze(-1)).sub_(const.unsqueeze(-1))
+        dh_scale = w * inv_c                                              # dh = dy * dh_scale
+        b.addcmul_(b, a, value=-1.0)                                      # x s (1 - s)
+        a.addcmul_(b, vv)                                                 # s + v x s (1 - s)
+        b.mul_(x3)                                                        # x^2 s (1 - s)
+        gv, _ = row_sums(dy, b)
+        grad_v = (gv * dh_scale).sum(dim=0)
+        a.mul_(dy)
+        dx = torch.addcmul((-const).unsqueeze(-1), x3, coef.unsqueeze(-1), out=b)
+        dx.addcmul_(a, dh_scale.unsqueeze(-1))
         return (dx.view(x.shape), grad_gamma.to(weight.dtype), grad_beta.to(weight.dtype),
                 grad_v.to(v.dtype), None, None)
 
@@ -210,9 +228,10 @@ class EvoNormB0(_EvoNormBase):
         if self.training and self.norm_batch and x.shape[0] > self.norm_batch:
             return ghost_forward(x, self.norm_batch, self._ghost)
         dt = compute_dtype(x)
-        y = _EvoNormB0Function.apply(x.to(dt).contiguous(), self.weight, self.bias, self.v,
+        y = _EvoNormB0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+                                     self.weight, self.bias, self.v,
                                      self.running_var, self.training, self.momentum, self.eps)
-        return y.to(x.dtype)
+        return y.view(x.shape).to(x.dtype)
 
     def _ghost(self, xv: Tensor) -> Tensor:
         """k ghost batches (k, b, C, ...) as one call over (b, k*C, ...): the batch variance per
@@ -223,7 +242,8 @@ class EvoNormB0(_EvoNormBase):
                              f"normalization batch of shape {tuple(xv.shape[1:])}")
         dt = compute_dtype(xv)
         tv = torch.ones(k * c, dtype=self.running_var.dtype, device=self.running_var.device)
-        y = _EvoNormB0Function.apply(as_channels(xv.to(dt)).contiguous(), self.weight.repeat(k),
+        y = _EvoNormB0Function.apply(as_channels(xv.to(dt)).contiguous().view(xv.shape[1], k * c, -1),
+                                     self.weight.repeat(k),
                                      self.bias.repeat(k), self.v.repeat(k), tv, True, 1.0, self.eps)
         sequential_update([(self.running_var, tv.view(k, c))], self.momentum, None)
         return from_channels(y, k).to(xv.dtype)
@@ -255,6 +275,7 @@ class EvoNormS0(_EvoNormBase):
         if not self.apply_act:
             return self._affine_only(x)
         dt = compute_dtype(x)
-        y = _EvoNormS0Function.apply(x.to(dt).contiguous(), self.weight, self.bias, self.v,
+        y = _EvoNormS0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+                                     self.weight, self.bias, self.v,
                                      self.groups, self.eps)
-        return y.to(x.dtype)
+        return y.view(x.shape).to(x.dtype)

@@ -16,6 +16,7 @@ from ._common import (
     compute_dtype,
     mean_square,
 )
+from ._fused import row_sums
 
 __all__ = ["FilterResponseNorm"]
 
@@ -41,7 +42,7 @@ class _FRNFunction(torch.autograd.Function):
         if tau is not None:
             torch.maximum(y, tau.to(x.dtype).view(1, c, 1), out=y)
         ctx.save_for_backward(x, weight, bias, tau, eps_param, s)
-        return y.view(x.shape)
+        return y                       # (N, C, S), not a view: callers may modify it in place
 
     @staticmethod
     @once_differentiable
@@ -51,21 +52,22 @@ class _FRNFunction(torch.autograd.Function):
         x3 = x.view(n, c, -1)
         dz = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         w = weight.to(x.dtype)
+        ws = (s * w).unsqueeze(-1)                                        # (N, C, 1)
         grad_tau = None
         if tau is not None:
-            y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, (s * w).unsqueeze(-1))
-            passed = y >= tau.to(x.dtype).view(1, c, 1)
-            dy = torch.mul(dz, passed, out=y)
-            grad_tau = (dz.sum(dim=(0, 2)) - dy.sum(dim=(0, 2))).to(tau.dtype)
+            # dy = dz where y >= tau, built in y's buffer: y -> 1.0 / 0.0 -> dz * mask
+            dy = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, ws)
+            dy.ge_(tau.to(x.dtype).view(1, c, 1)).mul_(dz)
         else:
-            dy = dz
-        grad_beta = dy.sum(dim=(0, 2))
-        buf = dy * x3
-        sdyx = buf.sum(dim=2)                                             # (N, C)
+            dy = dz.clone()
+        sdyx, sdy = row_sums(dy, x3)                                      # (N, C) each, one read
+        grad_beta = sdy.sum(dim=0)
+        if tau is not None:
+            grad_tau = (dz.sum(dim=(0, 2)) - grad_beta).to(tau.dtype)
         grad_gamma = (s * sdyx).sum(dim=0)
         s3 = s ** 3
         coef = -(w * s3 * sdyx / x3.shape[2])
-        dx = torch.mul(dy, (w * s).unsqueeze(-1), out=buf).addcmul_(x3, coef.unsqueeze(-1))
+        dx = dy.mul_(ws).addcmul_(x3, coef.unsqueeze(-1))
         grad_eps = None
         if eps_param is not None:
             d_eff = -0.5 * (w * s3 * sdyx).sum()
@@ -117,6 +119,7 @@ class FilterResponseNorm(nn.Module):
         if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
             return empty_batch(x)
         dt = compute_dtype(x)
-        y = _FRNFunction.apply(x.to(dt).contiguous(), self.weight, self.bias, self.tau,
+        y = _FRNFunction.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+                               self.weight, self.bias, self.tau,
                                self.eps_param, self.eps)
-        return y.to(x.dtype)
+        return y.view(x.shape).to(x.dtype)

@@ -15,6 +15,7 @@ and running statistics equal the micro-batch path to float tolerance. Eval is un
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -71,6 +72,13 @@ def from_channels(y: Tensor, k: int) -> Tensor:
     return y.reshape(b, k, kc // k, *y.shape[2:]).transpose(0, 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _update_weights(k: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """m (1-m)^(k-1-i) for i < k: batch i's weight in the closed form of k momentum updates."""
+    decay = (1.0 - momentum) ** torch.arange(k - 1, -1, -1, dtype=torch.float64)
+    return (momentum * decay).to(dtype).to(device)
+
+
 @torch.no_grad()
 def sequential_update(pairs: list[tuple[Tensor, Tensor]], momentum: float | None,
                       tracked: Tensor | None) -> None:
@@ -81,10 +89,9 @@ def sequential_update(pairs: list[tuple[Tensor, Tensor]], momentum: float | None
     k = pairs[0][1].shape[0] if pairs else 0
     if momentum is not None and k:
         # closed form of the k updates: (1-m)^k r + sum_i m (1-m)^(k-1-i) s_i, one op per buffer
-        decay = (1.0 - momentum) ** torch.arange(k - 1, -1, -1, dtype=torch.float64)
         for running, stats in pairs:
-            w = (momentum * decay).to(stats.dtype).to(stats.device)
-            running.mul_((1.0 - momentum) ** k).add_((w[:, None] * stats).sum(0).to(running.dtype))
+            w = _update_weights(k, momentum, stats.dtype, stats.device)
+            running.mul_((1.0 - momentum) ** k).add_((w @ stats).to(running.dtype))
         if tracked is not None:
             tracked.add_(k)
         return

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._common import (
     empty_batch,
@@ -45,9 +46,10 @@ class _MABNFunction(torch.autograd.Function):
         scale = r / std
         if weight is not None:
             scale = scale * weight.to(dt)
-        y = xc * channel_view(scale, x.dim())
-        if bias is not None:
-            y = y + channel_view(bias.to(dt), x.dim())
+        if bias is not None:                                     # one pass: bias + x * scale
+            y = torch.addcmul(channel_view(bias.to(dt), x.dim()), xc, channel_view(scale, x.dim()))
+        else:
+            y = xc * channel_view(scale, x.dim())
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
         ctx.save_for_backward(x, weight, std, r)
         ctx.buffer_gz, ctx.slot, ctx.use_average = buffer_gz, slot, use_average
@@ -56,24 +58,35 @@ class _MABNFunction(torch.autograd.Function):
         return y.to(x.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor):
+        # With z = x / std and g = dy * gamma * r, per channel over M values:
+        #   E[g z] = gamma r / std * sum(dy x) / M,   dL/dx = (g - z * SMA(E[g z])) / std
+        #          = (gamma r / std) dy - SMA(E[g z]) / std^2 x,
+        #   dgamma = r / std * sum(dy x),              dbeta = sum(dy).
+        # Both sums come from one read of dy and x (BatchNorm's backward asked for its parameter
+        # gradients with mean 0 and invstd 1), dx from two passes.
         x, weight, std, r = ctx.saved_tensors
-        dims = reduce_dims(x)
         dt = std.dtype
-        dy = grad_out.to(dt)
-        z = x.to(dt) / channel_view(std, x.dim())
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.to(dt).contiguous().view(n, c, -1)
+        dy = grad_out.to(dt).contiguous().view(n, c, -1)
+        ones = torch.ones_like(std)
+        _, s_dyx, s_dy = torch.ops.aten.native_batch_norm_backward(
+            dy, x3, ones, None, None, torch.zeros_like(std), ones, True, 0.0, [False, True, True])
+        count = dy.numel() // c
         g_scale = r if weight is None else r * weight.to(dt)
-        g = dy * channel_view(g_scale, x.dim())
-        gz = (g * z).mean(dim=dims)
+        gz = g_scale / std * s_dyx / count
         ctx.buffer_gz[ctx.slot] = gz.to(ctx.buffer_gz.dtype)
         mean_gz = ctx.buffer_gz.mean(dim=0).to(dt) if ctx.use_average else gz
-        gx = (g - z * channel_view(mean_gz, x.dim())) / channel_view(std, x.dim())
+        gx = torch.mul(dy, (g_scale / std).view(1, c, 1))
+        gx.addcmul_(x3, (-mean_gz / (std * std)).view(1, c, 1))
         gw = gb = None
         if weight is not None and ctx.needs_input_grad[1]:
-            gw = (dy * z).sum(dim=dims).mul(r).to(weight.dtype)
+            gw = (r / std * s_dyx).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = dy.sum(dim=dims).to(ctx.bias_dtype)
-        return (gx.to(x.dtype), gw, gb) + (None,) * 9
+            gb = s_dy.to(ctx.bias_dtype)
+        return (gx.view(x.shape).to(x.dtype), gw, gb) + (None,) * 9
 
 
 def mabn_function(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_var: Tensor,

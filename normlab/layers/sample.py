@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._common import (
     empty_batch,
@@ -115,6 +119,54 @@ class InstanceNorm(_PerChannelAffine):
         return F.group_norm(x, self.num_channels, self.weight, self.bias, self.eps)
 
 
+class _PositionalNormFunction(torch.autograd.Function):
+    """PONO over the channel dim of a contiguous (N, C, S) tensor, without moving C last.
+
+    Forward: mu = mean over C, xc = x - mu, var = |xc|^2 / C (two-pass, no cancellation),
+    xhat = xc * rstd in place; affine optional. Backward, with g = dy * gamma:
+        dx = rstd * (g - mean_C(g) - xhat * mean_C(g * xhat)),
+        dgamma = sum over (N, S) of dy * xhat,   dbeta = sum over (N, S) of dy.
+    The channel sums are (1, C) x (C, S) matrix products (BLAS reads S contiguously; no
+    transposed copies)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+        c = x.shape[1]
+        avg = torch.full((1, 1, c), 1.0 / c, dtype=x.dtype, device=x.device)
+        mean = torch.matmul(avg, x)                                         # (N, 1, S)
+        y = x - mean
+        rstd = torch.matmul(avg, y * y).add_(eps).rsqrt_()
+        y.mul_(rstd)
+        ctx.save_for_backward(x, mean, rstd, weight)
+        if weight is not None:
+            y.mul_(weight.view(1, c, 1)).add_(bias.view(1, c, 1))
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor):
+        x, mean, rstd, weight = ctx.saved_tensors
+        c = x.shape[1]
+        dy = grad_out.contiguous()
+        xhat = torch.sub(x, mean).mul_(rstd)
+        p = dy * xhat
+        gw = gb = None
+        if weight is not None:
+            wv = weight.view(1, 1, c)
+            gw = p.sum(dim=(0, 2)) if ctx.needs_input_grad[1] else None
+            gb = dy.sum(dim=(0, 2)) if ctx.needs_input_grad[2] else None
+            a = torch.matmul(wv, dy)                                        # sum_C gamma dy
+            b = torch.matmul(wv, p)                                         # sum_C gamma dy xhat
+            dy = dy * weight.view(1, c, 1)
+        else:
+            ones = torch.ones((1, 1, c), dtype=x.dtype, device=x.device)
+            a = torch.matmul(ones, dy)
+            b = torch.matmul(ones, p)
+        # dx = rstd g - rstd a / C - xhat rstd b / C, built in place on xhat's buffer
+        dx = xhat.mul_(b.mul_(rstd).div_(-c)).sub_(a.mul_(rstd).div_(c)).addcmul_(dy, rstd)
+        return dx, gw, gb, None
+
+
 class PositionalNorm(_PerChannelAffine):
     """Positional Normalization (Li et al., 2019, "Positional Normalization").
 
@@ -133,5 +185,9 @@ class PositionalNorm(_PerChannelAffine):
         check_input(x, self.num_channels, "PositionalNorm", min_spatial=0)
         if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
             return empty_batch(x)
-        y = F.layer_norm(x.movedim(1, -1), (self.num_channels,), self.weight, self.bias, self.eps)
-        return y.movedim(-1, 1)
+        dt = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        n, c = x.shape[0], x.shape[1]
+        w = self.weight.to(dt) if self.affine else None
+        b = self.bias.to(dt) if self.affine else None
+        y = _PositionalNormFunction.apply(x.to(dt).contiguous().view(n, c, -1), w, b, self.eps)
+        return y.view(x.shape).to(x.dtype)
