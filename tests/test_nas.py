@@ -357,6 +357,11 @@ def test_cli_train_search_show(tmp_path, monkeypatch):
     assert "best paths" in r.output
     r = _cli(["nas", "show", "x", "--store", "s.sqlite", "--checkpoint", "bn.pt"])
     assert r.exit_code == 0 and "bn@" in r.output, r.output
+    r = _cli(["nas", "bn-train", "--out", "bn2.pt", "--dataset", "digits", "--space", str(space),
+              "--train-limit", "128"])
+    assert r.exit_code == 0 and "supernet (bn)" in r.output, r.output
+    state = torch.load("bn2.pt", weights_only=False)
+    assert state["train"]["mode"] == "bn" and state["train"]["lr"] == 0.5
     r = _cli(["nas", "search", "bn.pt", "--scorer", "bogus"])
     assert r.exit_code == 2 and "--scorer bogus" in r.output
 

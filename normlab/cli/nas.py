@@ -41,18 +41,8 @@ def _executor(backend: str, workers: int):
         raise fail(str(exc)) from None
 
 
-@nas_app.command("train")
-def train(
-    out: str = typer.Option(..., "--out", help="checkpoint file (an existing one is resumed)"),
-    mode: str = typer.Option("full", help="full (SPOS, all weights) | bn (BN-NAS: BN affine only)"),
-    bn_params: str = typer.Option("last", help="bn mode: last (each op's last BN) | all"),
-    dataset: str = typer.Option("mnist5k", help="digits, mnist5k, synthetic:..."),
-    space: str = typer.Option("small", help="space preset (small, imagenet) or a YAML file"),
-    epochs: int = typer.Option(4), batch_size: int = typer.Option(64), lr: float = typer.Option(0.05),
-    train_limit: Optional[int] = typer.Option(None, help="use only this many training samples"),
-    seed: int = typer.Option(0),
-) -> None:
-    """Train a supernet by uniform single-path sampling; checkpoint after every epoch."""
+def _train(out: str, mode: str, bn_params: str, dataset: str, space: str, epochs: int, batch_size: int,
+           lr: float, train_limit: Optional[int], seed: int) -> None:
     from ..nas.train import TrainConfig, train_supernet
 
     try:
@@ -71,6 +61,35 @@ def train(
     with guarded(f"finished epochs are kept in {out}; run the same command to resume."):
         train_supernet(space_cfg, cfg, checkpoint=out, on_epoch=show)
     console.print(f"supernet ({mode}) saved to {out}: {space_cfg.num_paths():,} paths", highlight=False)
+
+
+@nas_app.command("train")
+def train(
+    out: str = typer.Option(..., "--out", help="checkpoint file (an existing one is resumed)"),
+    mode: str = typer.Option("full", help="full (SPOS, all weights) | bn (BN-NAS: BN affine only)"),
+    bn_params: str = typer.Option("last", help="bn mode: last (each op's last BN) | all"),
+    dataset: str = typer.Option("mnist5k", help="digits, mnist5k, synthetic:..."),
+    space: str = typer.Option("small", help="space preset (small, imagenet) or a YAML file"),
+    epochs: int = typer.Option(4), batch_size: int = typer.Option(64), lr: float = typer.Option(0.05),
+    train_limit: Optional[int] = typer.Option(None, help="use only this many training samples"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a supernet by uniform single-path sampling; checkpoint after every epoch."""
+    _train(out, mode, bn_params, dataset, space, epochs, batch_size, lr, train_limit, seed)
+
+
+@nas_app.command("bn-train")
+def bn_train(
+    out: str = typer.Option(..., "--out", help="checkpoint file (an existing one is resumed)"),
+    bn_params: str = typer.Option("last", help="last (each op's last BN, as BN-NAS) | all"),
+    dataset: str = typer.Option("mnist5k", help="digits, mnist5k, synthetic:..."),
+    space: str = typer.Option("small", help="space preset (small, imagenet) or a YAML file"),
+    epochs: int = typer.Option(1, help="BN-NAS: a tenth of the SPOS epochs"), batch_size: int = typer.Option(64),
+    lr: float = typer.Option(0.5), train_limit: Optional[int] = typer.Option(None), seed: int = typer.Option(0),
+) -> None:
+    """BN-NAS's supernet: only the BN affine parameters train (no weight decay), everything else
+    stays at its random initialisation ('nas train --mode bn')."""
+    _train(out, "bn", bn_params, dataset, space, epochs, batch_size, lr, train_limit, seed)
 
 
 @nas_app.command("search")
