@@ -547,3 +547,35 @@ def test_recalibration_is_the_plain_average_of_batch_statistics(norm):
         assert torch.allclose(stem_norm.running_mean, expected, atol=1e-5)
     split = load_split("digits")
     assert 0 <= rebn_accuracy(net, [1, 1], split.train_x[:64], split.val_x, split.val_y) <= 1
+
+
+def test_export_writes_a_genotype_that_builds_the_path(tiny_checkpoint, tmp_path, monkeypatch):
+    """`nas export` writes the best stored path with its space; build_genotype makes a fresh network
+    of exactly that path (same op types and shapes as the supernet's), with any norm."""
+    from normlab.nas.search import search_paths
+    from normlab.nas.supernet import build_genotype, genotype
+    from normlab.runtime import Store
+
+    monkeypatch.chdir(tmp_path)
+    with Store("s.sqlite") as db:
+        res = search_paths(tiny_checkpoint, scorer="bn", budget=6, population=3, sample_size=2, store=db,
+                           name="found", progress=False)
+    best = max(res.ok, key=lambda e: e.scores["score"])
+    r = _cli(["nas", "export", "found", "--out", "arch.json", "--store", "s.sqlite"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "arch.json").read_text())
+    assert data["model"] == "nas" and tuple(data["path"]) == tuple(best.arch)
+    assert data["space"] == WIDER.to_dict() and data["scores"]["score"] == best.scores["score"]
+    net = build_genotype(data["space"], data["path"], norm="gn:groups=2", num_classes=3)
+    sub = Supernet(WIDER).subnet(data["path"])
+    assert [type(m).__name__ for m in net.ops] == [type(m).__name__ for m in sub.ops]
+    assert [p.shape for p in net.ops.parameters()] == [p.shape for p in sub.ops.parameters()]
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    assert any(type(m).__name__ == "GroupNorm" for m in net.modules())
+    assert genotype(WIDER, data["path"])["ops"] == data["ops"]
+    for args, needle in ((["--rank", "0"], "--rank 0"), (["--rank", "99"], "--rank 99"),
+                         (["--store", "nope.sqlite"], "no store")):
+        r = _cli(["nas", "export", "found", "--out", "x.json", "--store", "s.sqlite", *args])
+        assert r.exit_code == 2 and needle in r.output, r.output
+    with pytest.raises(NasError, match="layer 0 has|op 7 at layer 0"):
+        build_genotype(data["space"], [7, 0, 0])

@@ -270,6 +270,35 @@ def show(name: str = typer.Argument(..., help="the search's name"),
         _print_top(r, checkpoint, top)
 
 
+@nas_app.command("export")
+def export(name: str = typer.Argument(..., help="a stored NAS search's name"),
+           out: str = typer.Option(..., "--out", help="JSON file for the architecture"),
+           rank: int = typer.Option(1, help="export the path ranked this (1 = the best)"),
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+    """Write a found path as a model file: 'normlab bench --model FILE.json' and
+    create_model("nas", space=..., path=...) build it from scratch with any norm."""
+    from ..nas import SpaceConfig
+    from ..nas.search import top_paths
+    from ..nas.supernet import genotype
+
+    if rank < 1:
+        raise fail(f"--rank {rank} is invalid: expected a positive integer")
+    found = load_stored_search(store, name, decode=tuple)[-1]
+    stored = found.config.get("space")
+    if not isinstance(stored, dict):
+        raise fail(f"search {name!r} was stored without its space (an older run): run it again to export")
+    paths = top_paths(found, rank)
+    if len(paths) < rank:
+        raise fail(f"--rank {rank} is invalid: the search has {len(paths)} successful paths")
+    path = paths[rank - 1]
+    scores = next(e.scores for e in found.ok if tuple(e.arch) == path)
+    check_out_file(out, "--out")
+    data = genotype(SpaceConfig.from_dict(stored), path, search=name, scores=scores)
+    Path(out).write_text(json.dumps(data, indent=1))
+    console.print(f"{' '.join(data['ops'])} (score {scores.get('score', float('nan')):.4g}) written to {out}; "
+                  f"train it: normlab bench --model {out}", highlight=False)
+
+
 def _retrain_table(rows, title: str) -> None:
     from rich.table import Table
 

@@ -22,7 +22,7 @@ from torch import nn
 from ..layers import create_norm
 
 __all__ = ["NasError", "SpaceConfig", "MBConv", "Identity", "Supernet", "Subnet", "PRESETS",
-           "op_name"]
+           "op_name", "genotype", "build_genotype"]
 
 
 class NasError(ValueError):
@@ -198,14 +198,13 @@ class Supernet(nn.Module):
     def num_ops(self) -> list[int]:
         return [len(c) for c in self.choices]
 
+    @staticmethod
+    def check_path_for(cfg: SpaceConfig, path: Sequence[int]) -> tuple[int, ...]:
+        """``path`` as a tuple of ints, or a one-line NasError naming what is wrong for ``cfg``."""
+        return _checked(path, [len(layer["ops"]) for layer in cfg.layers()])
+
     def check_path(self, path: Sequence[int]) -> tuple[int, ...]:
-        path = tuple(int(i) for i in path)
-        if len(path) != len(self.choices):
-            raise NasError(f"path {list(path)} has {len(path)} layers: expected {len(self.choices)}")
-        for layer, (i, n) in enumerate(zip(path, self.num_ops)):
-            if not 0 <= i < n:
-                raise NasError(f"path {list(path)}: op {i} at layer {layer} is invalid: expected 0..{n - 1}")
-        return path
+        return _checked(path, self.num_ops)
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         x = self.stem(x)
@@ -240,6 +239,19 @@ class Supernet(nn.Module):
                       copy.deepcopy(self.classifier), path)
 
 
+def _checked(path: Sequence[int], num_ops: Sequence[int]) -> tuple[int, ...]:
+    try:
+        path = tuple(int(i) for i in path)
+    except (TypeError, ValueError):
+        raise NasError(f"path {path!r} is invalid: expected a list of op indices, one per layer") from None
+    if len(path) != len(num_ops):
+        raise NasError(f"path {list(path)} has {len(path)} layers: expected {len(num_ops)}")
+    for layer, (i, n) in enumerate(zip(path, num_ops)):
+        if not 0 <= i < n:
+            raise NasError(f"path {list(path)}: op {i} at layer {layer} is invalid: expected 0..{n - 1}")
+    return path
+
+
 class Subnet(nn.Module):
     """One path as a plain network (what ``Supernet.subnet`` extracts and retraining builds)."""
 
@@ -264,3 +276,38 @@ class Subnet(nn.Module):
         for op in self.ops:
             x = op(x)
         return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+def genotype(space: SpaceConfig, path: Sequence[int], **extra: Any) -> dict[str, Any]:
+    """A path as a JSON-able model description that ``create_model`` and ``normlab bench
+    --model FILE.json`` build: ``{"model": "nas", "space": {...}, "path": [...], "ops": [...]}``
+    (``ops`` names each layer's op, for people; ``extra`` adds e.g. the search's scores)."""
+    path = Supernet.check_path_for(space, path)
+    layers = space.layers()
+    return {"model": "nas", "space": space.to_dict(), "path": list(path),
+            "ops": [layer["names"][i] for layer, i in zip(layers, path)], **extra}
+
+
+def build_genotype(space: Mapping[str, Any] | SpaceConfig, path: Sequence[int], *, norm: str | None = None,
+                   in_channels: int | None = None, num_classes: int | None = None, width: float = 1.0,
+                   seed: int = 0) -> "Subnet":
+    """A freshly initialised network of a genotype, for training from scratch: the space's norm,
+    channels and classes unless given (``create_model`` passes its own), widths scaled by ``width``."""
+    base = space.to_dict() if isinstance(space, SpaceConfig) else dict(space)
+    if norm is not None:
+        base["norm"] = norm
+    if in_channels is not None:
+        base["in_channels"] = in_channels
+    if num_classes is not None:
+        base["num_classes"] = num_classes
+    if width != 1.0:
+        base["stem"] = max(1, round(base.get("stem", SpaceConfig.stem) * width))
+        base["stages"] = [[max(1, round(w * width)), n, st]
+                          for w, n, st in base.get("stages", SpaceConfig.stages)]
+    try:
+        cfg = SpaceConfig.from_dict(base)
+    except TypeError as exc:
+        raise NasError(f"space {base} is invalid: {exc}") from None
+    if isinstance(path, (str, bytes)):
+        raise NasError(f"path={path!r} is invalid: expected a list of op indices, one per layer")
+    return Subnet.build(cfg, Supernet.check_path_for(cfg, path), seed=seed)
