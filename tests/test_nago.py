@@ -4,6 +4,7 @@ through the runtime's store (resume, SIGKILL), and the CLI."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -338,3 +339,61 @@ def test_cli_run_show_sample(tmp_path):
     assert "params" in r.output
     r = _cli("run", "--dry-run", str(tmp_path / "c.yaml"), "--threads", "1")
     assert r.exit_code == 0 and "trainings" in r.output
+
+
+# -- baselines and multi-fidelity ------------------------------------------------------------------
+
+def test_randwire_baseline_draws_new_networks_of_one_fixed_generator(tmp_path):
+    from normlab.nago import randwire_params
+
+    path = tmp_path / "s.sqlite"
+    cfg = small_cfg(strategy="randwire", randwire_n=3, budget=3)
+    result = run_search(cfg, store=path, executor=SerialExecutor(threads=1))
+    fixed = randwire_params(3, stages=1, width=4, channel_ratios=(1,)).to_dict()
+    assert fixed["bottom"] == {"model": "ws", "n": 3, "k": 4, "p": 0.75, "m": 1}
+    assert len(result.history) == 3 and len({e.key for e in result.history}) == 3
+    db = Store(path)
+    rows = db.rows()
+    assert all(r["description"]["arch"] == fixed for r in rows)
+    # draw i trains the networks of seeds seed + i * samples, seed + i * samples + 1
+    assert sorted(h["seed"] for r in rows for h in r["history"]) == [0, 1, 2, 3, 4, 5]
+    db.close()
+    more = run_search(small_cfg(strategy="randwire", randwire_n=3, budget=4), store=path,
+                      executor=SerialExecutor(threads=1))
+    assert [e.key for e in more.history[:3]] == [e.key for e in result.history] and len(more.history) == 4
+    assert more.history[3].key.endswith("#3")
+    with pytest.raises(NagoError, match="successive halving needs a generator search"):
+        small_cfg(strategy="randwire", halving_eta=3)
+
+
+def test_successive_halving_promotes_the_best_and_resumes_without_rerunning(tmp_path):
+    path = tmp_path / "s.sqlite"
+    cfg = small_cfg(budget=4, halving_eta=2, halving_rungs=2, train={"steps": 6, "batch_size": 32, "lr": 0.1})
+    assert cfg.rung_train(0)["steps"] == 3 and cfg.rung_train(1)["steps"] == 6
+    run_search(cfg, store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    rows = db.rows()
+    low = [r for r in rows if r["description"]["rung"] == 0]
+    high = [r for r in rows if r["description"]["rung"] == 1]
+    assert len(low) == 4 and all(r["description"]["eval"]["train"]["steps"] == 3 for r in low)
+    assert all(r["description"]["eval"]["train"]["steps"] == 6 and r["metrics"]["train_steps"] == 6 for r in high)
+    # ASHA: the final top floor(4 / 2) of rung 0 were all promoted; nothing else is promoted twice
+    top = sorted(low, key=lambda r: -r["metrics"]["accuracy"])[:2]
+    promoted = [r["description"]["gen"] for r in high]
+    assert {r["description"]["gen"] for r in top} <= set(promoted) and len(set(promoted)) == len(promoted)
+    assert 2 <= len(high) <= 3
+    # the low-fidelity evaluations of promoted generators stay recorded; optuna hears rung 0 only
+    assert {r["description"]["gen"] for r in low} >= set(promoted)
+    assert len(study_from_store(cfg, db).trials) == 4
+    before = {r["id"]: r["finished"] for r in rows}
+    db.close()
+    run_search(cfg, store=path, executor=SerialExecutor(threads=1))            # resume: nothing to do
+    db = Store(path)
+    assert {r["id"]: r["finished"] for r in db.rows()} == before
+    db.close()
+    run_search(replace(cfg, budget=5), store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    after = {r["id"]: r["finished"] for r in db.rows()}
+    assert all(after[k] == v for k, v in before.items())          # no evaluation, low or high, re-run
+    assert sum(r["description"]["rung"] == 0 for r in db.rows()) == 5
+    db.close()

@@ -47,7 +47,12 @@ def run(
     norm: Optional[str] = typer.Option(None, help="norm spec in every node: bn, bgn:groups=4, gn:groups=4, ..."),
     budget: Optional[int] = typer.Option(None, help="generators to evaluate"),
     seed: Optional[int] = typer.Option(None),
-    strategy: Optional[str] = typer.Option(None, help="tpe | gp | random"),
+    strategy: Optional[str] = typer.Option(None, help="tpe | gp | random | randwire (RandWire's fixed "
+                                                      "generator, new networks each evaluation)"),
+    randwire_n: Optional[int] = typer.Option(None, "--randwire-n", help="RandWire: operations per stage"),
+    halving: Optional[int] = typer.Option(None, "--halving", help="successive halving with this eta (e.g. 3): "
+                                          "short training first, the best 1/eta trained longer; 0 off"),
+    rungs: Optional[int] = typer.Option(None, help="successive halving: fidelities (default 2)"),
     samples: Optional[int] = typer.Option(None, help="networks trained per generator (its fitness is their mean)"),
     steps: Optional[int] = typer.Option(None, help="training steps per network"),
     width: Optional[int] = typer.Option(None, help="channels of the first stage"),
@@ -73,7 +78,8 @@ def run(
         raise fail(f"--threads {threads} is invalid: expected a positive integer")
     try:
         cfg = load_config(config, preset=preset, name=name, dataset=dataset, norm=norm, budget=budget,
-                          seed=seed, strategy=strategy, samples=samples, width=width)
+                          seed=seed, strategy=strategy, samples=samples, width=width, randwire_n=randwire_n,
+                          halving_eta=halving, halving_rungs=rungs)
         if steps is not None:
             from dataclasses import replace
             cfg = replace(cfg, train={**cfg.train, "steps": steps})

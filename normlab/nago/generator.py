@@ -180,12 +180,15 @@ class GeneratorParams:
         return json.dumps(self.to_dict(), indent=1)
 
 
-def randwire_params(n: int = 32, stages: int = 3, width: int = 16) -> GeneratorParams:
+def randwire_params(n: int = 32, stages: int = 3, width: int = 16,
+                    channel_ratios: Sequence[float] | None = None) -> GeneratorParams:
     """RandWire's fixed generator (Xie et al. 2019, WS k=4 p=0.75) in this space: one cell per
-    stage, one node per cell, a WS(n, 4, 0.75) graph of operations inside."""
+    stage, one node per cell, a WS(n, 4, 0.75) graph of operations inside; widths x1, x2, x4, ...
+    unless ``channel_ratios`` is given."""
     one = LevelParams("er", 1, p=0.0)
+    ratios = tuple(channel_ratios) if channel_ratios is not None else tuple(2.0 ** i for i in range(stages))
     return GeneratorParams(top=one, mid=one, bottom=LevelParams("ws", n, 4, 0.75), stages=stages,
-                           width=width, channel_ratios=tuple(2.0 ** i for i in range(stages)))
+                           width=width, channel_ratios=ratios)
 
 
 # -- graphs -----------------------------------------------------------------------------------
