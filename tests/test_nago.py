@@ -339,6 +339,17 @@ def test_cli_run_show_sample(tmp_path):
     assert "params" in r.output
     r = _cli("run", "--dry-run", str(tmp_path / "c.yaml"), "--threads", "1")
     assert r.exit_code == 0 and "trainings" in r.output
+    r = _cli("run", str(tmp_path / "c.yaml"), "--store", store, "--threads", "1", "--strategy", "randwire",
+             "--randwire-n", "3", "--name", "t-rw")
+    assert r.exit_code == 0, r.output
+    r = _cli("report", "t", "t-rw", "--store", store, "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "rep" / "report.html").read_text()
+    for fig in ("progress.png", "pareto-tpe.png", "pareto-randwire.png", "best-graphs.png"):
+        assert (tmp_path / "rep" / fig).stat().st_size > 1000
+    assert page.count("<img") == 4 and "the best generators" in page and "randwire" in page
+    r = _cli("report", "nosuch", "--store", store, "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 2 and "Traceback" not in r.output
 
 
 # -- baselines and multi-fidelity ------------------------------------------------------------------

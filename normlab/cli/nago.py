@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_file, console, fail, interruptible, load_stored_search, open_store
+from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, interruptible, load_stored_search, open_store
 
 nago_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Network-generator search (NAGO): hierarchical random-graph generators + BO.")
@@ -190,16 +190,40 @@ def _export_front(result, path: str) -> None:
     console.print(f"wrote {len(data)} generators of the Pareto front to {path}")
 
 
+def _load_nago(store: str, name: str) -> list:
+    results = load_stored_search(store, name)
+    for r in results:
+        if r.config.get("objectives") != {"accuracy": "max", "params": "min"} or "models" not in r.config:
+            raise fail(f"search {name!r} is not a NAGO search (kind nago); see 'normlab search show {name}'")
+    return results
+
+
+@nago_app.command("report")
+def report(names: List[str] = typer.Argument(..., help="NAGO searches to compare (e.g. a TPE run, its random "
+                                                       "and randwire baselines)"),
+           out: str = typer.Option(..., "--out", help="folder for report.html, report.md and the figures"),
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+    """HTML report: Pareto fronts, best-so-far curves (BO vs random vs RandWire), the best
+    generator's graphs at the three levels, and a table of the best generators."""
+    results = [r for name in names for r in _load_nago(store, name)]
+    folder = check_out_dir(out, "--out")
+    _need_extras()
+    from ..nago.report import best_table, write_report
+    from ..report import rich_table
+
+    page = write_report(results, folder)
+    console.print(rich_table(best_table(results)))
+    console.print(f"wrote {page}", highlight=False)
+
+
 @nago_app.command("show")
 def show(name: str = typer.Argument("nago-quick", help="the search's name"),
          store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
          export: Optional[str] = typer.Option(None, help="write the Pareto front's generators as JSON here"),
          draw: Optional[str] = typer.Option(None, help="draw the best generator's graphs (PNG) here")) -> None:
     """The Pareto front of a NAGO search: generators, accuracy (mean ± std over samples), size."""
-    results = load_stored_search(store, name)
+    results = _load_nago(store, name)
     for r in results:
-        if r.config.get("objectives") != {"accuracy": "max", "params": "min"} or "models" not in r.config:
-            raise fail(f"search {name!r} is not a NAGO search (kind nago); see 'normlab search show {name}'")
         console.print(f"[bold]{r.name}[/] ({r.strategy}, seed {r.config.get('seed')}): {len(r.history)} "
                       f"generators evaluated, {sum(not e.ok for e in r.history)} failed; dataset "
                       f"{r.config.get('dataset')}, norm {r.config.get('norm')}", highlight=False)
