@@ -348,6 +348,16 @@ def test_cli_run_show_sample(tmp_path):
     for fig in ("progress.png", "pareto-tpe.png", "pareto-randwire.png", "best-graphs.png"):
         assert (tmp_path / "rep" / fig).stat().st_size > 1000
     assert page.count("<img") == 4 and "the best generators" in page and "randwire" in page
+    r = _cli("show", "t", "--store", store, "--export-model", str(tmp_path / "m.json"), "--seed", "2")
+    assert r.exit_code == 0, r.output
+    from normlab.models import create_model
+    assert create_model(str(tmp_path / "m.json"), in_channels=1, num_classes=4).seed == 2
+    r = _cli("retrain", "t", "--store", store, "--top", "1", "--steps", "2", "--anchors", "resnet20",
+             "--threads", "1")
+    assert r.exit_code == 0, r.output
+    assert "resnet20" in r.output and "nago #1" in r.output
+    r = _cli("retrain", "t", "--store", store, "--anchors", "vgg")
+    assert r.exit_code == 2 and "unknown anchor model 'vgg'" in r.output
     r = _cli("report", "nosuch", "--store", store, "--out", str(tmp_path / "rep"))
     assert r.exit_code == 2 and "Traceback" not in r.output
 
@@ -407,4 +417,69 @@ def test_successive_halving_promotes_the_best_and_resumes_without_rerunning(tmp_
     after = {r["id"]: r["finished"] for r in db.rows()}
     assert all(after[k] == v for k, v in before.items())          # no evaluation, low or high, re-run
     assert sum(r["description"]["rung"] == 0 for r in db.rows()) == 5
+    db.close()
+
+
+# -- export as a model, retraining against anchors ------------------------------------------------
+
+def test_create_model_builds_the_sampled_network_from_options_or_a_json_file(tmp_path):
+    import json
+
+    from normlab.models import ModelError, create_model, is_model
+
+    gen = GeneratorParams(top=LevelParams("ws", 2, 2, 0.5), mid=LevelParams("er", 2, p=0.7),
+                          bottom=LevelParams("ws", 3, 2, 0.5), stages=2, width=4, channel_ratios=(1, 2))
+    ref = sample(gen, 5, norm="gn:groups=2", in_channels=1, num_classes=3)
+    net = create_model("nago", norm="gn:groups=2", in_channels=1, num_classes=3, generator=gen.to_dict(), seed=5)
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps({"model": "nago", "generator": gen.to_dict(), "seed": 5}))
+    again = create_model(str(path), norm="gn:groups=2", in_channels=1, num_classes=3)
+    x = torch.randn(2, 1, 8, 8)
+    for m in (net, again):
+        assert m.graphs == ref.graphs
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values()))
+        m.eval()
+    ref.eval()
+    assert torch.allclose(net(x), ref(x)) and torch.allclose(again(x), ref(x))
+    assert is_model(str(path)) and is_model("nago") and not is_model(str(tmp_path / "none.json"))
+    with pytest.raises(ModelError, match="takes no options"):
+        create_model("resnet20", generator=gen.to_dict())
+    with pytest.raises(ModelError, match="nago: .*n=0"):
+        create_model("nago", generator={"top": {"model": "ws", "n": 0}})
+    # the batch-size study takes the JSON file as a model
+    from normlab.bench.experiment import Experiment
+    exp = Experiment(name="x", dataset="digits", models=[str(path)], norms=["bn"], batch_sizes=[16], seeds=[0])
+    assert exp.models == [str(path)]
+    with pytest.raises(ValueError, match="cannot read model file"):
+        Experiment(name="x", dataset="digits", models=[str(tmp_path / "none.json")], norms=["bn"],
+                   batch_sizes=[16], seeds=[0])
+
+
+def test_retrain_best_generators_next_to_width_matched_anchors(tmp_path):
+    import math
+
+    from normlab.models import create_model
+    from normlab.nago.retrain import RETRAIN_KIND, WIDTHS, match_width, retrain
+
+    path = tmp_path / "s.sqlite"
+    result = run_search(small_cfg(budget=3), store=path, executor=SerialExecutor(threads=1))
+    target = 3000
+    counts = {w: sum(p.numel() for p in create_model("resnet20", in_channels=1, num_classes=4, width=w).parameters())
+              for w in WIDTHS}
+    w_best = min(counts, key=lambda w: abs(math.log(counts[w] / target)))
+    assert match_width("resnet20", target, "bn", 1, 4) == (w_best, counts[w_best])
+    db = Store(path)
+    rows = retrain(result, top=2, steps=4, anchors=("resnet20",), store=db, executor=SerialExecutor(threads=1))
+    assert [r["kind"] for r in rows] == ["nago", "nago", "anchor"] and all(r["status"] == "ok" for r in rows)
+    best = sorted(result.ok, key=lambda e: -e.scores["accuracy"])[:2]
+    assert [r["search_accuracy"] for r in rows[:2]] == [e.scores["accuracy"] for e in best]
+    sizes = sorted(r["params"] for r in rows[:2])
+    assert rows[2]["width"] == match_width("resnet20", int((sizes[0] + sizes[1]) / 2), "bn", 1, 4)[0]
+    (exp,) = db.experiments(kind=RETRAIN_KIND)
+    stored = db.rows(experiment_id=exp.id)
+    assert len(stored) == 3 and all(r["description"]["train"]["steps"] == 4 for r in stored)
+    before = {r["id"]: r["finished"] for r in stored}
+    again = retrain(result, top=2, steps=4, anchors=("resnet20",), store=db, executor=SerialExecutor(threads=1))
+    assert {r["id"]: r["finished"] for r in db.rows(experiment_id=exp.id)} == before      # resumed, not re-run
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
     db.close()

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, interruptible, load_stored_search, open_store
+from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, interruptible, load_stored_search, open_store
 
 nago_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Network-generator search (NAGO): hierarchical random-graph generators + BO.")
@@ -220,7 +220,10 @@ def report(names: List[str] = typer.Argument(..., help="NAGO searches to compare
 def show(name: str = typer.Argument("nago-quick", help="the search's name"),
          store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
          export: Optional[str] = typer.Option(None, help="write the Pareto front's generators as JSON here"),
-         draw: Optional[str] = typer.Option(None, help="draw the best generator's graphs (PNG) here")) -> None:
+         draw: Optional[str] = typer.Option(None, help="draw the best generator's graphs (PNG) here"),
+         export_model: Optional[str] = typer.Option(None, "--export-model", help="write a network of the most "
+                                                    "accurate generator as a create_model config (JSON) here"),
+         seed: int = typer.Option(0, help="the network seed of --export-model")) -> None:
     """The Pareto front of a NAGO search: generators, accuracy (mean ± std over samples), size."""
     results = _load_nago(store, name)
     for r in results:
@@ -231,6 +234,14 @@ def show(name: str = typer.Argument("nago-quick", help="the search's name"),
     if export:
         check_out_file(export, "--export")
         _export_front(results[-1], export)
+    if export_model:
+        check_out_file(export_model, "--export-model")
+        if seed < 0:
+            raise fail(f"--seed {seed} is invalid: expected an integer >= 0")
+        ok = [e for e in results[-1].ok if "accuracy" in e.scores]
+        if not ok:
+            raise fail(f"search {name!r} has no successful evaluation to export")
+        _write_model(max(ok, key=lambda e: e.scores["accuracy"]).arch, seed, export_model)
     if draw:
         check_out_file(draw, "--draw")
         _need_extras()
@@ -244,13 +255,78 @@ def show(name: str = typer.Argument("nago-quick", help="the search's name"),
         console.print(f"drew {best.key} to {path}")
 
 
+def _write_model(generator: dict, seed: int, path: str) -> None:
+    Path(path).write_text(json.dumps({"model": "nago", "generator": generator, "seed": seed}, indent=1))
+    console.print(f"wrote the network (seed {seed}) to {path}: create_model({path!r}) or "
+                  f"'normlab bench --model {path}'", highlight=False)
+
+
+@nago_app.command("retrain")
+def retrain_cmd(name: str = typer.Argument(..., help="the NAGO search whose best generators to retrain"),
+                top: int = typer.Option(3, help="how many of the best generators"),
+                seeds: int = typer.Option(1, help="networks (seeds 0, 1, ...) per generator, runs per anchor"),
+                steps: Optional[int] = typer.Option(None, help="training steps (default: the search's x5)"),
+                anchors: str = typer.Option("resnet20,mobilenetv2", help="anchor models, width-matched in params"),
+                workers: int = typer.Option(1, help="parallel trainings (a process pool unless --backend ray)"),
+                backend: str = typer.Option("serial", help="serial | process | ray"),
+                threads: Optional[int] = typer.Option(None, help="torch threads for a serial run"),
+                store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+    """Retrain the best generators' networks longer next to anchor models of similar size (stored
+    trials: re-running resumes)."""
+    from ..models import available_models
+    from ..runtime import ExecutorError, SerialExecutor, make_executor
+
+    results = _load_nago(store, name)
+    result = results[-1]
+    models = [a.strip() for a in anchors.split(",") if a.strip()]
+    bad = [a for a in models if a not in available_models() or a == "nago"]
+    if bad:
+        raise fail(f"unknown anchor model {bad[0]!r}; known models: "
+                   f"{', '.join(m for m in available_models() if m != 'nago')}")
+    for flag, v in (("--top", top), ("--seeds", seeds), ("--steps", steps if steps is not None else 1)):
+        if v < 1:
+            raise fail(f"{flag} {v} is invalid: expected a positive integer")
+    _need_extras()
+    if steps is None:
+        base = result.config.get("train", {}).get("steps")
+        steps = 5 * int(base) if base else None
+    try:
+        executor = SerialExecutor(threads=threads) if backend == "serial" and workers == 1 else \
+            make_executor(backend, workers)
+    except ExecutorError as exc:
+        raise fail(str(exc)) from None
+    from ..nago.retrain import retrain
+
+    db = open_store(store, readonly=False)
+    try:
+        with console.status(f"retraining the {top} best generators of '{name}' and {', '.join(models)}..."):
+            with guarded("finished trainings are stored; run the same command to resume"):
+                rows = retrain(result, top=top, seeds=seeds, steps=steps, anchors=models, store=db,
+                               executor=executor)
+    finally:
+        executor.close()
+        db.close()
+    table = Table(title=f"'{name}': the best generators retrained ({steps or 'the search' + chr(39) + 's'} steps) "
+                        f"vs anchors")
+    for col in ("model", "width", "params", "seed", "accuracy", "search accuracy"):
+        table.add_column(col)
+    for r in rows:
+        sa = r["search_accuracy"]
+        table.add_row(r["model"], f"{r['width']:g}", f"{r['params'] / 1e3:.1f}k", str(r["seed"]),
+                      f"{r['accuracy']:.4f}" if r["status"] == "ok" else r["status"],
+                      f"{sa:.4f}" if sa is not None else "")
+    console.print(table)
+
+
 @nago_app.command("sample")
 def sample_cmd(generator: str = typer.Argument(..., help="generator JSON file (from 'nago show --export' "
                                                         "or GeneratorParams.to_json) or inline JSON"),
                seed: int = typer.Option(0, help="network seed: the same seed gives the same network"),
                norm: str = typer.Option("bn", help="norm spec in every node"),
                dataset: str = typer.Option("mnist5k", help="sets input channels, classes and image size"),
-               index: int = typer.Option(0, help="which generator of an exported list")) -> None:
+               index: int = typer.Option(0, help="which generator of an exported list"),
+               export_model: Optional[str] = typer.Option(None, "--export-model", help="write this network as a "
+                                                          "create_model config (JSON) for 'normlab bench --model'")) -> None:
     """Build one network from a generator and summarise it (graphs, params, FLOPs)."""
     _need_extras()
     from ..data import DataError, check_dataset
@@ -282,9 +358,13 @@ def sample_cmd(generator: str = typer.Argument(..., help="generator JSON file (f
             raise GeneratorError(f"--seed {seed} is invalid: expected an integer >= 0")
     except (GeneratorError, NormSpecError, DataError) as exc:
         raise fail(str(exc)) from None
+    if export_model:
+        check_out_file(export_model, "--export-model")
     net = sample(params, seed, norm=norm, in_channels=info.in_channels, num_classes=info.num_classes)
     prof = profile(net, (1, info.in_channels, *info.image_size))
     console.print(f"{params.key()} seed {seed}, norm {norm}: {prof}", highlight=False)
+    if export_model:
+        _write_model(params.to_dict(), seed, export_model)
     for s, g in enumerate(net.graphs):
         ops = sum(len(nodes) for cell in g["cells"] for nodes in [cell["nodes"]]) * params.bottom.n
         console.print(f"  stage {s + 1}: {params.top.n} cells, top edges {g['edges']}; {ops} operations",
