@@ -483,3 +483,28 @@ def test_retrain_best_generators_next_to_width_matched_anchors(tmp_path):
     assert {r["id"]: r["finished"] for r in db.rows(experiment_id=exp.id)} == before      # resumed, not re-run
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
     db.close()
+
+
+@pytest.mark.slow
+def test_reduced_quick_run_end_to_end(tmp_path):
+    """The quick preset through the CLI, reduced (digits, 3 generators x 1 network x 20 steps):
+    BO, its RandWire baseline at the same budget, the report, resumed without re-training."""
+    store = str(tmp_path / "s.sqlite")
+    common = ["--budget", "3", "--samples", "1", "--steps", "20", "--dataset", "digits", "--store", store,
+              "--threads", "1"]
+    r = _cli("run", "--preset", "quick", *common)
+    assert r.exit_code == 0, r.output
+    r = _cli("run", "--preset", "quick", "--strategy", "randwire", "--randwire-n", "6", "--name", "q-rw", *common)
+    assert r.exit_code == 0, r.output
+    db = Store(store)
+    before = {r["id"]: r["finished"] for r in db.rows()}
+    db.close()
+    assert len(before) == 6
+    r = _cli("run", "--preset", "quick", *common)                # resume: nothing left to train
+    assert r.exit_code == 0, r.output
+    db = Store(store)
+    assert {r["id"]: r["finished"] for r in db.rows()} == before
+    db.close()
+    r = _cli("report", "nago-quick", "q-rw", "--store", store, "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "report.html").stat().st_size > 10000

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, interruptible, load_stored_search, open_store
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, interruptible,
+                     load_stored_search, open_store)
 
 nago_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Network-generator search (NAGO): hierarchical random-graph generators + BO.")
@@ -146,14 +147,15 @@ def _dry_run(cfg, info, workers: int, threads: int | None) -> None:
         torch.set_num_threads(threads)
 
     from ..models import profile
-    from ..nago.generator import sample
+    from ..nago.generator import randwire_params, sample
     from ..nago.search import generator_from, search_space
 
     mid = {}
     for key, dist in search_space(cfg).items():
         v = (dist.low + dist.high) / 2
         mid[key] = v if key.endswith(".p") else int(round(v))
-    gen = generator_from(cfg, mid)
+    gen = randwire_params(cfg.randwire_n, cfg.stages, cfg.width, cfg.channel_ratios) \
+        if cfg.strategy == "randwire" else generator_from(cfg, mid)
     h, w = info.image_size
     net = sample(gen, 0, norm=cfg.norm, in_channels=info.in_channels, num_classes=info.num_classes)
     prof = profile(net, (1, info.in_channels, h, w))
@@ -161,25 +163,37 @@ def _dry_run(cfg, info, workers: int, threads: int | None) -> None:
     x = torch.randn(bs, info.in_channels, h, w)
     y = torch.randint(0, info.num_classes, (bs,))
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    t = time.perf_counter()
-    for _ in range(2):
+    def one_step() -> None:
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
-    step = (time.perf_counter() - t) / 2
-    steps = int(cfg.train.get("steps") or 0) or int(float(cfg.train.get("epochs", 1)) * ((info.n_train or 50000) // bs))
+
+    one_step()                                                    # warm-up, not counted
+    t = time.perf_counter()
+    for _ in range(3):
+        one_step()
+    step = (time.perf_counter() - t) / 3
+    def steps_of(train) -> int:
+        return int(train.get("steps") or 0) or int(float(train.get("epochs", 1)) * ((info.n_train or 50000) // bs))
+
     networks = cfg.budget * cfg.samples
-    seconds = networks * steps * step * 1.15                      # + evaluation
+    steps = steps_of(cfg.train)
+    # successive halving: every generator at rung 0, about budget / eta^r of them at rung r
+    total = sum(cfg.budget / max(1, cfg.halving_eta) ** r * cfg.samples * steps_of(cfg.rung_train(r))
+                for r in range(cfg.rungs))
+    seconds = total * step * 1.15                                 # + evaluation
+    fidelity = (f"; successive halving eta {cfg.halving_eta}: " + ", ".join(
+        f"{steps_of(cfg.rung_train(r))}" for r in range(cfg.rungs)) + " steps") if cfg.rungs > 1 else ""
     console.print(f"plan: '{cfg.name}': {cfg.budget} generators x {cfg.samples} networks = {networks} "
                   f"trainings of {steps} steps (batch {bs}) on {cfg.dataset}, strategy {cfg.strategy}, "
-                  f"norm {cfg.norm}", highlight=False)
+                  f"norm {cfg.norm}{fidelity}", highlight=False)
     table = Table(title="searched parameters")
     for col in ("level", "model", "ranges"):
         table.add_column(col)
     for lv in ("top", "mid", "bottom"):
         table.add_row(lv, cfg.models[lv], ", ".join(f"{k} in [{a:g}, {b:g}]" for k, (a, b) in cfg.ranges[lv].items()))
     console.print(table)
-    console.print(f"mid-range generator {gen.key()}: {prof}; one step {step * 1e3:.0f} ms here; estimated "
+    console.print(f"{'RandWire' if cfg.strategy == 'randwire' else 'mid-range'} generator {gen.key()}: {prof}; one step {step * 1e3:.0f} ms here; estimated "
                   f"{seconds / 60 / max(1, workers):.1f} min with {workers} worker(s)", highlight=False)
 
 
@@ -325,8 +339,9 @@ def sample_cmd(generator: str = typer.Argument(..., help="generator JSON file (f
                norm: str = typer.Option("bn", help="norm spec in every node"),
                dataset: str = typer.Option("mnist5k", help="sets input channels, classes and image size"),
                index: int = typer.Option(0, help="which generator of an exported list"),
-               export_model: Optional[str] = typer.Option(None, "--export-model", help="write this network as a "
-                                                          "create_model config (JSON) for 'normlab bench --model'")) -> None:
+               export_model: Optional[str] = typer.Option(
+                   None, "--export-model", help="write this network as a create_model config (JSON) for "
+                                                "'normlab bench --model'")) -> None:
     """Build one network from a generator and summarise it (graphs, params, FLOPs)."""
     _need_extras()
     from ..data import DataError, check_dataset

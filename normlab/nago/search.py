@@ -309,7 +309,8 @@ def evaluate_generator(description: Mapping[str, Any], context: RunContext | Non
     mean = sum(accs) / n
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (n - 1)) if n > 1 else 0.0
     metrics = {"accuracy": mean, "rung": float(description.get("rung", 0)),
-               "train_steps": float(ev["train"].get("steps") or 0), "accuracy_std": std, "accuracy_min": min(accs), "accuracy_max": max(accs),
+               "train_steps": float(ev["train"].get("steps") or 0), "accuracy_std": std,
+               "accuracy_min": min(accs), "accuracy_max": max(accs),
                "params": sum(sizes) / n, "flops": sum(flops) / n, "samples": float(n),
                "diverged": float(sum(p["diverged"] for p in per))}
     return TrialResult("ok", metrics=metrics, history=per, started=started, finished=time.time())
