@@ -287,7 +287,7 @@ def test_config_errors_are_one_line():
     with pytest.raises(NagoError, match=r"ranges.mid.m=\[0, 2\] is invalid"):
         small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={"mid": {"m": (0, 2)}})
     assert small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={}).ranges["mid"] == {
-        "n": (1, 3), "m": (1, 2)}
+        "n": (1, 2), "m": (1, 2)}
     with pytest.raises(NagoError, match="unknown preset"):
         load_config(preset="huge")
     with pytest.raises(NagoError, match="unknown NAGO setting"):

@@ -223,10 +223,14 @@ def report(names: List[str] = typer.Argument(..., help="NAGO searches to compare
     folder = check_out_dir(out, "--out")
     _need_extras()
     from ..nago.report import best_table, write_report
-    from ..report import rich_table
 
     page = write_report(results, folder)
-    console.print(rich_table(best_table(results)))
+    table = Table(title="the best generators")
+    for col in ("generator", "search", "accuracy (mean ± std)", "params"):
+        table.add_column(col)
+    for row in best_table(results, top=5).rows:
+        table.add_row(row[0], row[1], row[3], row[5])
+    console.print(table)
     console.print(f"wrote {page}", highlight=False)
 
 

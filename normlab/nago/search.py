@@ -50,10 +50,11 @@ MODEL_KEYS = {"ws": ("n", "k", "p"), "er": ("n", "p"), "ba": ("n", "m")}
 DEFAULT_M = (1, 3)
 
 #: Narrower ranges for a CPU: networks of tens of operations that train in seconds.
+#: At most 3 x 2 x 4 = 24 operations per stage (mean 2 x 1.5 x 3 = 9).
 QUICK_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "top": {"n": (1, 4), "k": (2, 4), "p": (0.1, 1.0), "m": (1, 3)},
-    "mid": {"n": (1, 3), "k": (2, 4), "p": (0.1, 1.0), "m": (1, 2)},
-    "bottom": {"n": (2, 6), "k": (2, 5), "p": (0.1, 1.0), "m": (1, 3)},
+    "top": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1.0), "m": (1, 2)},
+    "mid": {"n": (1, 2), "k": (2, 3), "p": (0.1, 1.0), "m": (1, 2)},
+    "bottom": {"n": (2, 4), "k": (2, 4), "p": (0.1, 1.0), "m": (1, 3)},
 }
 
 
@@ -210,7 +211,8 @@ class NagoConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # <= 30 min on 2 CPU cores on shipped data
-    "quick": {"dataset": "mnist5k", "budget": 16, "samples": 2, "startup": 5},
+    "quick": {"dataset": "mnist5k", "budget": 12, "samples": 2, "startup": 4, "randwire_n": 8,
+              "train": {"steps": 80}},
     # the paper's space and ranges, for GPUs (Ray): CIFAR-10, larger networks, longer training
     "paper": {"dataset": "cifar10", "budget": 60, "samples": 3, "startup": 10, "width": 32,
               "ranges": {lv: {k: list(v) for k, v in r.items()} for lv, r in PAPER_RANGES.items()},
