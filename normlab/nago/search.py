@@ -20,8 +20,20 @@ and each sample's accuracy kept (the generator is stochastic, as the paper stres
 is the mean parameter count (and FLOPs) of those networks.
 
 Strategies (``strategy``): ``tpe`` (optuna's multi-objective TPE, the default), ``gp`` (optuna's
-Gaussian-process BO) and ``random`` (optuna's RandomSampler: the baseline at equal budget).
+Gaussian-process BO), ``random`` (optuna's RandomSampler: the baseline at equal budget) and
+``randwire``: RandWire's fixed generator (WS(randwire_n, 4, 0.75) per stage, Xie et al. 2019),
+every evaluation drawing new networks from it (draw i trains the seeds seed + i * samples, ...),
+stored like the others, so that the three are compared at the same budget by one command each.
 A batch of ``executor.capacity`` proposals is asked before the batch is told (parallel BO).
+
+Multi-fidelity (``halving_eta`` > 0): asynchronous successive halving (ASHA, Li et al. 2020) with
+``halving_rungs`` fidelities; every generator is first trained ``train.steps / eta^(rungs-1)``
+steps; when it is in the top floor(n / eta) of the n generators finished at its rung, it is
+trained again eta times longer at the next rung, up to the full ``train``. Each rung is its own
+stored trial (description ``rung``, key suffixed ``@<steps> steps``), so a low-fidelity result
+is kept and never re-run on resume, and promotions are recomputed from the store. optuna is told
+each generator's first-rung result (the one fidelity every generator has; multi-objective
+studies cannot prune). ``budget`` counts generators; promotions come on top.
 """
 
 from __future__ import annotations
