@@ -138,6 +138,25 @@ def test_every_range_limit_builds_a_network_that_trains(level):
         assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
+def test_generators_that_draw_the_same_networks_share_a_key():
+    """Parameters that cannot change a graph do not split a key: the search then tells optuna the
+    known result instead of training the same networks again."""
+    same = [
+        (LevelParams("ws", 2, 2, 0.3), LevelParams("ws", 2, 5, 0.9)),      # k >= n: the complete graph
+        (LevelParams("ws", 5, 3, 0.4), LevelParams("ws", 5, 2, 0.4)),      # odd k acts as k - 1
+        (LevelParams("ws", 5, 1, 0.2), LevelParams("ws", 5, 0, 0.8)),      # no lattice edges
+        (LevelParams("er", 1, p=0.1), LevelParams("er", 1, p=0.9)),        # one node
+        (LevelParams("ba", 3, m=2), LevelParams("ba", 3, m=7)),            # m >= n acts as n - 1
+    ]
+    for a, b in same:
+        ga, gb = GeneratorParams(bottom=a), GeneratorParams(bottom=b)
+        assert ga.key() == gb.key(), (a, b)
+        assert sample(ga, 4).graphs == sample(gb, 4).graphs
+    for a, b in [(LevelParams("ws", 5, 2, 0.2), LevelParams("ws", 5, 4, 0.2)),
+                 (LevelParams("er", 2, p=0.2), LevelParams("er", 3, p=0.2))]:
+        assert GeneratorParams(bottom=a).key() != GeneratorParams(bottom=b).key()
+
+
 def test_bad_generator_params_say_what_is_wrong():
     with pytest.raises(GeneratorError, match="model='xx'"):
         LevelParams("xx")
