@@ -332,6 +332,9 @@ def _cli(*args, **kw):
     (["run", "/no/such.yaml"], "cannot read config"),
     (["sample", "{\"tpo\": 1}"], "unknown generator setting"),
     (["sample", "/no/such.json"], "cannot read generator"),
+    (["run", "--halving", "1"], "halving_eta=1 is invalid"),
+    (["run", "--strategy", "randwire", "--halving", "3"], "successive halving needs a generator search"),
+    (["run", "--randwire-n", "0"], "randwire_n=0 is invalid"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, message):
     r = _cli(*args)
