@@ -440,6 +440,15 @@ def test_successive_halving_promotes_the_best_and_resumes_without_rerunning(tmp_
     assert all(after[k] == v for k, v in before.items())          # no evaluation, low or high, re-run
     assert sum(r["description"]["rung"] == 0 for r in db.rows()) == 5
     db.close()
+    from normlab.nago.report import arm, write_report
+    from normlab.search import load_search
+    db = Store(path)
+    (result,) = load_search(db, "t")
+    db.close()
+    assert arm(result) == "tpe+halving2"
+    write_report([result], tmp_path / "rep")
+    assert (tmp_path / "rep" / "pareto-tpe+halving2.png").exists()
+    assert "@6 steps" in (tmp_path / "rep" / "report.md").read_text()
 
 
 # -- export as a model, retraining against anchors ------------------------------------------------

@@ -14,13 +14,20 @@ from ..report import ReportTable, html_page, html_table, markdown_table
 from ..search.plots import plot_pareto, plot_progress
 from ..search.result import Evaluation, SearchResult
 
-__all__ = ["write_report", "best_table", "by_strategy"]
+__all__ = ["write_report", "best_table", "by_strategy", "arm"]
+
+
+def arm(result: SearchResult) -> str:
+    """The strategy a search compares as: 'tpe', 'random', 'randwire', or 'tpe+halving3' when it
+    ran successive halving with eta 3."""
+    eta = result.config.get("halving_eta") or 0
+    return f"{result.strategy}+halving{eta}" if eta else result.strategy
 
 
 def by_strategy(results: Sequence[SearchResult]) -> dict[str, list[SearchResult]]:
     out: dict[str, list[SearchResult]] = {}
     for r in results:
-        out.setdefault(r.strategy, []).append(r)
+        out.setdefault(arm(r), []).append(r)
     return out
 
 
@@ -48,7 +55,7 @@ def best_table(results: Sequence[SearchResult], top: int = 10) -> ReportTable:
                              "briefly; params and FLOPs: their mean")
     for i, (e, r) in enumerate(rows[:top]):
         s = e.scores
-        table.add([e.key, r.name, r.strategy, _acc(e), f"{s.get('accuracy_min', float('nan')):.3f} / "
+        table.add([e.key, r.name, arm(r), _acc(e), f"{s.get('accuracy_min', float('nan')):.3f} / "
                    f"{s.get('accuracy_max', float('nan')):.3f}", f"{s.get('params', 0) / 1e3:.1f}k",
                    f"{s.get('flops', 0) / 1e6:.2f}", f"{s.get('train_steps', 0):.0f}",
                    "yes" if e.step in fronts[id(r)] else ""], emphasise=[3] if i == 0 else [])
@@ -68,8 +75,8 @@ def write_report(results: Sequence[SearchResult], out_dir: str | Path, title: st
     figures: list[tuple[str, Path]] = []
     # best-so-far: one line per strategy (mean and band over its seeds) when a strategy ran several
     # times, else one line per search
-    curves = [replace(r, name=r.strategy) for r in results] if any(len(g) > 1 for g in groups.values()) \
-        else list(results)
+    curves = [replace(r, name=arm(r), strategy=arm(r)) for r in results] \
+        if any(len(g) > 1 for g in groups.values()) else list(results)
     figures.append(("best accuracy so far against evaluations",
                     plot_progress(curves, out / "progress", "accuracy",
                                   title="best-so-far accuracy: BO vs random search vs RandWire")[0]))
