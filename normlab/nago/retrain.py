@@ -68,7 +68,7 @@ def retrain(result: SearchResult, *, top: int = 3, seeds: int = 1, steps: int | 
     cfg = result.config
     if top < 1 or seeds < 1:
         raise ValueError(f"top={top}, seeds={seeds} are invalid: expected positive integers")
-    train = {**cfg["train"]}
+    train = {**cfg["train"], "progress": False}
     if steps is not None:
         train["steps"] = int(steps)
     elif epochs is not None:
