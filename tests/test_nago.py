@@ -4,6 +4,7 @@ through the runtime's store (resume, SIGKILL), and the CLI."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -135,6 +136,25 @@ def test_every_range_limit_builds_a_network_that_trains(level):
         assert out.shape == (2, 10)
         out.square().mean().backward()
         assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_generators_that_draw_the_same_networks_share_a_key():
+    """Parameters that cannot change a graph do not split a key: the search then tells optuna the
+    known result instead of training the same networks again."""
+    same = [
+        (LevelParams("ws", 2, 2, 0.3), LevelParams("ws", 2, 5, 0.9)),      # k >= n: the complete graph
+        (LevelParams("ws", 5, 3, 0.4), LevelParams("ws", 5, 2, 0.4)),      # odd k acts as k - 1
+        (LevelParams("ws", 5, 1, 0.2), LevelParams("ws", 5, 0, 0.8)),      # no lattice edges
+        (LevelParams("er", 1, p=0.1), LevelParams("er", 1, p=0.9)),        # one node
+        (LevelParams("ba", 3, m=2), LevelParams("ba", 3, m=7)),            # m >= n acts as n - 1
+    ]
+    for a, b in same:
+        ga, gb = GeneratorParams(bottom=a), GeneratorParams(bottom=b)
+        assert ga.key() == gb.key(), (a, b)
+        assert sample(ga, 4).graphs == sample(gb, 4).graphs
+    for a, b in [(LevelParams("ws", 5, 2, 0.2), LevelParams("ws", 5, 4, 0.2)),
+                 (LevelParams("er", 2, p=0.2), LevelParams("er", 3, p=0.2))]:
+        assert GeneratorParams(bottom=a).key() != GeneratorParams(bottom=b).key()
 
 
 def test_bad_generator_params_say_what_is_wrong():
@@ -286,7 +306,7 @@ def test_config_errors_are_one_line():
     with pytest.raises(NagoError, match=r"ranges.mid.m=\[0, 2\] is invalid"):
         small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={"mid": {"m": (0, 2)}})
     assert small_cfg(models={"top": "ws", "mid": "ba", "bottom": "ws"}, ranges={}).ranges["mid"] == {
-        "n": (1, 3), "m": (1, 2)}
+        "n": (1, 2), "m": (1, 2)}
     with pytest.raises(NagoError, match="unknown preset"):
         load_config(preset="huge")
     with pytest.raises(NagoError, match="unknown NAGO setting"):
@@ -312,6 +332,9 @@ def _cli(*args, **kw):
     (["run", "/no/such.yaml"], "cannot read config"),
     (["sample", "{\"tpo\": 1}"], "unknown generator setting"),
     (["sample", "/no/such.json"], "cannot read generator"),
+    (["run", "--halving", "1"], "halving_eta=1 is invalid"),
+    (["run", "--strategy", "randwire", "--halving", "3"], "successive halving needs a generator search"),
+    (["run", "--randwire-n", "0"], "randwire_n=0 is invalid"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, message):
     r = _cli(*args)
@@ -338,3 +361,181 @@ def test_cli_run_show_sample(tmp_path):
     assert "params" in r.output
     r = _cli("run", "--dry-run", str(tmp_path / "c.yaml"), "--threads", "1")
     assert r.exit_code == 0 and "trainings" in r.output
+    r = _cli("run", str(tmp_path / "c.yaml"), "--store", store, "--threads", "1", "--strategy", "randwire",
+             "--randwire-n", "3", "--name", "t-rw")
+    assert r.exit_code == 0, r.output
+    r = _cli("report", "t", "t-rw", "--store", store, "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "rep" / "report.html").read_text()
+    for fig in ("progress.png", "pareto-tpe.png", "pareto-randwire.png", "best-graphs.png"):
+        assert (tmp_path / "rep" / fig).stat().st_size > 1000
+    assert page.count("<img") == 4 and "the best generators" in page and "randwire" in page
+    r = _cli("show", "t", "--store", store, "--export-model", str(tmp_path / "m.json"), "--seed", "2")
+    assert r.exit_code == 0, r.output
+    from normlab.models import create_model
+    assert create_model(str(tmp_path / "m.json"), in_channels=1, num_classes=4).seed == 2
+    r = _cli("retrain", "t", "--store", store, "--top", "1", "--steps", "2", "--anchors", "resnet20",
+             "--threads", "1")
+    assert r.exit_code == 0, r.output
+    assert "resnet20" in r.output and "nago #1" in r.output
+    r = _cli("retrain", "t", "--store", store, "--anchors", "vgg")
+    assert r.exit_code == 2 and "unknown anchor model 'vgg'" in r.output
+    r = _cli("report", "nosuch", "--store", store, "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+# -- baselines and multi-fidelity ------------------------------------------------------------------
+
+def test_randwire_baseline_draws_new_networks_of_one_fixed_generator(tmp_path):
+    from normlab.nago import randwire_params
+
+    path = tmp_path / "s.sqlite"
+    cfg = small_cfg(strategy="randwire", randwire_n=3, budget=3)
+    result = run_search(cfg, store=path, executor=SerialExecutor(threads=1))
+    fixed = randwire_params(3, stages=1, width=4, channel_ratios=(1,)).to_dict()
+    assert fixed["bottom"] == {"model": "ws", "n": 3, "k": 4, "p": 0.75, "m": 1}
+    assert len(result.history) == 3 and len({e.key for e in result.history}) == 3
+    db = Store(path)
+    rows = db.rows()
+    assert all(r["description"]["arch"] == fixed for r in rows)
+    # draw i trains the networks of seeds seed + i * samples, seed + i * samples + 1
+    assert sorted(h["seed"] for r in rows for h in r["history"]) == [0, 1, 2, 3, 4, 5]
+    db.close()
+    more = run_search(small_cfg(strategy="randwire", randwire_n=3, budget=4), store=path,
+                      executor=SerialExecutor(threads=1))
+    assert [e.key for e in more.history[:3]] == [e.key for e in result.history] and len(more.history) == 4
+    assert more.history[3].key.endswith("#3")
+    with pytest.raises(NagoError, match="successive halving needs a generator search"):
+        small_cfg(strategy="randwire", halving_eta=3)
+
+
+def test_successive_halving_promotes_the_best_and_resumes_without_rerunning(tmp_path):
+    path = tmp_path / "s.sqlite"
+    cfg = small_cfg(budget=4, halving_eta=2, halving_rungs=2, train={"steps": 6, "batch_size": 32, "lr": 0.1})
+    assert cfg.rung_train(0)["steps"] == 3 and cfg.rung_train(1)["steps"] == 6
+    run_search(cfg, store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    rows = db.rows()
+    low = [r for r in rows if r["description"]["rung"] == 0]
+    high = [r for r in rows if r["description"]["rung"] == 1]
+    assert len(low) == 4 and all(r["description"]["eval"]["train"]["steps"] == 3 for r in low)
+    assert all(r["description"]["eval"]["train"]["steps"] == 6 and r["metrics"]["train_steps"] == 6 for r in high)
+    # ASHA: the final top floor(4 / 2) of rung 0 were all promoted; nothing else is promoted twice
+    top = sorted(low, key=lambda r: -r["metrics"]["accuracy"])[:2]
+    promoted = [r["description"]["gen"] for r in high]
+    assert {r["description"]["gen"] for r in top} <= set(promoted) and len(set(promoted)) == len(promoted)
+    assert 2 <= len(high) <= 3
+    # the low-fidelity evaluations of promoted generators stay recorded; optuna hears rung 0 only
+    assert {r["description"]["gen"] for r in low} >= set(promoted)
+    assert len(study_from_store(cfg, db).trials) == 4
+    before = {r["id"]: r["finished"] for r in rows}
+    db.close()
+    run_search(cfg, store=path, executor=SerialExecutor(threads=1))            # resume: nothing to do
+    db = Store(path)
+    assert {r["id"]: r["finished"] for r in db.rows()} == before
+    db.close()
+    run_search(replace(cfg, budget=5), store=path, executor=SerialExecutor(threads=1))
+    db = Store(path)
+    after = {r["id"]: r["finished"] for r in db.rows()}
+    assert all(after[k] == v for k, v in before.items())          # no evaluation, low or high, re-run
+    assert sum(r["description"]["rung"] == 0 for r in db.rows()) == 5
+    db.close()
+    from normlab.nago.report import arm, write_report
+    from normlab.search import load_search
+    db = Store(path)
+    (result,) = load_search(db, "t")
+    db.close()
+    assert arm(result) == "tpe+halving2"
+    write_report([result], tmp_path / "rep")
+    assert (tmp_path / "rep" / "pareto-tpe+halving2.png").exists()
+    assert "@6 steps" in (tmp_path / "rep" / "report.md").read_text()
+
+
+# -- export as a model, retraining against anchors ------------------------------------------------
+
+def test_create_model_builds_the_sampled_network_from_options_or_a_json_file(tmp_path):
+    import json
+
+    from normlab.models import ModelError, create_model, is_model
+
+    gen = GeneratorParams(top=LevelParams("ws", 2, 2, 0.5), mid=LevelParams("er", 2, p=0.7),
+                          bottom=LevelParams("ws", 3, 2, 0.5), stages=2, width=4, channel_ratios=(1, 2))
+    ref = sample(gen, 5, norm="gn:groups=2", in_channels=1, num_classes=3)
+    net = create_model("nago", norm="gn:groups=2", in_channels=1, num_classes=3, generator=gen.to_dict(), seed=5)
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps({"model": "nago", "generator": gen.to_dict(), "seed": 5}))
+    again = create_model(str(path), norm="gn:groups=2", in_channels=1, num_classes=3)
+    x = torch.randn(2, 1, 8, 8)
+    for m in (net, again):
+        assert m.graphs == ref.graphs
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values()))
+        m.eval()
+    ref.eval()
+    assert torch.allclose(net(x), ref(x)) and torch.allclose(again(x), ref(x))
+    assert is_model(str(path)) and is_model("nago") and not is_model(str(tmp_path / "none.json"))
+    with pytest.raises(ModelError, match="takes no options"):
+        create_model("resnet20", generator=gen.to_dict())
+    with pytest.raises(ModelError, match="nago: .*n=0"):
+        create_model("nago", generator={"top": {"model": "ws", "n": 0}})
+    # the batch-size study takes the JSON file as a model
+    from normlab.bench.experiment import Experiment
+    exp = Experiment(name="x", dataset="digits", models=[str(path)], norms=["bn"], batch_sizes=[16], seeds=[0])
+    assert exp.models == [str(path)]
+    with pytest.raises(ValueError, match="cannot read model file"):
+        Experiment(name="x", dataset="digits", models=[str(tmp_path / "none.json")], norms=["bn"],
+                   batch_sizes=[16], seeds=[0])
+
+
+def test_retrain_best_generators_next_to_width_matched_anchors(tmp_path):
+    import math
+
+    from normlab.models import create_model
+    from normlab.nago.retrain import RETRAIN_KIND, WIDTHS, match_width, retrain
+
+    path = tmp_path / "s.sqlite"
+    result = run_search(small_cfg(budget=3), store=path, executor=SerialExecutor(threads=1))
+    target = 3000
+    counts = {w: sum(p.numel() for p in create_model("resnet20", in_channels=1, num_classes=4, width=w).parameters())
+              for w in WIDTHS}
+    w_best = min(counts, key=lambda w: abs(math.log(counts[w] / target)))
+    assert match_width("resnet20", target, "bn", 1, 4) == (w_best, counts[w_best])
+    db = Store(path)
+    rows = retrain(result, top=2, steps=4, anchors=("resnet20",), store=db, executor=SerialExecutor(threads=1))
+    assert [r["kind"] for r in rows] == ["nago", "nago", "anchor"] and all(r["status"] == "ok" for r in rows)
+    best = sorted(result.ok, key=lambda e: -e.scores["accuracy"])[:2]
+    assert [r["search_accuracy"] for r in rows[:2]] == [e.scores["accuracy"] for e in best]
+    sizes = sorted(r["params"] for r in rows[:2])
+    assert rows[2]["width"] == match_width("resnet20", int((sizes[0] + sizes[1]) / 2), "bn", 1, 4)[0]
+    (exp,) = db.experiments(kind=RETRAIN_KIND)
+    stored = db.rows(experiment_id=exp.id)
+    assert len(stored) == 3 and all(r["description"]["train"]["steps"] == 4 for r in stored)
+    before = {r["id"]: r["finished"] for r in stored}
+    again = retrain(result, top=2, steps=4, anchors=("resnet20",), store=db, executor=SerialExecutor(threads=1))
+    assert {r["id"]: r["finished"] for r in db.rows(experiment_id=exp.id)} == before      # resumed, not re-run
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    db.close()
+
+
+@pytest.mark.slow
+def test_reduced_quick_run_end_to_end(tmp_path):
+    """The quick preset through the CLI, reduced (digits, 3 generators x 1 network x 20 steps):
+    BO, its RandWire baseline at the same budget, the report, resumed without re-training."""
+    store = str(tmp_path / "s.sqlite")
+    common = ["--budget", "3", "--samples", "1", "--steps", "20", "--dataset", "digits", "--store", store,
+              "--threads", "1"]
+    r = _cli("run", "--preset", "quick", *common)
+    assert r.exit_code == 0, r.output
+    r = _cli("run", "--preset", "quick", "--strategy", "randwire", "--randwire-n", "6", "--name", "q-rw", *common)
+    assert r.exit_code == 0, r.output
+    db = Store(store)
+    before = {r["id"]: r["finished"] for r in db.rows()}
+    db.close()
+    assert len(before) == 6
+    r = _cli("run", "--preset", "quick", *common)                # resume: nothing left to train
+    assert r.exit_code == 0, r.output
+    db = Store(store)
+    assert {r["id"]: r["finished"] for r in db.rows()} == before
+    db.close()
+    r = _cli("report", "nago-quick", "q-rw", "--store", store, "--out", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "report.html").stat().st_size > 10000

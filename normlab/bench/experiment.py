@@ -122,11 +122,18 @@ class Experiment(BaseModel):
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        from ..models import available_models
+        from ..models import available_models, is_model
 
         if not v:
             raise ValueError("models is empty: expected at least one")
-        bad = [m for m in v if m not in available_models()]
+        bad = [m for m in v if not is_model(m)]
+        if bad and bad[0].endswith(".json"):
+            from ..models import ModelError, model_config
+
+            try:
+                model_config(bad[0])
+            except ModelError as exc:
+                raise ValueError(str(exc)) from None
         if bad:
             raise ValueError(f"unknown model '{bad[0]}'; known models: {', '.join(available_models())}")
         return v

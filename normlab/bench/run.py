@@ -27,7 +27,7 @@ def run_trial(trial: dict[str, Any], context: RunContext | None = None) -> Trial
         torch.manual_seed(trial["seed"])
         model = create_model(trial["model"], norm=trial["norm"], act=trial.get("act", "relu"),
                              in_channels=data.in_channels, num_classes=data.num_classes,
-                             width=trial.get("width", 1.0))
+                             width=trial.get("width", 1.0), **trial.get("model_options", {}))
         cfg = TrainConfig.from_dict({**trial["train"], "device": os.environ.get("NORMLAB_DEVICE", "auto")})
         result = fit(model, data, cfg)
         metrics = {**result.metrics, "wall_seconds": time.time() - start}

@@ -17,7 +17,7 @@ from ..layers.convert import center_convs
 from .mobile import EFFNET_B0_STAGES, MBV2_STAGES, MobileNet
 from .resnet import CifarResNet, PreActResNet
 
-__all__ = ["create_model", "available_models", "profile", "Profile", "ModelError"]
+__all__ = ["create_model", "available_models", "is_model", "model_config", "profile", "Profile", "ModelError"]
 
 
 class ModelError(ValueError):
@@ -41,22 +41,86 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _nago(norm: NormSpec, act: str, cin: int, classes: int, width: float, generator=None,
+          seed: int = 0) -> nn.Module:
+    """A network sampled from a NAGO generator (normlab.nago; needs networkx). ``width`` scales
+    the generator's base width."""
+    from ..layers import canonical_spec
+    from ..nago.generator import GeneratorError, GeneratorParams, sample
+
+    if act != "relu":
+        raise ModelError(f"act={act!r} is invalid for nago: its operations are ReLU-conv-norm (expected relu)")
+    try:
+        params = GeneratorParams.from_dict(generator if generator is not None else GeneratorParams())
+        if width != 1.0:
+            params = GeneratorParams.from_dict({**params.to_dict(), "width": max(1, round(params.width * width))})
+        return sample(params, seed, norm=canonical_spec(norm),
+                      in_channels=cin, num_classes=classes)
+    except GeneratorError as exc:
+        raise ModelError(f"nago: {exc}") from None
+
+
+#: models that take options (``create_model(name, ..., **options)``)
+OPTION_MODELS: dict[str, Callable[..., nn.Module]] = {"nago": _nago}
+
+
 def available_models() -> list[str]:
-    return list(MODELS)
+    return list(MODELS) + list(OPTION_MODELS)
+
+
+def model_config(name: str) -> tuple[str, dict]:
+    """(model name, options) of a name or of a JSON model file ``{"model": "nago", "generator":
+    {...}, "seed": 3}`` (as ``normlab nago sample --export-model`` writes)."""
+    if name in MODELS or name in OPTION_MODELS or not name.endswith(".json"):
+        return name, {}
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(name).read_text())
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {name}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"model file {name} is not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+        raise ModelError(f"model file {name} is invalid: expected an object with a 'model' name and its options")
+    data = dict(data)
+    return data.pop("model"), data
+
+
+def is_model(name: str) -> bool:
+    """A known model name, or a readable JSON model file naming one."""
+    try:
+        base, _ = model_config(name)
+    except ModelError:
+        return False
+    return base in MODELS or base in OPTION_MODELS
 
 
 def create_model(name: str, norm: str | NormSpec = "bn", act: str = "relu", in_channels: int = 3,
-                 num_classes: int = 10, width: float = 1.0) -> nn.Module:
-    """Build an anchor model whose every normalization slot is ``norm`` (a spec like 'bgn:groups=8')."""
-    if name not in MODELS:
-        raise ModelError(f"unknown model '{name}'; known models: {', '.join(MODELS)}")
+                 num_classes: int = 10, width: float = 1.0, **options) -> nn.Module:
+    """Build an anchor model whose every normalization slot is ``norm`` (a spec like 'bgn:groups=8').
+    ``name`` may be a JSON model file (``{"model": "nago", "generator": {...}, "seed": 0}``);
+    ``options`` go to models that take them (``create_model("nago", generator=..., seed=3)``)."""
+    name, stored = model_config(name)
+    options = {**stored, **options}
+    if name not in MODELS and name not in OPTION_MODELS:
+        raise ModelError(f"unknown model '{name}'; known models: {', '.join(available_models())}")
+    if options and name not in OPTION_MODELS:
+        raise ModelError(f"model '{name}' takes no options (got {', '.join(sorted(options))})")
     for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ModelError(f"{arg}={value!r} is invalid: expected a positive integer")
     if not isinstance(width, (int, float)) or not 0 < width <= 16:
         raise ModelError(f"width={width!r} is invalid: expected a number in (0, 16]")
     spec = NormSpec.parse(norm)
-    model = MODELS[name](spec, act, in_channels, num_classes, float(width))
+    if name in OPTION_MODELS:
+        try:
+            model = OPTION_MODELS[name](spec, act, in_channels, num_classes, float(width), **options)
+        except TypeError as exc:
+            raise ModelError(f"model '{name}': {exc}") from None
+    else:
+        model = MODELS[name](spec, act, in_channels, num_classes, float(width))
     if spec.name == "mabn":          # MABN subtracts no mean: its convolutions are weight-centred
         center_convs(model)
     return model

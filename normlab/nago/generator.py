@@ -112,8 +112,27 @@ class LevelParams:
         keys = {"ws": ("n", "k", "p"), "er": ("n", "p"), "ba": ("n", "m")}[self.model]
         return {"model": self.model, **{k: getattr(self, k) for k in keys}}
 
+    def canonical(self) -> "LevelParams":
+        """The same graphs with the parameters that cannot change them set to fixed values, so
+        that two generators drawing the same networks share a key: one node (no edges); WS with
+        k >= n (the complete graph, p unused), k // 2 * 2 < 2 (no edges, p unused) or an odd k
+        (networkx joins k // 2 neighbours on each side: k - 1 draws the same); BA's m >= n
+        (m = n - 1)."""
+        if self.n == 1:
+            return LevelParams(self.model, 1, 0, 0.0, 1)
+        if self.model == "ws":
+            if self.k >= self.n:
+                return LevelParams("ws", self.n, self.n, 0.0, 1)
+            k = self.k // 2 * 2
+            return LevelParams("ws", self.n, k, self.p if k >= 2 else 0.0, 1) if k >= 2 else \
+                LevelParams("ws", self.n, 0, 0.0, 1)
+        if self.model == "ba":
+            return LevelParams("ba", self.n, 0, 0.0, min(self.m, self.n - 1))
+        return LevelParams("er", self.n, 0, self.p, 1)
+
     def label(self) -> str:
-        u = self.used()
+        """'ws(4,2,0.50)': the model and the parameters it uses, canonical (see :meth:`canonical`)."""
+        u = self.canonical().used()
         args = ",".join(f"{u[k]:.2f}" if isinstance(u[k], float) else str(u[k]) for k in u if k != "model")
         return f"{self.model}({args})"
 
@@ -180,12 +199,15 @@ class GeneratorParams:
         return json.dumps(self.to_dict(), indent=1)
 
 
-def randwire_params(n: int = 32, stages: int = 3, width: int = 16) -> GeneratorParams:
+def randwire_params(n: int = 32, stages: int = 3, width: int = 16,
+                    channel_ratios: Sequence[float] | None = None) -> GeneratorParams:
     """RandWire's fixed generator (Xie et al. 2019, WS k=4 p=0.75) in this space: one cell per
-    stage, one node per cell, a WS(n, 4, 0.75) graph of operations inside."""
+    stage, one node per cell, a WS(n, 4, 0.75) graph of operations inside; widths x1, x2, x4, ...
+    unless ``channel_ratios`` is given."""
     one = LevelParams("er", 1, p=0.0)
+    ratios = tuple(channel_ratios) if channel_ratios is not None else tuple(2.0 ** i for i in range(stages))
     return GeneratorParams(top=one, mid=one, bottom=LevelParams("ws", n, 4, 0.75), stages=stages,
-                           width=width, channel_ratios=tuple(2.0 ** i for i in range(stages)))
+                           width=width, channel_ratios=ratios)
 
 
 # -- graphs -----------------------------------------------------------------------------------

@@ -20,8 +20,20 @@ and each sample's accuracy kept (the generator is stochastic, as the paper stres
 is the mean parameter count (and FLOPs) of those networks.
 
 Strategies (``strategy``): ``tpe`` (optuna's multi-objective TPE, the default), ``gp`` (optuna's
-Gaussian-process BO) and ``random`` (optuna's RandomSampler: the baseline at equal budget).
+Gaussian-process BO), ``random`` (optuna's RandomSampler: the baseline at equal budget) and
+``randwire``: RandWire's fixed generator (WS(randwire_n, 4, 0.75) per stage, Xie et al. 2019),
+every evaluation drawing new networks from it (draw i trains the seeds seed + i * samples, ...),
+stored like the others, so that the three are compared at the same budget by one command each.
 A batch of ``executor.capacity`` proposals is asked before the batch is told (parallel BO).
+
+Multi-fidelity (``halving_eta`` > 0): asynchronous successive halving (ASHA, Li et al. 2020) with
+``halving_rungs`` fidelities; every generator is first trained ``train.steps / eta^(rungs-1)``
+steps; when it is in the top floor(n / eta) of the n generators finished at its rung, it is
+trained again eta times longer at the next rung, up to the full ``train``. Each rung is its own
+stored trial (description ``rung``, key suffixed ``@<steps> steps``), so a low-fidelity result
+is kept and never re-run on resume, and promotions are recomputed from the store. optuna is told
+each generator's first-rung result (the one fidelity every generator has; multi-objective
+studies cannot prune). ``budget`` counts generators; promotions come on top.
 """
 
 from __future__ import annotations
@@ -38,22 +50,23 @@ from ..runtime.executors import Executor, SerialExecutor
 from ..runtime.results import RunContext, TrialResult
 from ..runtime.store import Store
 from ..search.result import Evaluation, SearchResult
-from .generator import LEVELS, MODELS, PAPER_MODELS, PAPER_RANGES, GeneratorParams, LevelParams
+from .generator import LEVELS, MODELS, PAPER_MODELS, PAPER_RANGES, GeneratorParams, LevelParams, randwire_params
 
 __all__ = ["NagoConfig", "NagoError", "run_search", "evaluate_generator", "search_space", "generator_from",
-           "NAGO_KIND", "OBJECTIVES", "STRATEGIES", "QUICK_RANGES", "load_config", "PRESETS"]
+           "NAGO_KIND", "OBJECTIVES", "STRATEGIES", "QUICK_RANGES", "load_config", "PRESETS", "promotions"]
 
 NAGO_KIND = "nago"
 OBJECTIVES = {"accuracy": "max", "params": "min"}
-STRATEGIES = ("tpe", "gp", "random")
+STRATEGIES = ("tpe", "gp", "random", "randwire")
 MODEL_KEYS = {"ws": ("n", "k", "p"), "er": ("n", "p"), "ba": ("n", "m")}
 DEFAULT_M = (1, 3)
 
 #: Narrower ranges for a CPU: networks of tens of operations that train in seconds.
+#: At most 3 x 2 x 4 = 24 operations per stage (mean 2 x 1.5 x 3 = 9).
 QUICK_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "top": {"n": (1, 4), "k": (2, 4), "p": (0.1, 1.0), "m": (1, 3)},
-    "mid": {"n": (1, 3), "k": (2, 4), "p": (0.1, 1.0), "m": (1, 2)},
-    "bottom": {"n": (2, 6), "k": (2, 5), "p": (0.1, 1.0), "m": (1, 3)},
+    "top": {"n": (1, 3), "k": (2, 3), "p": (0.1, 1.0), "m": (1, 2)},
+    "mid": {"n": (1, 2), "k": (2, 3), "p": (0.1, 1.0), "m": (1, 2)},
+    "bottom": {"n": (2, 4), "k": (2, 4), "p": (0.1, 1.0), "m": (1, 3)},
 }
 
 
@@ -87,11 +100,15 @@ class NagoConfig:
     channel_ratios: tuple[float, ...] = (1.0, 2.0, 4.0)
     train: dict[str, Any] = field(default_factory=_train_default)
     data_seed: int = 0
+    randwire_n: int = 32                   # strategy randwire: WS(n, 4, 0.75) operations per stage
+    halving_eta: int = 0                   # successive halving: 0 off, else the reduction factor (3)
+    halving_rungs: int = 2                 # fidelities: steps / eta^(rungs-1), ..., steps / eta, steps
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise NagoError(f"name={self.name!r} is invalid: expected a non-empty string")
-        for key, low in (("budget", 1), ("seed", 0), ("samples", 1), ("startup", 0), ("data_seed", 0)):
+        for key, low in (("budget", 1), ("seed", 0), ("samples", 1), ("startup", 0), ("data_seed", 0),
+                         ("randwire_n", 1), ("halving_eta", 0), ("halving_rungs", 1)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise NagoError(f"{key}={v!r} is invalid: expected an integer >= {low}")
@@ -152,6 +169,30 @@ class NagoConfig:
         except (ConfigError, TypeError) as exc:
             raise NagoError(f"train: {exc}") from None
         object.__setattr__(self, "train", train)
+        if self.halving_eta == 1:
+            raise NagoError("halving_eta=1 is invalid: expected 0 (no successive halving) or an integer >= 2")
+        if self.halving_eta and self.strategy == "randwire":
+            raise NagoError("halving_eta is set with strategy randwire: successive halving needs a generator "
+                            "search (tpe, gp or random)")
+
+    @property
+    def rungs(self) -> int:
+        """How many fidelities: 1 without successive halving."""
+        return self.halving_rungs if self.halving_eta else 1
+
+    def rung_train(self, rung: int) -> dict[str, Any]:
+        """The training of rung ``rung`` (0 = shortest): the full ``train`` at the top rung, divided
+        by eta for each rung below (steps rounded, at least one; epochs as a fraction)."""
+        train = dict(self.train)
+        below = self.rungs - 1 - rung
+        if below <= 0:
+            return train
+        factor = self.halving_eta ** below
+        if train.get("steps"):
+            train["steps"] = max(1, int(round(int(train["steps"]) / factor)))
+        else:
+            train["epochs"] = float(train.get("epochs", 1.0)) / factor
+        return train
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes results (the budget does not: a larger budget continues)."""
@@ -182,7 +223,8 @@ class NagoConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # <= 30 min on 2 CPU cores on shipped data
-    "quick": {"dataset": "mnist5k", "budget": 16, "samples": 2, "startup": 5},
+    "quick": {"dataset": "mnist5k", "budget": 12, "samples": 2, "startup": 4, "randwire_n": 8,
+              "train": {"steps": 80}},
     # the paper's space and ranges, for GPUs (Ray): CIFAR-10, larger networks, longer training
     "paper": {"dataset": "cifar10", "budget": 60, "samples": 3, "startup": 10, "width": 32,
               "ranges": {lv: {k: list(v) for k, v in r.items()} for lv, r in PAPER_RANGES.items()},
@@ -280,7 +322,9 @@ def evaluate_generator(description: Mapping[str, Any], context: RunContext | Non
     n = len(accs)
     mean = sum(accs) / n
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (n - 1)) if n > 1 else 0.0
-    metrics = {"accuracy": mean, "accuracy_std": std, "accuracy_min": min(accs), "accuracy_max": max(accs),
+    metrics = {"accuracy": mean, "rung": float(description.get("rung", 0)),
+               "train_steps": float(ev["train"].get("steps") or 0), "accuracy_std": std,
+               "accuracy_min": min(accs), "accuracy_max": max(accs),
                "params": sum(sizes) / n, "flops": sum(flops) / n, "samples": float(n),
                "diverged": float(sum(p["diverged"] for p in per))}
     return TrialResult("ok", metrics=metrics, history=per, started=started, finished=time.time())
@@ -309,11 +353,53 @@ def _values(metrics: Mapping[str, Any]) -> list[float] | None:
     return vals if all(math.isfinite(v) for v in vals) else None
 
 
-def _description(cfg: NagoConfig, params: Mapping[str, Any]) -> dict[str, Any]:
-    gen = generator_from(cfg, params)
-    return {"key": gen.key(), "arch": gen.to_dict(), "params": dict(params),
-            "eval": {"dataset": cfg.dataset, "norm": cfg.norm, "samples": cfg.samples, "seed": cfg.seed,
-                     "train": cfg.train, "data_seed": cfg.data_seed}}
+def _generator(cfg: NagoConfig, params: Mapping[str, Any]) -> GeneratorParams:
+    if cfg.strategy == "randwire":
+        return randwire_params(cfg.randwire_n, cfg.stages, cfg.width, cfg.channel_ratios)
+    return generator_from(cfg, params)
+
+
+def _description(cfg: NagoConfig, params: Mapping[str, Any], rung: int = 0) -> dict[str, Any]:
+    """A stored evaluation. RandWire's evaluations differ only by their draw (``params['draw']``),
+    which moves the networks' seeds: draw i trains seeds seed + i * samples, ...; a rung above 0
+    (successive halving) trains the same networks longer."""
+    gen = _generator(cfg, params)
+    key, seed = gen.key(), cfg.seed
+    if cfg.strategy == "randwire":
+        draw = int(params["draw"])
+        key, seed = f"randwire {key} #{draw}", cfg.seed + draw * cfg.samples
+    desc = {"key": key, "gen": key, "arch": gen.to_dict(), "params": dict(params),
+            "eval": {"dataset": cfg.dataset, "norm": cfg.norm, "samples": cfg.samples, "seed": seed,
+                     "train": cfg.rung_train(rung), "data_seed": cfg.data_seed}}
+    if cfg.rungs > 1:
+        steps = desc["eval"]["train"].get("steps")
+        desc["key"] = f"{key} @{steps if steps else desc['eval']['train']['epochs']}{' steps' if steps else ' ep'}"
+        desc["rung"] = rung
+    return desc
+
+
+def _rung(description: Mapping[str, Any]) -> int:
+    return int(description.get("rung", 0))
+
+
+def promotions(cfg: NagoConfig, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Asynchronous successive halving (Li et al., "A System for Massively Parallel Hyperparameter
+    Tuning", MLSys 2020): a generator finished at rung r is promoted to rung r + 1 when it is
+    among the top floor(n_r / eta) accuracies of the n_r generators finished at rung r and has not
+    been promoted yet. Returns the descriptions to run (none already stored)."""
+    if cfg.rungs <= 1:
+        return []
+    stored = {(_rung(r["description"]), r["description"].get("gen", r["description"]["key"])) for r in rows}
+    out: list[dict[str, Any]] = []
+    for rung in range(cfg.rungs - 1):
+        done = [(float(r["metrics"]["accuracy"]), i, r["description"]) for i, r in enumerate(rows)
+                if _rung(r["description"]) == rung and r["status"] == "ok" and "accuracy" in (r["metrics"] or {})]
+        done.sort(key=lambda t: (-t[0], t[1]))
+        for _, _, d in done[:len(done) // cfg.halving_eta]:
+            if (rung + 1, d.get("gen", d["key"])) not in stored:
+                out.append(_description(cfg, d["params"], rung + 1))
+                stored.add((rung + 1, d.get("gen", d["key"])))
+    return out
 
 
 def experiment_config(cfg: NagoConfig) -> tuple[dict, dict]:
@@ -324,11 +410,15 @@ def experiment_config(cfg: NagoConfig) -> tuple[dict, dict]:
     return config, identity
 
 
+FINISHED = ("ok", "diverged")
+
+
 def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, executor: Executor | None = None,
                context: RunContext | None = None,
                on_result: Callable[[int, int, Evaluation], None] | None = None) -> SearchResult:
     """Run (or resume) the search ``cfg`` and return its SearchResult (read back from the store).
-    ``on_result(done, budget, evaluation)`` hears about every finished evaluation."""
+    ``on_result(done, budget, evaluation)`` hears about every finished evaluation (``done`` counts
+    generators: a successive-halving promotion does not add one)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -342,37 +432,44 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
         db.reap_dead_owners()
         space = search_space(cfg)
         rows = db.rows(experiment_id=exp.id)
-        finished = [r for r in rows if r["status"] in ("ok", "diverged")]
-        leftover = [(r["id"], r["description"]) for r in rows if r["status"] not in ("ok", "diverged")]
+        finished = [r for r in rows if r["status"] in FINISHED]
+        leftover = [(r["id"], r["description"]) for r in rows if r["status"] not in FINISHED]
         if leftover:
             db.requeue_failed([tid for tid, _ in leftover])
-        told = 0
+        drawn = sum(_rung(r["description"]) == 0 for r in rows)       # randwire: the next draw
         study = optuna.create_study(directions=["maximize" if d == "max" else "minimize"
                                                 for d in OBJECTIVES.values()],
                                     sampler=_sampler(cfg, len(finished)))
         by_key: dict[str, list[float] | None] = {}
+        bo = cfg.strategy != "randwire"
 
         def add(description: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> None:
-            nonlocal told
             vals = _values(metrics or {})
-            params = dict(description["params"])
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: space[k] for k in params},
-                values=vals, state=optuna.trial.TrialState.COMPLETE if vals else optuna.trial.TrialState.FAIL))
             by_key[description["key"]] = vals
-            told += 1
+            if bo:
+                params = dict(description["params"])
+                study.add_trial(optuna.trial.create_trial(
+                    params=params, distributions={k: space[k] for k in params}, values=vals,
+                    state=optuna.trial.TrialState.COMPLETE if vals else optuna.trial.TrialState.FAIL))
 
         for r in finished:                           # rebuild optuna from the store, in stored order
-            add(r["description"], r["metrics"])
-        done = len(finished)
+            if _rung(r["description"]) == 0:         # optuna sees the first fidelity of every generator
+                add(r["description"], r["metrics"])
+        done = sum(_rung(r["description"]) == 0 for r in finished)
         capacity = max(1, int(getattr(executor, "capacity", 1)))
         repeats = 0
-        while done < cfg.budget:
-            size = min(capacity, cfg.budget - done)
+        while True:
+            promoted = promotions(cfg, db.rows(experiment_id=exp.id)) if cfg.rungs > 1 else []
             batch: list[tuple[Any, dict[str, Any]]] = []      # (optuna trial or None, description)
-            while leftover and len(batch) < size:            # a killed run's evaluations first
+            while leftover and len(batch) < capacity:        # a killed run's evaluations first
                 batch.append((None, leftover.pop(0)[1]))
-            while len(batch) < size:
+            while promoted and len(batch) < capacity:        # then the generators promoted a rung
+                batch.append((None, promoted.pop(0)))
+            while len(batch) < capacity and done + sum(_rung(d) == 0 for _, d in batch) < cfg.budget:
+                if not bo:
+                    batch.append((None, _description(cfg, {"draw": drawn})))
+                    drawn += 1
+                    continue
                 trial = study.ask(space)
                 desc = _description(cfg, trial.params)
                 if desc["key"] in by_key or any(d["key"] == desc["key"] for _, d in batch):
@@ -388,9 +485,11 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
                         return SearchResult.from_store(db, exp)
                     continue
                 batch.append((trial, desc))
+            if not batch:
+                break
             ids, _ = db.insert_trials(exp, [d for _, d in batch])
             status = db.status_of(ids)
-            todo = [(tid, d) for tid, (_, d) in zip(ids, batch) if status.get(tid) not in ("ok", "diverged")]
+            todo = [(tid, d) for tid, (_, d) in zip(ids, batch) if status.get(tid) not in FINISHED]
             results: dict[str, tuple[str, dict[str, Any], str | None]] = {}
             if todo:
                 outcome = driver.dispatch(todo, poll_every=0.5)
@@ -402,16 +501,16 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
             for tid, (trial, desc) in zip(ids, batch):
                 state, metrics, error = results.get(tid, ("failed", {}, "not finished"))
                 vals = _values(metrics) if state == "ok" else None
-                if trial is None:
-                    add(desc, metrics if state == "ok" else None)
-                else:
+                if trial is not None:
                     if vals is not None:
                         study.tell(trial, vals)
                     else:
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     by_key[desc["key"]] = vals
-                    told += 1
-                done += 1
+                elif _rung(desc) == 0:
+                    add(desc, metrics if state == "ok" else None)
+                if _rung(desc) == 0:
+                    done += 1
                 if on_result is not None:
                     ev = Evaluation(done - 1, desc["key"], desc["arch"],
                                     {k: float(v) for k, v in (metrics or {}).items()
@@ -433,8 +532,10 @@ def study_from_store(cfg: NagoConfig, store: Store):
     exp = store.experiment(cfg.name, NAGO_KIND, config, identity=identity)
     space = search_space(cfg)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=_sampler(cfg, 0))
+    if cfg.strategy == "randwire":
+        return study
     for r in store.rows(experiment_id=exp.id):
-        if r["status"] in ("ok", "diverged"):
+        if r["status"] in FINISHED and _rung(r["description"]) == 0:
             params = dict(r["description"]["params"])
             vals = _values(r["metrics"])
             study.add_trial(optuna.trial.create_trial(
