@@ -579,3 +579,27 @@ def test_export_writes_a_genotype_that_builds_the_path(tiny_checkpoint, tmp_path
         assert r.exit_code == 2 and needle in r.output, r.output
     with pytest.raises(NasError, match="layer 0 has|op 7 at layer 0"):
         build_genotype(data["space"], [7, 0, 0])
+
+
+def test_exported_genotype_is_a_model_for_create_model_and_bench(tmp_path):
+    """A genotype file is a model name: create_model builds it with the requested norm and
+    classes, and normlab bench validates and trains it."""
+    from normlab.models import ModelError, create_model
+    from normlab.nas.supernet import genotype
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(genotype(WIDER, [1, 2, 0], scores={"score": 1.0})))
+    net = create_model(str(arch), norm="bgn:groups=2", in_channels=1, num_classes=4)
+    assert net(torch.randn(3, 1, 8, 8)).shape == (3, 4)
+    assert net.path == (1, 2, 0) and any(type(m).__name__ == "BatchGroupNorm" for m in net.modules())
+    wide = create_model("nas", space=WIDER.to_dict(), path=[1, 2, 0], in_channels=1, width=2.0)
+    assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in net.parameters())
+    for kwargs, needle in ((dict(path=[1, 2, 0]), "expected space"), (dict(space=WIDER.to_dict(), path=[5, 0, 0]),
+                                                                      "op 5 at layer 0"),
+                           (dict(space=WIDER.to_dict(), path=[0, 0, 0], colour=1), "unknown option")):
+        with pytest.raises(ModelError, match=needle):
+            create_model("nas", in_channels=1, **kwargs)
+    r = _cli(["bench", "--model", str(arch), "--dataset", "digits", "--norm", "bn", "--norm", "gn:groups=2",
+              "--batch-size", "16", "--steps", "5", "--seed", "0", "--store", str(tmp_path / "b.sqlite"),
+              "--width", "1", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output

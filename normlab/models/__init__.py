@@ -60,8 +60,30 @@ def _nago(norm: NormSpec, act: str, cin: int, classes: int, width: float, genera
         raise ModelError(f"nago: {exc}") from None
 
 
+def _nas(norm: NormSpec, act: str, cin: int, classes: int, width: float, space=None, path=None,
+         seed: int = 0, **about) -> nn.Module:
+    """A path found by ``normlab nas`` (a genotype: its ``space`` and ``path``, as ``nas export``
+    writes them; ``ops``, ``scores`` and ``search`` there only describe it), freshly initialised."""
+    from ..layers import canonical_spec
+    from ..nas.supernet import NasError, build_genotype
+
+    unknown = sorted(set(about) - {"ops", "scores", "search"})
+    if unknown:
+        raise ModelError(f"nas: unknown option(s) {', '.join(unknown)}: expected space, path, seed")
+    if act not in ("relu", "relu6"):
+        raise ModelError(f"act={act!r} is invalid for nas: its MBConv ops use ReLU6 (expected relu)")
+    if not isinstance(space, dict) or path is None:
+        raise ModelError("nas: expected space (a mapping of SpaceConfig fields) and path (op indices), "
+                         "e.g. a file from 'normlab nas export'")
+    try:
+        return build_genotype(space, path, norm=canonical_spec(norm), in_channels=cin, num_classes=classes,
+                              width=width, seed=seed)
+    except NasError as exc:
+        raise ModelError(f"nas: {exc}") from None
+
+
 #: models that take options (``create_model(name, ..., **options)``)
-OPTION_MODELS: dict[str, Callable[..., nn.Module]] = {"nago": _nago}
+OPTION_MODELS: dict[str, Callable[..., nn.Module]] = {"nago": _nago, "nas": _nas}
 
 
 def available_models() -> list[str]:
