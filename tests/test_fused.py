@@ -214,3 +214,21 @@ def test_outputs_can_be_modified_in_place(spec, norm_batch):
     y.add_(1.0).relu_()
     y.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("spec", ["bn", "bgn:groups=2", "bgn:groups=auto", "mabn", "pn", "frn", "evonorm_b0",
+                                  "evonorm_s0:groups=2", "gn:groups=2", "bn:norm_batch=2", "bgn:groups=2,norm_batch=2"])
+def test_every_layer_runs_on_the_meta_device(spec):
+    """normlab validates a whole plan by running every model on the meta device before training:
+    each layer's training forward must have meta kernels (or fall back to ops that do). Batch
+    Renorm reads its step count (.item()) and is skipped by the validation, by design."""
+    from normlab.layers import create_norm
+
+    with torch.device("meta"):
+        layer = create_norm(spec, 8)
+        x = torch.empty(4, 8, 5, 5, requires_grad=True)
+    layer.train()
+    y = layer(x)
+    assert y.shape == x.shape and y.device.type == "meta"
+    y.sum().backward()
+    assert x.grad.shape == x.shape

@@ -594,7 +594,7 @@ def test_exported_genotype_is_a_model_for_create_model_and_bench(tmp_path):
     assert net.path == (1, 2, 0) and any(type(m).__name__ == "BatchGroupNorm" for m in net.modules())
     wide = create_model("nas", space=WIDER.to_dict(), path=[1, 2, 0], in_channels=1, width=2.0)
     assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in net.parameters())
-    for kwargs, needle in ((dict(path=[1, 2, 0]), "expected space"), (dict(space=WIDER.to_dict(), path=[5, 0, 0]),
+    for kwargs, needle in ((dict(space=[1]), "expected space"), (dict(space=WIDER.to_dict(), path=[5, 0, 0]),
                                                                       "op 5 at layer 0"),
                            (dict(space=WIDER.to_dict(), path=[0, 0, 0], colour=1), "unknown option")):
         with pytest.raises(ModelError, match=needle):

@@ -27,6 +27,9 @@ def batch_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and biased variance of x (N, C, *spatial) over (N, *spatial), through
     BatchNorm's own statistics kernel (no output written); no gradient."""
     with torch.no_grad():
+        if x.device.type == "meta":            # shape checks before training: the kernel has no meta version
+            var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+            return mean, var
         return torch.batch_norm_update_stats(x, None, None, 0.0)
 
 

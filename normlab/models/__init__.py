@@ -63,7 +63,8 @@ def _nago(norm: NormSpec, act: str, cin: int, classes: int, width: float, genera
 def _nas(norm: NormSpec, act: str, cin: int, classes: int, width: float, space=None, path=None,
          seed: int = 0, **about) -> nn.Module:
     """A path found by ``normlab nas`` (a genotype: its ``space`` and ``path``, as ``nas export``
-    writes them; ``ops``, ``scores`` and ``search`` there only describe it), freshly initialised."""
+    writes them; ``ops``, ``scores`` and ``search`` there only describe it), freshly initialised.
+    Without them: the default (small) space, and its first op (MBConv k3 e3) in every layer."""
     from ..layers import canonical_spec
     from ..nas.supernet import NasError, build_genotype
 
@@ -72,9 +73,14 @@ def _nas(norm: NormSpec, act: str, cin: int, classes: int, width: float, space=N
         raise ModelError(f"nas: unknown option(s) {', '.join(unknown)}: expected space, path, seed")
     if act not in ("relu", "relu6"):
         raise ModelError(f"act={act!r} is invalid for nas: its MBConv ops use ReLU6 (expected relu)")
-    if not isinstance(space, dict) or path is None:
+    space = {} if space is None else space
+    if not isinstance(space, dict):
         raise ModelError("nas: expected space (a mapping of SpaceConfig fields) and path (op indices), "
                          "e.g. a file from 'normlab nas export'")
+    if path is None:
+        from ..nas.supernet import SpaceConfig
+
+        path = [0] * len(SpaceConfig.from_dict(space).layers())
     try:
         return build_genotype(space, path, norm=canonical_spec(norm), in_channels=cin, num_classes=classes,
                               width=width, seed=seed)
