@@ -380,25 +380,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class _CountingConstraint:
-    def __init__(self, space: LayerSpace) -> None:
-        self.space, self.rejected = space, 0
-
-    def __call__(self, arch: Genome) -> bool:
-        ok = self.space.valid(arch)
-        self.rejected += not ok
-        return ok
-
-
 def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = None,
                executor: Any = None, progress: bool | None = None, batch: int | None = None) -> Any:
     """Run the layer search through ``normlab.search`` (evolution or random search) and return
-    its SearchResult; ``result.invalid`` counts candidates the validity rule never trained."""
+    its SearchResult; ``result.invalid`` (the engine's ``infeasible``, kept in the store) counts
+    candidates the validity rule never trained."""
     from ..search import evolution, random_search
 
     space, task = config.space, config.task
-    constraint = _CountingConstraint(space)
-    common = dict(objectives=config.objectives, constraint=constraint, store=store,
+    common = dict(objectives=config.objectives, constraint=space.valid, store=store,
                   name=name or f"evolve-{config.strategy}", executor=executor, seed=config.seed,
                   budget=config.budget, progress=progress, batch=batch)
     if config.strategy == "random":
@@ -406,7 +396,7 @@ def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = No
     else:
         result = evolution(space, task, population=config.population,
                            sample_size=config.sample_size, selection=config.selection, **common)
-    result.invalid = constraint.rejected
+    result.invalid = result.infeasible
     return result
 
 
