@@ -130,18 +130,21 @@ class ProxyTask:
         started = time.time()
         metrics: dict[str, float] = {}
         history: list[dict[str, Any]] = []
+        total = 0                                      # training steps over all anchors
         for model_name, width in self.anchors:
             name = anchor_name(model_name, width)
             outcome = self._train_one(genome, model_name, width)
             history.append({"anchor": name, **{k: v for k, v in outcome.items() if k != "error"}})
+            total += outcome["steps"]
             if "error" in outcome:
                 metrics.update({"rejected_" + outcome["rule"]: 1.0, "steps_trained": outcome["steps"],
-                                "seconds": time.time() - started})
+                                "steps_total": total, "seconds": time.time() - started})
                 return TrialResult("diverged", metrics=metrics, history=history,
                                    error=f"rejected ({outcome['rule']}) on {name}: {outcome['error']}",
                                    started=started, finished=time.time())
             metrics[name] = outcome["acc"]
         metrics["seconds"] = time.time() - started
+        metrics["steps_total"] = total
         return TrialResult("ok", metrics=metrics, history=history, started=started, finished=time.time())
 
     # -- one anchor -------------------------------------------------------------------------
