@@ -507,3 +507,15 @@ def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
     assert [(e.key, e.status, e.scores.get("resnet20@0.25")) for e in got.history] == \
            [(e.key, e.status, e.scores.get("resnet20@0.25")) for e in want.history]
     assert len(got.history) == 10 and got.infeasible == want.infeasible
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_presets_are_yaml_configs_the_cli_accepts(preset):
+    from pathlib import Path
+
+    from normlab._yaml import read_yaml_mapping
+
+    path = Path(__file__).resolve().parent.parent / "normlab" / "configs" / f"evolve-{preset}.yaml"
+    assert EvolveConfig.from_dict(read_yaml_mapping(path, "config")) == EvolveConfig.preset(preset)
+    res = runner.invoke(app, ["evolve", "run", str(path), "--budget", "0"])   # parsed, then checked
+    assert res.exit_code == 2 and "budget=0" in res.output, res.output

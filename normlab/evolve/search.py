@@ -370,17 +370,20 @@ class EvolveConfig:
         return {anchor_name(m, w): "max" for m, w in self.anchors}
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # a meaningful search on 2 CPU cores in about half an hour: tiny anchors, shipped 8x8 digits
-    "quick": {"dataset": "digits", "anchors": "resnet20@0.25,mobilenetv2@0.125", "steps": 150,
-              "batch_size": 32, "reject_steps": 40, "reject_acc": 0.2, "budget": 80,
-              "population": 16, "sample_size": 4, "nodes": 8},
-    # the paper's budget and protocol shape for a cluster (Ray): CIFAR-10, three anchors
-    "paper": {"dataset": "cifar10", "anchors": "resnet50v2@0.25,mobilenetv2@0.5,efficientnet_b0@0.5",
-              "steps": 2000, "batch_size": 128, "reject_steps": 100, "reject_acc": 0.2,
-              "stability_steps": 5, "budget": 5000, "population": 500, "sample_size": 25,
-              "selection": "pareto", "nodes": 10, "groups": 8, "eval_limit": None},
-}
+def _preset_file(name: str) -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "configs" / f"evolve-{name}.yaml"
+
+
+def _read_presets() -> dict[str, dict[str, Any]]:
+    """The presets are YAML files, normlab/configs/evolve-NAME.yaml (quick, paper)."""
+    from .._yaml import read_yaml_mapping
+
+    return {name: read_yaml_mapping(_preset_file(name), "evolve preset") for name in ("quick", "paper")}
+
+
+PRESETS: dict[str, dict[str, Any]] = _read_presets()
 
 
 def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = None,
