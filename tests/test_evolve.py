@@ -331,7 +331,7 @@ def test_cli_run_show_export(tmp_path):
     assert res.exit_code == 0, res.output
     assert "4 evaluated" in res.output
     res = runner.invoke(app, ["evolve", "show", "c", "--store", store], env={"COLUMNS": "200"})
-    assert res.exit_code == 0 and "evaluated" in res.output
+    assert res.exit_code == 0 and "evaluated" in res.output and "invalid never trained" in res.output
     out = tmp_path / "best.json"
     res = runner.invoke(app, ["evolve", "export", "c", "--store", store, "--out", str(out), "--step", "0"])
     assert res.exit_code == 0, res.output

@@ -112,7 +112,7 @@ def _dry_run(cfg, name: str, workers: int) -> None:
 
     task = cfg.task
     t0 = time.time()
-    task(reference("bn_relu"))                         # one full candidate, timed
+    bn = task(reference("bn_relu"))                    # one full candidate, timed
     per = time.time() - t0
     console.print(f"[bold]{name}[/] ({cfg.strategy}): {cfg.budget} candidates, anchors "
                   f"{', '.join(cfg.objectives)}, {cfg.steps} steps of {cfg.batch_size} on {cfg.dataset}"
@@ -121,6 +121,11 @@ def _dry_run(cfg, name: str, workers: int) -> None:
     console.print(f"estimated at most {per * cfg.budget / 60 / workers:.1f} min on {workers} worker(s) "
                   f"({per:.1f} s per fully trained candidate, timed on BN-ReLU; rejected ones cost less)",
                   highlight=False)
+    if bn.status == "ok":
+        console.print("BN-ReLU on this proxy: " + ", ".join(f"{a} {100 * bn.metrics[a]:.1f}%"
+                                                            for a in cfg.objectives), highlight=False)
+    else:
+        console.print(f"BN-ReLU did not pass this proxy: {bn.error}", highlight=False)
 
 
 def _print_top(result, top: int) -> None:
@@ -159,7 +164,7 @@ def show(name: str = typer.Argument(..., help="the search's name"),
         console.print(f"[bold]{r.name}[/] ({r.strategy}, seed {r.config.get('seed')}): "
                       f"{len(r.history)} evaluated; passed {counts['passed']}, rejected quality "
                       f"{counts['quality']}, stability {counts['stability']}, diverged "
-                      f"{counts['diverged']}", highlight=False)
+                      f"{counts['diverged']}; {r.infeasible} invalid never trained", highlight=False)
         _print_top(r, top)
 
 

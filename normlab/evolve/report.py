@@ -179,6 +179,14 @@ def rejection_table(results: Sequence[Any]) -> Any:
                          "invalid (never trained)", "steps saved", "seconds saved"],
                         note="steps saved = full training steps (steps x anchors) not run; "
                              "invalid layers fail the validity check and do not use budget")
+    per_step = []                        # seconds per training step of fully trained candidates
+    for r in results:
+        try:
+            full = task_of(r).steps * len(task_of(r).anchors)
+        except EvolveError:
+            continue
+        per_step += [e.scores["seconds"] / full for e in r.ok if "seconds" in e.scores]
+    sec_per_step = statistics.mean(per_step) if per_step else math.nan
     for r in results:
         try:
             task = task_of(r)
@@ -186,8 +194,6 @@ def rejection_table(results: Sequence[Any]) -> Any:
             continue
         full = task.steps * len(task.anchors)
         c = rejection_counts(r)
-        per_step = [e.scores["seconds"] / full for e in r.ok if "seconds" in e.scores]
-        sec_per_step = statistics.mean(per_step) if per_step else math.nan
         saved = 0
         for e in r.history:
             if not e.ok and "rejected (" in (e.error or ""):
@@ -248,7 +254,9 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
                       f"{100 * _mean(s, anchors):.1f}", "", "", ""])
 
     curve = ReportTable("best fitness so far (%), mean ± sd over seeds",
-                        ["strategy", "seeds", *[f"at {n}" for n in _marks(results)]])
+                        ["strategy", "seeds", *[f"at {n}" for n in _marks(results)]],
+                        note="after n candidates evaluated; (k/n seeds): only k seeds had a layer that "
+                             "passed the rejection rules by then")
     groups: dict[str, list[list[float]]] = {}
     for r in fitness_view(results):
         groups.setdefault(r.name, []).append(r.best_so_far("fitness"))
@@ -256,7 +264,9 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
         cells = []
         for n in _marks(results):
             vals = [100 * c[n - 1] for c in curves if len(c) >= n and not math.isnan(c[n - 1])]
-            cells.append(f"{statistics.mean(vals):.1f} ± {statistics.pstdev(vals):.1f}" if vals else "-")
+            found = "" if len(vals) == len(curves) else f" ({len(vals)}/{len(curves)} seeds)"
+            cells.append(f"{statistics.mean(vals):.1f} ± {statistics.pstdev(vals):.1f}{found}"
+                         if vals else "-")
         curve.add([label, str(len(curves)), *cells])
     for label, value in lines.items():
         curve.add([f"{label} (fixed)", "", f"{100 * value:.1f}", *[""] * (len(_marks(results)) - 1)])
