@@ -380,6 +380,13 @@ def test_reduced_quick_run_gives_evolution_and_random_curves(tmp_path):
         assert len(r.history) == 10
     assert all(len(c) > 0 for c in curves.values())
     print({k: (v[-1] if v else None) for k, v in curves.items()})
+    # and the report of the two: the curve figure, the page with both strategies and the fixed line
+    res = runner.invoke(app, ["evolve", "report", "evolution", "random", "--store", path,
+                              "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "rep" / "progress.png").stat().st_size > 1000
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "random search" in page and "evolution" in page and "BN-ReLU" in page
 
 
 # -- report, re-ranking, invalid counts, resume after SIGKILL -------------------------------------

@@ -314,7 +314,7 @@ def rerank(name: str = typer.Argument(..., help="the layer search (all its seeds
     if nb is not None and nb > task.batch_size:
         raise fail(f"--norm-batch-size {nb} is larger than the batch size {task.batch_size}")
     task = replace(task, steps=steps or 3 * task.steps, norm_batch_size=nb, reject_acc=None,
-                   stability_steps=0)
+                   stability_steps=0, eval_limit=None)          # the whole test split
     layers = {f"evolved #{i + 1}": e.arch for i, (e, _) in enumerate(best)}
     layers.update(refs)
     folder = check_out_dir(out, "--out") if out else None
