@@ -473,10 +473,11 @@ def test_invalid_candidates_are_counted_and_stored(tmp_path):
     assert all(space.valid(e.arch) for e in stored.history)   # what was evaluated passed validity
 
 
-KILLED_CMD = ["evolve", "run", "--dataset", "digits", "--anchors", "resnet20@0.25", "--steps", "30",
-              "--budget", "10", "--population", "3", "--sample-size", "2", "--name", "k"]
+KILLED_CMD = ["evolve", "run", "--dataset", "digits", "--anchors", "resnet20@0.25", "--steps", "10",
+              "--budget", "8", "--population", "3", "--sample-size", "2", "--name", "k"]
 
 
+@pytest.mark.slow
 def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
     import os
     import signal
@@ -491,8 +492,6 @@ def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
         return subprocess.Popen([sys.executable, "-m", "normlab.cli", *KILLED_CMD, "--store", str(store)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    ref = run(tmp_path / "ref.sqlite")
-    assert ref.wait(120) == 0, ref.stderr.read()
     victim = run(tmp_path / "k.sqlite")
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -502,18 +501,20 @@ def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
                 done = db.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok','diverged')").fetchone()[0]
         except sqlite3.Error:
             continue
-        if done >= 4:
+        if done >= 3:
             break
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
-    assert 4 <= done < 10
+    assert 3 <= done < 8
     resumed = run(tmp_path / "k.sqlite")
+    ref = runner.invoke(app, [*KILLED_CMD, "--store", str(tmp_path / "ref.sqlite")])   # uninterrupted
+    assert ref.exit_code == 0, ref.output
     assert resumed.wait(120) == 0, resumed.stderr.read()
     with Store(tmp_path / "ref.sqlite", readonly=True) as a, Store(tmp_path / "k.sqlite", readonly=True) as b:
         [want], [got] = load_search(a, "k"), load_search(b, "k")
     assert [(e.key, e.status, e.scores.get("resnet20@0.25")) for e in got.history] == \
            [(e.key, e.status, e.scores.get("resnet20@0.25")) for e in want.history]
-    assert len(got.history) == 10 and got.infeasible == want.infeasible
+    assert len(got.history) == 8 and got.infeasible == want.infeasible
 
 
 @pytest.mark.parametrize("preset", ["quick", "paper"])
