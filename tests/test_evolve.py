@@ -527,3 +527,15 @@ def test_presets_are_yaml_configs_the_cli_accepts(preset):
     assert EvolveConfig.from_dict(read_yaml_mapping(path, "config")) == EvolveConfig.preset(preset)
     res = runner.invoke(app, ["evolve", "run", str(path), "--budget", "0"])   # parsed, then checked
     assert res.exit_code == 2 and "budget=0" in res.output, res.output
+
+
+def test_cli_report_bad_input_is_one_line(tmp_path):
+    from normlab.search import BitString, onemax, random_search
+
+    store = tmp_path / "s.sqlite"
+    random_search(BitString(4), onemax, budget=3, store=store, name="bits")
+    for args, match in [(["nope"], "no search named"), (["bits"], "not a layer search"),
+                        (["bits", "--top", "0"], "--top 0"), (["bits", "--fixed", "ln"], "unknown reference")]:
+        res = runner.invoke(app, ["evolve", "report", *args, "--store", str(store), "--out", str(tmp_path / "r")])
+        lines = [line for line in res.output.strip().splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and match in lines[0], res.output

@@ -147,7 +147,13 @@ def _print_top(result, top: int) -> None:
 
 
 def _results(store: str, name: str):
-    return load_stored_search(store, name, decode=_decode)
+    from ..layers.genome import GenomeError
+
+    try:
+        return load_stored_search(store, name, decode=_decode)
+    except GenomeError:
+        raise fail(f"search {name!r} is not a layer search (its candidates are not genomes): "
+                   f"expected a search made by 'normlab evolve run'") from None
 
 
 @evolve_app.command("show")
