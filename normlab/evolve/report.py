@@ -237,7 +237,9 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
                     merged.setdefault(e.key, e)
         allr = SearchResult("all layers", "all", {a: "max" for a in anchors},
                             [Evaluation(i, e.key, e.arch, e.scores) for i, e in enumerate(merged.values())])
-        pareto = plot_pareto(allr, out / "pareto", x=anchors[0], y=anchors[1],
+        marks = {label: (s[anchors[0]], s[anchors[1]]) for label, s in (fixed or {}).items()
+                 if anchors[0] in s and anchors[1] in s}
+        pareto = plot_pareto(allr, out / "pareto", x=anchors[0], y=anchors[1], reference=marks,
                              title=f"every layer trained ({len(merged)}): Pareto front over the anchors")
         figures.append((f"Pareto front over the anchors {anchors[0]} and {anchors[1]}", pareto[0]))
         paths["pareto"] = pareto[0]

@@ -57,9 +57,11 @@ def plot_progress(results: Sequence[SearchResult], path: str | Path, objective: 
 
 
 def plot_pareto(result: SearchResult, path: str | Path, x: str | None = None, y: str | None = None,
-                title: str | None = None) -> list[Path]:
+                title: str | None = None,
+                reference: Mapping[str, tuple[float, float]] | None = None) -> list[Path]:
     """Every successful evaluation on two objectives, the non-dominated ones highlighted and
-    joined. Writes PNG and SVG."""
+    joined. ``reference``: fixed points to mark (label -> (x, y)), e.g. a hand-designed
+    baseline. Writes PNG and SVG."""
     names = list(result.objectives)
     if x is None or y is None:
         if len(names) < 2:
@@ -75,10 +77,12 @@ def plot_pareto(result: SearchResult, path: str | Path, x: str | None = None, y:
         ax.scatter(arr[~keep, 0], arr[~keep, 1], s=12, alpha=0.4, color="0.5", label="evaluated")
         front = arr[keep][np.argsort(arr[keep][:, 0])]
         ax.plot(front[:, 0], front[:, 1], "o-", color="C3", label=f"Pareto front ({int(keep.sum())})")
+    for i, (label, (px, py)) in enumerate((reference or {}).items()):
+        ax.scatter([px], [py], marker="*", s=140, color=f"C{i}", zorder=3, label=label)
     ax.set_xlabel(f"{x} ({result.objectives.get(x, 'max')})")
     ax.set_ylabel(f"{y} ({result.objectives.get(y, 'max')})")
     ax.set_title(title or f"{result.name}: {len(pts)} evaluated")
     ax.grid(alpha=0.3)
-    if pts:
+    if pts or reference:
         ax.legend()
     return save_figure(fig, Path(path))
