@@ -33,7 +33,8 @@ from typing import Any, Mapping
 from ..layers.genome import BATCH_OPS, Genome, canonical_key, live_nodes, mutate, random_genome
 from ..layers.genome_module import InvalidLayer, check_valid
 
-__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "anchor_name",
+__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "PRESET_NAMES",
+           "preset_settings", "anchor_name",
            "rejection_counts", "EvolveError"]
 
 
@@ -340,9 +341,9 @@ class EvolveConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EvolveConfig":
-        if name not in PRESETS:
-            raise EvolveError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
+        if name not in PRESET_NAMES:
+            raise EvolveError(f"unknown preset {name!r}: expected one of {', '.join(PRESET_NAMES)}")
+        return cls.from_dict({**preset_settings(name), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -370,20 +371,24 @@ class EvolveConfig:
         return {anchor_name(m, w): "max" for m, w in self.anchors}
 
 
-def _preset_file(name: str) -> Any:
+PRESET_NAMES = ("quick", "paper")
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """A preset's settings, read from its YAML file normlab/configs/evolve-NAME.yaml (read when
+    asked for, so that importing this module needs no YAML reader)."""
     from pathlib import Path
 
-    return Path(__file__).resolve().parent.parent / "configs" / f"evolve-{name}.yaml"
-
-
-def _read_presets() -> dict[str, dict[str, Any]]:
-    """The presets are YAML files, normlab/configs/evolve-NAME.yaml (quick, paper)."""
     from .._yaml import read_yaml_mapping
 
-    return {name: read_yaml_mapping(_preset_file(name), "evolve preset") for name in ("quick", "paper")}
+    path = Path(__file__).resolve().parent.parent / "configs" / f"evolve-{name}.yaml"
+    return read_yaml_mapping(path, "evolve preset")
 
 
-PRESETS: dict[str, dict[str, Any]] = _read_presets()
+def __getattr__(name: str) -> Any:
+    if name == "PRESETS":                       # every preset's settings, by name
+        return {n: preset_settings(n) for n in PRESET_NAMES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = None,
