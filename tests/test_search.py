@@ -293,3 +293,15 @@ def test_infeasible_candidates_are_counted_and_kept_in_the_store(tmp_path):
     calls.clear()                                  # a rerun replays the same proposals: same count
     again = random_search(BitString(8), onemax, budget=20, seed=3, constraint=even, store=store, name="even")
     assert again.infeasible == r.infeasible == calls.count(False)
+
+
+def test_progress_bar_shows_failed_and_infeasible_counts(capsys):
+    def score(bits):                       # odd-first strings fail (non-finite score)
+        return float("nan") if bits[0] else float(sum(bits))
+
+    r = random_search(BitString(6), score, budget=20, seed=1, constraint=lambda b: sum(b) % 2 == 0,
+                      progress=True)
+    failed = sum(not e.ok for e in r.history)
+    err = capsys.readouterr().err
+    assert failed > 0 and r.infeasible > 0
+    assert f"({failed} failed, {r.infeasible} infeasible)" in err

@@ -231,7 +231,7 @@ class _Loop:
                         self.history.append(ev)
                         self.tell(ev)
                         if bar is not None:
-                            bar.show(self._best_text())
+                            bar.show(self._best_text() + self._counts_text())
                         if self.log_every and len(self.history) % self.log_every == 0:
                             log.info("%s '%s': %d/%d evaluated, best %s", self.strategy, self.name,
                                      len(self.history), self.budget, self._best_text())
@@ -246,6 +246,14 @@ class _Loop:
                 self.store.close()
         return SearchResult(self.name, self.strategy, self.objectives, self.history, self.config,
                             self.stopped, self.infeasible)
+
+    def _counts_text(self) -> str:
+        """What did not count as a success so far: failed (or rejected) evaluations, and
+        candidates the constraint turned down before evaluation."""
+        failed = sum(not e.ok for e in self.history)
+        parts = ([f"{failed} failed"] if failed else []) + (
+            [f"{self.infeasible} infeasible"] if self.infeasible else [])
+        return f" ({', '.join(parts)})" if parts else ""
 
     def _best_text(self) -> str:
         ok = [e for e in self.history if e.ok]
