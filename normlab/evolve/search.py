@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from ..layers.genome import BATCH_OPS, Genome, canonical_key, live_nodes, mutate, random_genome
 from ..layers.genome_module import InvalidLayer, check_valid
 
-__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "PRESET_NAMES",
+__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESET_NAMES",
            "preset_settings", "anchor_name",
            "rejection_counts", "EvolveError"]
 
