@@ -2,13 +2,14 @@
 evolution against random search at equal budget (the EvoNorms paper's Fig. 10), BN-ReLU as the
 fixed line. Prints numbers; asserts nothing.
 
-    python benchmarks/evolve.py --budget 40 --seeds 0 1 2 --store runs/evolve-bench.sqlite
+    python benchmarks/evolve.py --budget 100 --seeds 0 1 2 --store runs/evolve-bench.sqlite
     normlab evolve report evo rnd --store runs/evolve-bench.sqlite --out runs/evolve-report
 
-The default proxy is the harder one of the quick preset: 100 steps at learning rate 0.15, where a
-layer without normalization diverges (an identity layer scores ~10%, BN-ReLU ~95% on digits).
-With --store the runs are stored as the searches "evo" and "rnd" (one per seed), so the report
-and the re-ranking can read them.
+The default proxy is the quick preset's harder one: 100 steps at learning rate 0.1 without
+warm-up, where normalization decides whether a network trains (on digits with ResNet-20 at 0.25:
+identity layer 75%, ReLU alone 90%, BN-ReLU 97%). At --lr 0.15 unnormalized layers diverge
+outright and almost every random layer is rejected. With --store the runs are stored as the
+searches "evo" and "rnd" (one per seed), so the report and the re-ranking can read them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from normlab.evolve.search import EvolveConfig, mean_fitness, rejection_counts, 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=int, default=30)
+    ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=0.15)
+    ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--reject-steps", type=int, default=30)
     ap.add_argument("--store", default=None, help="keep the runs as searches 'evo' and 'rnd'")
     ap.add_argument("--anchors", default="resnet20@0.25")
