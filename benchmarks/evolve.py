@@ -2,7 +2,14 @@
 evolution against random search at equal budget (the EvoNorms paper's Fig. 10), BN-ReLU as the
 fixed line. Prints numbers; asserts nothing.
 
-    python benchmarks/evolve.py --budget 30 --seeds 0 1 2
+    python benchmarks/evolve.py --budget 100 --seeds 0 1 2 --store runs/evolve-bench.sqlite
+    normlab evolve report evo rnd --store runs/evolve-bench.sqlite --out runs/evolve-report
+
+The default proxy is the quick preset's harder one: 100 steps at learning rate 0.1 without
+warm-up, where normalization decides whether a network trains (on digits with ResNet-20 at 0.25:
+identity layer 75%, ReLU alone 90%, BN-ReLU 97%). At --lr 0.15 unnormalized layers diverge
+outright and almost every random layer is rejected. With --store the runs are stored as the
+searches "evo" and "rnd" (one per seed), so the report and the re-ranking can read them.
 """
 
 from __future__ import annotations
@@ -17,14 +24,18 @@ from normlab.evolve.search import EvolveConfig, mean_fitness, rejection_counts, 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=int, default=30)
+    ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--reject-steps", type=int, default=30)
+    ap.add_argument("--store", default=None, help="keep the runs as searches 'evo' and 'rnd'")
     ap.add_argument("--anchors", default="resnet20@0.25")
     ap.add_argument("--dataset", default="digits")
     args = ap.parse_args()
-    base = dict(dataset=args.dataset, anchors=args.anchors, steps=args.steps, reject_steps=20,
-                reject_acc=0.2, budget=args.budget, population=8, sample_size=3, eval_limit=300)
+    base = dict(dataset=args.dataset, anchors=args.anchors, steps=args.steps, lr=args.lr,
+                reject_steps=args.reject_steps, reject_acc=0.2, budget=args.budget, population=8,
+                sample_size=3, eval_limit=300)
     bn = EvolveConfig(**base).task(reference("bn_relu"))
     bn_fit = mean_fitness(bn.metrics, EvolveConfig(**base).objectives)
     print(f"BN-ReLU fitness {bn_fit:.3f}")
@@ -34,7 +45,8 @@ def main() -> None:
         for seed in args.seeds:
             cfg = EvolveConfig(**base, strategy=strategy, seed=seed)
             t0 = time.time()
-            r = run_evolve(cfg, progress=False)
+            r = run_evolve(cfg, progress=False, store=args.store,
+                           name={"evolution": "evo", "random": "rnd"}[strategy])
             total_time += time.time() - t0
             total_cands += len(r.history)
             c = rejection_counts(r)

@@ -140,6 +140,23 @@ def test_bn_relu_genome_equals_batchnorm_then_relu():
     torch.testing.assert_close(lay(x), torch.relu(bn(x)))
 
 
+def test_gn_relu_genome_equals_groupnorm_then_relu():
+    # GroupNorm: per sample and group of C/G channels, (x - mean) / sqrt(var + eps), biased var
+    lay = EvolvedLayer(8, reference("gn_relu"), groups=4).double()
+    w, b = torch.empty(8, dtype=D), torch.empty(8, dtype=D)
+    _randomise(w, b)
+    b -= 1.0
+    with torch.no_grad():
+        lay.v1.copy_(w), lay.v0.copy_(b)
+    x = _x(seed=3)
+    xg = x.view(x.shape[0], 4, -1)
+    mean, var = xg.mean(-1, keepdim=True), xg.var(-1, unbiased=False, keepdim=True)
+    want = ((xg - mean) / torch.sqrt(var + 1e-5)).view_as(x) * w.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+    torch.testing.assert_close(lay(x), torch.relu(want))
+    lay.eval()                                          # no batch statistics: eval is the same
+    torch.testing.assert_close(lay(x), torch.relu(want))
+
+
 def test_batch_aggregate_running_statistics_behave_like_batchnorm():
     genome = Genome.from_code("mu_bhw.0;s2_bhw.0;add.4.5;add.0.6")
     lay = EvolvedLayer(8, genome, momentum=0.2, unbiased_running=True).double()
@@ -314,7 +331,7 @@ def test_cli_run_show_export(tmp_path):
     assert res.exit_code == 0, res.output
     assert "4 evaluated" in res.output
     res = runner.invoke(app, ["evolve", "show", "c", "--store", store], env={"COLUMNS": "200"})
-    assert res.exit_code == 0 and "evaluated" in res.output
+    assert res.exit_code == 0 and "evaluated" in res.output and "invalid never trained" in res.output
     out = tmp_path / "best.json"
     res = runner.invoke(app, ["evolve", "export", "c", "--store", store, "--out", str(out), "--step", "0"])
     assert res.exit_code == 0, res.output
@@ -363,3 +380,162 @@ def test_reduced_quick_run_gives_evolution_and_random_curves(tmp_path):
         assert len(r.history) == 10
     assert all(len(c) > 0 for c in curves.values())
     print({k: (v[-1] if v else None) for k, v in curves.items()})
+    # and the report of the two: the curve figure, the page with both strategies and the fixed line
+    res = runner.invoke(app, ["evolve", "report", "evolution", "random", "--store", path,
+                              "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "rep" / "progress.png").stat().st_size > 1000
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "random search" in page and "evolution" in page and "BN-ReLU" in page
+
+
+# -- report, re-ranking, invalid counts, resume after SIGKILL -------------------------------------
+
+def _search(history, proxy, infeasible=0, anchors=("a", "b")):
+    from normlab.search import Evaluation, SearchResult
+
+    evs = [Evaluation(i, f"k{i}", Genome.from_code("max.0.1"), scores, status, err)
+           for i, (scores, status, err) in enumerate(history)]
+    return SearchResult("s", "evolution", {a: "max" for a in anchors}, evs,
+                        {"proxy": json.dumps(proxy), "seed": 0}, infeasible=infeasible)
+
+
+def test_top_layers_rank_by_mean_anchor_accuracy_and_rejections_count_saved_steps():
+    from normlab.evolve.report import rejection_table, top_layers
+
+    proxy = {"dataset": "digits", "anchors": ["resnet20@0.25", "resnet20@0.125"], "steps": 10,
+             "data_seed": 0}
+    r = _search([({"resnet20@0.25": 0.9, "resnet20@0.125": 0.5, "seconds": 2.0}, "ok", None),   # mean .7
+                 ({"resnet20@0.25": 0.6, "resnet20@0.125": 0.6, "seconds": 2.0}, "ok", None),   # mean .6
+                 ({"steps_total": 5}, "failed", "rejected (quality) on x: acc"),
+                 ({"steps_total": 10}, "failed", "rejected (quality) on y: acc")],
+                proxy, infeasible=2, anchors=("resnet20@0.25", "resnet20@0.125"))
+    assert [e.step for e, _ in top_layers([r], 5)] == [0, 1]
+    [row] = rejection_table([r]).rows
+    # full training = 10 steps x 2 anchors = 20: (20-5) + (20-10) + 2 invalid x 20 = 65 steps,
+    # at 2 s / 20 steps = 0.1 s per step -> 6.5 s (prints as 6 or 7 after rounding: check steps)
+    assert row[2:8] == ["4", "2", "2", "0", "0", "2"] and row[8] == "65"
+
+
+TWO = dict(TINY, anchors="resnet20@0.25,resnet20@0.5", steps=8, reject_steps=4, budget=4,
+           population=2, sample_size=2, eval_limit=60)
+
+
+def test_cli_report_and_rerank_are_stored_and_resumable(tmp_path):
+    store = tmp_path / "s.sqlite"
+    for strategy, name in (("evolution", "evo"), ("random", "rnd")):
+        for seed in (0, 1):
+            run_evolve(EvolveConfig(**TWO, strategy=strategy, seed=seed), store=str(store), name=name,
+                       progress=False)
+    out = tmp_path / "rep"
+    args = ["evolve", "report", "evo", "rnd", "--store", str(store), "--out", str(out)]
+    res = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    page = (out / "report.html").read_text()
+    for part in ("BN-ReLU", "Pareto front", "rejection", "random search", "evolution", "top 5 layers"):
+        assert part in page, part
+    assert (out / "progress.png").stat().st_size > 0 and (out / "pareto.png").stat().st_size > 0
+    md = (out / "report.md").read_text()
+    assert "| evolution | 2 |" in md and "| random search | 2 |" in md
+    with Store(store, readonly=True) as db:
+        n = db.count()
+    assert runner.invoke(app, args).exit_code == 0           # BN-ReLU's line is stored: no new trial
+    with Store(store, readonly=True) as db:
+        assert db.count() == n
+    rr = ["evolve", "rerank", "evo", "--top", "2", "--seeds", "2", "--steps", "6",
+          "--references", "bn_relu,gn_relu", "--store", str(store)]
+    res = runner.invoke(app, rr, env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "evolved #1" in res.output and "GN-ReLU" in res.output
+    from normlab.evolve.report import top_layers
+    from normlab.search import load_search
+
+    with Store(store, readonly=True) as db:
+        k = len(top_layers(load_search(db, "evo", decode=Genome.from_json), 2))
+        assert k >= 1 and db.count() == n + (k + 2) * 2     # (evolved + 2 references) x 2 seeds
+    assert runner.invoke(app, rr).exit_code == 0           # resumed: nothing trained again
+    with Store(store, readonly=True) as db:
+        assert db.count() == n + (k + 2) * 2
+    assert runner.invoke(app, args).exit_code == 0
+    assert "re-ranking: 6 steps, 2 seeds" in (out / "report.md").read_text()
+    bad = runner.invoke(app, ["evolve", "rerank", "evo", "--references", "ln", "--store", str(store)])
+    assert bad.exit_code == 2 and "unknown reference layer" in bad.output
+
+
+def test_invalid_candidates_are_counted_and_stored(tmp_path):
+    store = tmp_path / "s.sqlite"
+    r = run_evolve(EvolveConfig(**TINY), store=str(store), name="t", progress=False)
+    space = EvolveConfig(**TINY).space
+    with Store(store, readonly=True) as db:
+        [stored] = __import__("normlab.search", fromlist=["load_search"]).load_search(
+            db, "t", decode=Genome.from_json)
+    assert stored.infeasible == r.invalid
+    assert all(space.valid(e.arch) for e in stored.history)   # what was evaluated passed validity
+
+
+KILLED_CMD = ["evolve", "run", "--dataset", "digits", "--anchors", "resnet20@0.25", "--steps", "10",
+              "--budget", "8", "--population", "3", "--sample-size", "2", "--name", "k"]
+
+
+@pytest.mark.slow
+def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from normlab.search import load_search
+
+    def run(store):
+        return subprocess.Popen([sys.executable, "-m", "normlab.cli", *KILLED_CMD, "--store", str(store)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    victim = run(tmp_path / "k.sqlite")
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(tmp_path / "k.sqlite") as db:
+                done = db.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok','diverged')").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if done >= 3:
+            break
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    assert 3 <= done < 8
+    resumed = run(tmp_path / "k.sqlite")
+    ref = runner.invoke(app, [*KILLED_CMD, "--store", str(tmp_path / "ref.sqlite")])   # uninterrupted
+    assert ref.exit_code == 0, ref.output
+    assert resumed.wait(120) == 0, resumed.stderr.read()
+    with Store(tmp_path / "ref.sqlite", readonly=True) as a, Store(tmp_path / "k.sqlite", readonly=True) as b:
+        [want], [got] = load_search(a, "k"), load_search(b, "k")
+    assert [(e.key, e.status, e.scores.get("resnet20@0.25")) for e in got.history] == \
+           [(e.key, e.status, e.scores.get("resnet20@0.25")) for e in want.history]
+    assert len(got.history) == 8 and got.infeasible == want.infeasible
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_presets_are_yaml_configs_the_cli_accepts(preset):
+    from pathlib import Path
+
+    from normlab._yaml import read_yaml_mapping
+
+    path = Path(__file__).resolve().parent.parent / "normlab" / "configs" / f"evolve-{preset}.yaml"
+    assert EvolveConfig.from_dict(read_yaml_mapping(path, "config")) == EvolveConfig.preset(preset)
+    res = runner.invoke(app, ["evolve", "run", str(path), "--budget", "0"])   # parsed, then checked
+    assert res.exit_code == 2 and "budget=0" in res.output, res.output
+
+
+def test_cli_report_bad_input_is_one_line(tmp_path):
+    from normlab.search import BitString, onemax, random_search
+
+    store = tmp_path / "s.sqlite"
+    random_search(BitString(4), onemax, budget=3, store=store, name="bits")
+    for args, match in [(["nope"], "no search named"), (["bits"], "not a layer search"),
+                        (["bits", "--top", "0"], "--top 0"), (["bits", "--fixed", "ln"], "unknown reference")]:
+        res = runner.invoke(app, ["evolve", "report", *args, "--store", str(store), "--out", str(tmp_path / "r")])
+        lines = [line for line in res.output.strip().splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and match in lines[0], res.output

@@ -273,3 +273,35 @@ def test_cli_runs_show_export_plot(tmp_path):
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
     res = _cli("search", "runs", "--store", tmp_path / "missing.sqlite")
     assert res.returncode == 2 and "no store" in res.stderr
+
+
+def test_infeasible_candidates_are_counted_and_kept_in_the_store(tmp_path):
+    # onemax over 8 bits, constraint: an even number of ones; the count is what the constraint said no to
+    calls = []
+
+    def even(bits):
+        ok = sum(bits) % 2 == 0
+        calls.append(ok)
+        return ok
+
+    store = tmp_path / "s.sqlite"
+    r = random_search(BitString(8), onemax, budget=20, seed=3, constraint=even, store=store, name="even")
+    assert r.infeasible == calls.count(False) > 0
+    with Store(store, readonly=True) as db:
+        [stored] = load_search(db, "even")
+    assert stored.infeasible == r.infeasible
+    calls.clear()                                  # a rerun replays the same proposals: same count
+    again = random_search(BitString(8), onemax, budget=20, seed=3, constraint=even, store=store, name="even")
+    assert again.infeasible == r.infeasible == calls.count(False)
+
+
+def test_progress_bar_shows_failed_and_infeasible_counts(capsys):
+    def score(bits):                       # odd-first strings fail (non-finite score)
+        return float("nan") if bits[0] else float(sum(bits))
+
+    r = random_search(BitString(6), score, budget=20, seed=1, constraint=lambda b: sum(b) % 2 == 0,
+                      progress=True)
+    failed = sum(not e.ok for e in r.history)
+    err = capsys.readouterr().err
+    assert failed > 0 and r.infeasible > 0
+    assert f"({failed} failed, {r.infeasible} infeasible)" in err

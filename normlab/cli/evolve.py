@@ -4,13 +4,14 @@ normlab.search; every candidate is a stored trial, so re-running the same comman
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_file, console, fail, guarded, load_stored_search, open_store
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded,
+                     load_stored_search, open_store)
 
 evolve_app = typer.Typer(no_args_is_help=True, add_completion=False,
                          help="Evolve normalization-activation layers from primitive ops (EvoNorms).")
@@ -81,7 +82,7 @@ def run(
         check_dataset(cfg.dataset)
     except (ValueError, TypeError) as exc:
         raise fail(str(exc).splitlines()[0]) from None
-    name = name or f"evolve-{cfg.strategy}-s{cfg.seed}"
+    name = name or f"evolve-{cfg.strategy}"          # seeds of one name are kept apart by the store
     if dry_run:
         _dry_run(cfg, name, workers)
         return
@@ -111,7 +112,7 @@ def _dry_run(cfg, name: str, workers: int) -> None:
 
     task = cfg.task
     t0 = time.time()
-    task(reference("bn_relu"))                         # one full candidate, timed
+    bn = task(reference("bn_relu"))                    # one full candidate, timed
     per = time.time() - t0
     console.print(f"[bold]{name}[/] ({cfg.strategy}): {cfg.budget} candidates, anchors "
                   f"{', '.join(cfg.objectives)}, {cfg.steps} steps of {cfg.batch_size} on {cfg.dataset}"
@@ -120,6 +121,11 @@ def _dry_run(cfg, name: str, workers: int) -> None:
     console.print(f"estimated at most {per * cfg.budget / 60 / workers:.1f} min on {workers} worker(s) "
                   f"({per:.1f} s per fully trained candidate, timed on BN-ReLU; rejected ones cost less)",
                   highlight=False)
+    if bn.status == "ok":
+        console.print("BN-ReLU on this proxy: " + ", ".join(f"{a} {100 * bn.metrics[a]:.1f}%"
+                                                            for a in cfg.objectives), highlight=False)
+    else:
+        console.print(f"BN-ReLU did not pass this proxy: {bn.error}", highlight=False)
 
 
 def _print_top(result, top: int) -> None:
@@ -141,7 +147,13 @@ def _print_top(result, top: int) -> None:
 
 
 def _results(store: str, name: str):
-    return load_stored_search(store, name, decode=_decode)
+    from ..layers.genome import GenomeError
+
+    try:
+        return load_stored_search(store, name, decode=_decode)
+    except GenomeError:
+        raise fail(f"search {name!r} is not a layer search (its candidates are not genomes): "
+                   f"expected a search made by 'normlab evolve run'") from None
 
 
 @evolve_app.command("show")
@@ -158,7 +170,7 @@ def show(name: str = typer.Argument(..., help="the search's name"),
         console.print(f"[bold]{r.name}[/] ({r.strategy}, seed {r.config.get('seed')}): "
                       f"{len(r.history)} evaluated; passed {counts['passed']}, rejected quality "
                       f"{counts['quality']}, stability {counts['stability']}, diverged "
-                      f"{counts['diverged']}", highlight=False)
+                      f"{counts['diverged']}; {r.infeasible} invalid never trained", highlight=False)
         _print_top(r, top)
 
 
@@ -190,3 +202,144 @@ def export(name: str = typer.Argument(..., help="the search's name"),
                                 "step": e.step}, indent=2))
     console.print(f"wrote {formula(g)} to {path}; use it as the norm spec evolved:file={path}",
                   highlight=False)
+
+
+def _layer_searches(store: str, names: List[str]):
+    from ..evolve.report import task_of
+    from ..evolve.search import EvolveError
+
+    results = [r for n in names for r in _results(store, n)]
+    try:
+        for r in results:
+            task_of(r)
+    except EvolveError as exc:
+        raise fail(str(exc)) from None
+    return results
+
+
+def _stored_rerank(db, name: str):
+    """The latest re-ranking stored for search ``name`` as a table, or None."""
+    from ..evolve.report import EVOLVE_KIND, layer_table
+
+    found = db.experiments(name=f"{name}-rerank", kind=EVOLVE_KIND)
+    if not found:
+        return None
+    exp = found[-1]
+    rows: dict = {}
+    for r in db.rows(experiment_id=exp.id):
+        if r["status"] in ("ok", "diverged", "failed"):
+            d = r["description"]
+            rows.setdefault(d["layer"], []).append({"seed": d["seed"], "status": r["status"],
+                                                    "metrics": r["metrics"], "code": d["code"]})
+    task = exp.config["task"]
+    return layer_table(rows, task["anchors"], f"re-ranking: {task['steps']} steps, "
+                       f"{max(len(v) for v in rows.values())} seeds") if rows else None
+
+
+@evolve_app.command("report")
+def report(names: List[str] = typer.Argument(..., help="layer searches (all seeds of each), e.g. evo rnd"),
+           out: str = typer.Option("runs/evolve-report", "--out", help="folder for report.html and figures"),
+           fixed: str = typer.Option("bn_relu", help="reference layers for the fixed line(s), comma-separated "
+                                     "(bn_relu, gn_relu, evonorm_b0, evonorm_s0; '' for none); trained once "
+                                     "on the searches' proxy task and stored"),
+           top: int = typer.Option(5, help="how many of the best layers to list"),
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+    """HTML report: best fitness against candidates evaluated (evolution vs random search, mean
+    and spread over seeds, the fixed BN-ReLU line), the Pareto front over the anchors, the top
+    layers with their score per anchor, the rejection counts and the compute they saved."""
+    from ..evolve.report import evaluate_layers, fixed_genomes, task_of, write_evolve_report
+    from ..evolve.search import EvolveError
+
+    if top < 1:
+        raise fail(f"--top {top} is invalid: expected a positive integer")
+    try:
+        layers = fixed_genomes(fixed.split(","))
+    except EvolveError as exc:
+        raise fail(str(exc)) from None
+    results = _layer_searches(store, names)
+    folder = check_out_dir(out, "--out")
+    task = task_of(results[0])
+    scores = {}
+    db = open_store(store, readonly=not layers)
+    try:
+        with guarded(f"finished trials are kept in {store}; run the same command again to resume."):
+            if layers:
+                from dataclasses import replace            # a fixed line is never rejected
+
+                rows = evaluate_layers(layers, replace(task, reject_acc=None, stability_steps=0),
+                                       seeds=[task.seed], store=db, name="evolve-fixed")
+                scores = {label: runs[0]["metrics"] for label, runs in rows.items() if runs[0]["status"] == "ok"}
+                for label, runs in rows.items():
+                    if runs[0]["status"] != "ok":
+                        console.print(f"{label} (fixed line) did not train: "
+                                      f"{(runs[0]['error'] or '').splitlines()[0]}", highlight=False)
+            rerank = _stored_rerank(db, names[0])
+            paths = write_evolve_report(results, folder, fixed=scores, rerank=rerank, top=top)
+    finally:
+        db.close()
+    console.print(f"report: {paths['html']} (and {paths['markdown'].name}, {paths['progress'].name}"
+                  + (f", {paths['pareto'].name}" if "pareto" in paths else "") + ")", highlight=False)
+
+
+@evolve_app.command("rerank")
+def rerank(name: str = typer.Argument(..., help="the layer search (all its seeds)"),
+           top: int = typer.Option(3, help="how many of the best evolved layers to re-train"),
+           seeds: int = typer.Option(3, help="training seeds per layer (data split and init)"),
+           steps: Optional[int] = typer.Option(None, help="training steps per anchor (default 3x the search's)"),
+           norm_batch_size: Optional[int] = typer.Option(None, help="samples each layer normalizes over "
+                                                         "(default the search's)"),
+           references: str = typer.Option("bn_relu,gn_relu,evonorm_b0,evonorm_s0",
+                                          help="reference layers to compare with, comma-separated"),
+           out: Optional[str] = typer.Option(None, "--out", help="also write rerank.md into this folder"),
+           workers: int = typer.Option(1, help="parallel trainings"),
+           backend: str = typer.Option("serial", help="serial | process | ray"),
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+    """Re-train the best evolved layers with longer training and several seeds, next to BN-ReLU,
+    GN-ReLU and EvoNorm-B0/S0 (stored trials: rerunning resumes); no early rejection."""
+    from dataclasses import replace
+
+    from ..evolve.report import evaluate_layers, fixed_genomes, layer_table, task_of, top_layers
+    from ..evolve.search import EvolveError, anchor_name
+    from ..report import markdown_table, rich_table
+    from ..runtime import make_executor
+
+    for flag, v in (("--top", top), ("--seeds", seeds), ("--steps", steps),
+                    ("--norm-batch-size", norm_batch_size), ("--workers", workers)):
+        if v is not None and v < 1:
+            raise fail(f"{flag} {v} is invalid: expected a positive integer")
+    try:
+        refs = fixed_genomes(references.split(","))
+    except EvolveError as exc:
+        raise fail(str(exc)) from None
+    results = _layer_searches(store, [name])
+    best = top_layers(results, top)
+    if not best:
+        raise fail(f"search {name!r} has no layer that passed the rejection rules")
+    task = task_of(results[0])
+    nb = norm_batch_size if norm_batch_size is not None else task.norm_batch_size
+    if nb is not None and nb > task.batch_size:
+        raise fail(f"--norm-batch-size {nb} is larger than the batch size {task.batch_size}")
+    task = replace(task, steps=steps or 3 * task.steps, norm_batch_size=nb, reject_acc=None,
+                   stability_steps=0, eval_limit=None)          # the whole test split
+    layers = {f"evolved #{i + 1}": e.arch for i, (e, _) in enumerate(best)}
+    layers.update(refs)
+    folder = check_out_dir(out, "--out") if out else None
+    try:
+        executor = make_executor(backend, workers)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    db = open_store(store, readonly=False)
+    try:
+        with guarded(f"finished trainings are kept in {store}; run the same command again to resume."):
+            rows = evaluate_layers(layers, task, seeds=list(range(task.seed, task.seed + seeds)),
+                                   store=db, name=f"{name}-rerank", executor=executor)
+    finally:
+        executor.close()
+        db.close()
+    anchors = [anchor_name(m, w) for m, w in task.anchors]
+    table = layer_table(rows, anchors, f"re-ranking: {task.steps} steps, {seeds} seeds"
+                        + (f", normalization batch {nb}" if nb else ""))
+    console.print(rich_table(table))
+    if folder is not None:
+        (folder / "rerank.md").write_text(markdown_table(table))
+        console.print(f"wrote {folder / 'rerank.md'}")

@@ -33,7 +33,8 @@ from typing import Any, Mapping
 from ..layers.genome import BATCH_OPS, Genome, canonical_key, live_nodes, mutate, random_genome
 from ..layers.genome_module import InvalidLayer, check_valid
 
-__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESETS", "anchor_name",
+__all__ = ["LayerSpace", "ProxyTask", "EvolveConfig", "run_evolve", "PRESET_NAMES",
+           "preset_settings", "anchor_name",
            "rejection_counts", "EvolveError"]
 
 
@@ -130,18 +131,21 @@ class ProxyTask:
         started = time.time()
         metrics: dict[str, float] = {}
         history: list[dict[str, Any]] = []
+        total = 0                                      # training steps over all anchors
         for model_name, width in self.anchors:
             name = anchor_name(model_name, width)
             outcome = self._train_one(genome, model_name, width)
             history.append({"anchor": name, **{k: v for k, v in outcome.items() if k != "error"}})
+            total += outcome["steps"]
             if "error" in outcome:
                 metrics.update({"rejected_" + outcome["rule"]: 1.0, "steps_trained": outcome["steps"],
-                                "seconds": time.time() - started})
+                                "steps_total": total, "seconds": time.time() - started})
                 return TrialResult("diverged", metrics=metrics, history=history,
                                    error=f"rejected ({outcome['rule']}) on {name}: {outcome['error']}",
                                    started=started, finished=time.time())
             metrics[name] = outcome["acc"]
         metrics["seconds"] = time.time() - started
+        metrics["steps_total"] = total
         return TrialResult("ok", metrics=metrics, history=history, started=started, finished=time.time())
 
     # -- one anchor -------------------------------------------------------------------------
@@ -337,9 +341,9 @@ class EvolveConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EvolveConfig":
-        if name not in PRESETS:
-            raise EvolveError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
+        if name not in PRESET_NAMES:
+            raise EvolveError(f"unknown preset {name!r}: expected one of {', '.join(PRESET_NAMES)}")
+        return cls.from_dict({**preset_settings(name), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -367,38 +371,35 @@ class EvolveConfig:
         return {anchor_name(m, w): "max" for m, w in self.anchors}
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # a meaningful search on 2 CPU cores in about half an hour: tiny anchors, shipped 8x8 digits
-    "quick": {"dataset": "digits", "anchors": "resnet20@0.25,mobilenetv2@0.125", "steps": 150,
-              "batch_size": 32, "reject_steps": 40, "reject_acc": 0.2, "budget": 80,
-              "population": 16, "sample_size": 4, "nodes": 8},
-    # the paper's budget and protocol shape for a cluster (Ray): CIFAR-10, three anchors
-    "paper": {"dataset": "cifar10", "anchors": "resnet50v2@0.25,mobilenetv2@0.5,efficientnet_b0@0.5",
-              "steps": 2000, "batch_size": 128, "reject_steps": 100, "reject_acc": 0.2,
-              "stability_steps": 5, "budget": 5000, "population": 500, "sample_size": 25,
-              "selection": "pareto", "nodes": 10, "groups": 8, "eval_limit": None},
-}
+PRESET_NAMES = ("quick", "paper")
 
 
-class _CountingConstraint:
-    def __init__(self, space: LayerSpace) -> None:
-        self.space, self.rejected = space, 0
+def preset_settings(name: str) -> dict[str, Any]:
+    """A preset's settings, read from its YAML file normlab/configs/evolve-NAME.yaml (read when
+    asked for, so that importing this module needs no YAML reader)."""
+    from pathlib import Path
 
-    def __call__(self, arch: Genome) -> bool:
-        ok = self.space.valid(arch)
-        self.rejected += not ok
-        return ok
+    from .._yaml import read_yaml_mapping
+
+    path = Path(__file__).resolve().parent.parent / "configs" / f"evolve-{name}.yaml"
+    return read_yaml_mapping(path, "evolve preset")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRESETS":                       # every preset's settings, by name
+        return {n: preset_settings(n) for n in PRESET_NAMES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = None,
                executor: Any = None, progress: bool | None = None, batch: int | None = None) -> Any:
     """Run the layer search through ``normlab.search`` (evolution or random search) and return
-    its SearchResult; ``result.invalid`` counts candidates the validity rule never trained."""
+    its SearchResult; ``result.invalid`` (the engine's ``infeasible``, kept in the store) counts
+    candidates the validity rule never trained."""
     from ..search import evolution, random_search
 
     space, task = config.space, config.task
-    constraint = _CountingConstraint(space)
-    common = dict(objectives=config.objectives, constraint=constraint, store=store,
+    common = dict(objectives=config.objectives, constraint=space.valid, store=store,
                   name=name or f"evolve-{config.strategy}", executor=executor, seed=config.seed,
                   budget=config.budget, progress=progress, batch=batch)
     if config.strategy == "random":
@@ -406,7 +407,7 @@ def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = No
     else:
         result = evolution(space, task, population=config.population,
                            sample_size=config.sample_size, selection=config.selection, **common)
-    result.invalid = constraint.rejected
+    result.invalid = result.infeasible
     return result
 
 

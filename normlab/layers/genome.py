@@ -279,6 +279,9 @@ REFERENCE: dict[str, Genome] = {
     # BN-ReLU: max(v1 * (x - mu_bhw(x)) / s_bhw(x) + v0, 0); v1, v0 are BN's weight and bias.
     "bn_relu": _g(("mu_bhw", [0]), ("neg", [4]), ("add", [0, 5]), ("s_bhw", [0]), ("div", [6, 7]),
                   ("mul", [8, 3]), ("add", [9, 2]), ("max", [10, 1])),
+    # GN-ReLU: max(v1 * (x - mu_hwg(x)) / s_hwg(x) + v0, 0); v1, v0 are GroupNorm's weight and bias.
+    "gn_relu": _g(("mu_hwg", [0]), ("neg", [4]), ("add", [0, 5]), ("s_hwg", [0]), ("div", [6, 7]),
+                  ("mul", [8, 3]), ("add", [9, 2]), ("max", [10, 1])),
     # EvoNorm-B0: x / max(s_bhw(x), v1*x + s_hw(x)); v1 is the layer's v.
     "evonorm_b0": _g(("s_bhw", [0]), ("mul", [3, 0]), ("s_hw", [0]), ("add", [5, 6]),
                      ("max", [4, 7]), ("div", [0, 8])),

@@ -127,6 +127,8 @@ class _Loop:
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
         self.log_every = log_every
         self.reused = 0
+        self.infeasible = 0              # candidates the constraint rejected (never evaluated)
+        self.identity = identity
         self.stopped: str | None = None
 
     # -- proposing ------------------------------------------------------------------------
@@ -141,6 +143,7 @@ class _Loop:
                 continue
             if self.constraint is not None and not self.constraint(arch):
                 rejected += 1
+                self.infeasible += 1
                 continue
             return arch, key
         if rejected == self.max_tries and not self.history:
@@ -228,16 +231,29 @@ class _Loop:
                         self.history.append(ev)
                         self.tell(ev)
                         if bar is not None:
-                            bar.show(self._best_text())
+                            bar.show(self._best_text() + self._counts_text())
                         if self.log_every and len(self.history) % self.log_every == 0:
                             log.info("%s '%s': %d/%d evaluated, best %s", self.strategy, self.name,
                                      len(self.history), self.budget, self._best_text())
+            # the count of infeasible candidates is kept with the search (a replay after a
+            # kill proposes the same candidates, so it recounts the same number)
+            self.config = {**self.config, "infeasible": self.infeasible}
+            if not self.store.readonly:
+                self.store.experiment(self.name, SEARCH_KIND, self.config, identity=self.identity)
         finally:
             self.driver.close()
             if self.owns_store:
                 self.store.close()
         return SearchResult(self.name, self.strategy, self.objectives, self.history, self.config,
-                            self.stopped)
+                            self.stopped, self.infeasible)
+
+    def _counts_text(self) -> str:
+        """What did not count as a success so far: failed (or rejected) evaluations, and
+        candidates the constraint turned down before evaluation."""
+        failed = sum(not e.ok for e in self.history)
+        parts = ([f"{failed} failed"] if failed else []) + (
+            [f"{self.infeasible} infeasible"] if self.infeasible else [])
+        return f" ({', '.join(parts)})" if parts else ""
 
     def _best_text(self) -> str:
         ok = [e for e in self.history if e.ok]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -20,9 +20,11 @@ def _label(r: SearchResult) -> str:
 
 
 def plot_progress(results: Sequence[SearchResult], path: str | Path, objective: str | None = None,
-                  title: str | None = None) -> list[Path]:
+                  title: str | None = None, reference: Mapping[str, float] | None = None) -> list[Path]:
     """Best-so-far on ``objective`` against evaluations, one line per search name: with several
-    seeds, their mean and the band between the lowest and highest seed. Writes PNG and SVG."""
+    seeds, their mean and the band between the lowest and highest seed. ``reference``: fixed
+    values drawn as dashed horizontal lines (label -> value), e.g. a hand-designed baseline's
+    score. Writes PNG and SVG."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     groups: dict[str, list[list[float]]] = {}
@@ -43,6 +45,9 @@ def plot_progress(results: Sequence[SearchResult], path: str | Path, objective: 
         line, = ax.plot(steps, mean, label=f"{label} (n={len(curves)})" if len(curves) > 1 else label)
         if len(curves) > 1:
             ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color(), linewidth=0)
+    for i, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, linestyle="--", linewidth=1.2, color=f"C{(len(groups) + i) % 10}",
+                   label=f"{label} ({value:.4g})")
     ax.set_xlabel("evaluations")
     ax.set_ylabel(f"best {name} so far" if name else "best so far")
     ax.set_title(title or "search progress")
@@ -52,9 +57,11 @@ def plot_progress(results: Sequence[SearchResult], path: str | Path, objective: 
 
 
 def plot_pareto(result: SearchResult, path: str | Path, x: str | None = None, y: str | None = None,
-                title: str | None = None) -> list[Path]:
+                title: str | None = None,
+                reference: Mapping[str, tuple[float, float]] | None = None) -> list[Path]:
     """Every successful evaluation on two objectives, the non-dominated ones highlighted and
-    joined. Writes PNG and SVG."""
+    joined. ``reference``: fixed points to mark (label -> (x, y)), e.g. a hand-designed
+    baseline. Writes PNG and SVG."""
     names = list(result.objectives)
     if x is None or y is None:
         if len(names) < 2:
@@ -70,9 +77,12 @@ def plot_pareto(result: SearchResult, path: str | Path, x: str | None = None, y:
         ax.scatter(arr[~keep, 0], arr[~keep, 1], s=12, alpha=0.4, color="0.5", label="evaluated")
         front = arr[keep][np.argsort(arr[keep][:, 0])]
         ax.plot(front[:, 0], front[:, 1], "o-", color="C3", label=f"Pareto front ({int(keep.sum())})")
+    for i, (label, (px, py)) in enumerate((reference or {}).items()):
+        ax.scatter([px], [py], marker="*", s=140, color=f"C{i}", zorder=3, label=label)
     ax.set_xlabel(f"{x} ({result.objectives.get(x, 'max')})")
     ax.set_ylabel(f"{y} ({result.objectives.get(y, 'max')})")
     ax.set_title(title or f"{result.name}: {len(pts)} evaluated")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if pts or reference:
+        ax.legend()
     return save_figure(fig, Path(path))

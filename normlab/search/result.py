@@ -76,6 +76,7 @@ class SearchResult:
     history: list[Evaluation]
     config: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None                 # why it ended before its budget, if it did
+    infeasible: int = 0                        # candidates the constraint rejected (never evaluated)
 
     @property
     def ok(self) -> list[Evaluation]:
@@ -135,7 +136,8 @@ class SearchResult:
             history = [Evaluation(int(e["step"]), str(e["key"]), decode(e["arch"]), dict(e.get("scores") or {}),
                                   e.get("status", "ok"), e.get("error")) for e in data["history"]]
             return cls(data["name"], data["strategy"], dict(data["objectives"]), history,
-                       dict(data.get("config") or {}), data.get("stopped"))
+                       dict(data.get("config") or {}), data.get("stopped"),
+                       int((data.get("config") or {}).get("infeasible") or 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"not a saved search result: {type(exc).__name__}: {exc}") from None
 
@@ -190,4 +192,5 @@ class SearchResult:
             history.append(Evaluation(len(history), d["key"], decode(d["arch"]), scores,
                                       "ok" if r["status"] == "ok" else "failed", r["error"]))
         return cls(experiment.name, cfg.get("strategy", experiment.kind),
-                   dict(cfg.get("objectives") or {"score": "max"}), history, cfg)
+                   dict(cfg.get("objectives") or {"score": "max"}), history, cfg,
+                   infeasible=int(cfg.get("infeasible") or 0))
