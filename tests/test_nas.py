@@ -448,7 +448,7 @@ def test_chain_config_presets_overrides_and_bad_settings(tmp_path):
     for text, needle in (("scorer: magic\n", "scorer='magic'"), ("budget: 3\n", "unknown setting(s) budget"),
                          ("search: {budjet: 3}\n", "unknown search setting(s) budjet"),
                          ("supernet: {mode: full}\n", "supernet.mode is set by the chain"),
-                         ("retrain: {top: 0}\n", "retrain.top=0"), ("shrink: [1]\n", "shrink should be a mapping"),
+                         ("retrain: {top: 0}\n", "retrain.top=0"), ("shrink: [1]\n", "shrink settings should be a mapping"),
                          ("search: {budget: 5\n", "malformed YAML")):
         cfg.write_text(text)
         with pytest.raises(ValueError, match=__import__("re").escape(needle)):

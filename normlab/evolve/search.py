@@ -333,11 +333,9 @@ class EvolveConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EvolveConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise EvolveError(f"unknown evolve setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(d))
+        from .._settings import known_settings
+
+        return cls(**known_settings(d, cls, "evolve", EvolveError))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EvolveConfig":

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -209,14 +209,9 @@ class NagoConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "NagoConfig":
-        if not isinstance(d, Mapping):
-            raise NagoError(f"a NAGO config is a mapping of settings, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise NagoError(f"unknown NAGO setting(s): {', '.join(sorted(unknown))}; expected "
-                            f"{', '.join(sorted(known))}")
-        return cls(**dict(d))
+        from .._settings import known_settings
+
+        return cls(**known_settings(d, cls, "NAGO", NagoError))
 
 
 # -- presets and configs ------------------------------------------------------------------------

@@ -24,10 +24,11 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .._settings import known_settings
 from .supernet import PRESETS as SPACE_PRESETS
 from .supernet import NasError, SpaceConfig
 from .train import TrainConfig, train_supernet
@@ -44,13 +45,7 @@ def _from_mapping(cls, d: Any, what: str):
     """A settings dataclass from a mapping, one line for anything unknown or malformed."""
     if d is None:
         return cls()
-    if not isinstance(d, Mapping):
-        raise NasError(f"{what} should be a mapping of settings, got {type(d).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise NasError(f"unknown {what} setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
-    return cls(**dict(d))
+    return cls(**known_settings(d, cls, what, NasError))
 
 
 def _positive(obj: Any, names: tuple[str, ...], what: str) -> None:
@@ -137,14 +132,10 @@ class ChainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ChainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise NasError(f"unknown setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
-        d = dict(d)
+        d = known_settings(d, cls, "", NasError)
         sup = d.get("supernet") or {}
         if not isinstance(sup, Mapping):
-            raise NasError(f"supernet should be a mapping of settings, got {type(sup).__name__}")
+            raise NasError(f"supernet settings should be a mapping, got {type(sup).__name__}")
         for banned in ("dataset", "seed", "mode"):
             if banned in sup:
                 raise NasError(f"supernet.{banned} is set by the chain (top-level dataset/seed; mode follows "

@@ -78,11 +78,9 @@ class SpaceConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SpaceConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise NasError(f"unknown space setting(s) {', '.join(unknown)}: expected some of {', '.join(sorted(known))}")
-        return cls(**dict(d))
+        from .._settings import known_settings
+
+        return cls(**known_settings(d, cls, "space", NasError))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -116,11 +116,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise NasError(f"unknown training setting(s) {', '.join(unknown)}: expected some of "
-                           f"{', '.join(sorted(cls.__dataclass_fields__))}")
-        return cls(**dict(d))
+        from .._settings import known_settings
+
+        return cls(**known_settings(d, cls, "training", NasError))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

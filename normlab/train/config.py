@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -114,11 +114,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
-        d = dict(d)
+        from .._settings import known_settings
+
+        d = known_settings(d, cls, "training", ConfigError)
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         return cls(**d)
