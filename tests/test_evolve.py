@@ -8,6 +8,7 @@ import math
 import random
 
 import pytest
+from conftest import wait_for_trials
 import torch
 from typer.testing import CliRunner
 
@@ -481,10 +482,8 @@ KILLED_CMD = ["evolve", "run", "--dataset", "digits", "--anchors", "resnet20@0.2
 def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
     import os
     import signal
-    import sqlite3
     import subprocess
     import sys
-    import time
 
     from normlab.search import load_search
 
@@ -493,16 +492,7 @@ def test_evolve_run_resumes_after_sigkill_to_the_uninterrupted_result(tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     victim = run(tmp_path / "k.sqlite")
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(tmp_path / "k.sqlite") as db:
-                done = db.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok','diverged')").fetchone()[0]
-        except sqlite3.Error:
-            continue
-        if done >= 3:
-            break
+    done = wait_for_trials(tmp_path / "k.sqlite", 3, ("ok", "diverged"), timeout=90)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     assert 3 <= done < 8

@@ -4,13 +4,12 @@ Pareto front, resume after SIGKILL, parallel evaluation, and evolution against r
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from conftest import wait_for_trials
 
 from normlab.runtime import Store, make_executor
 from normlab.search import (BitString, SearchError, SearchResult, evolution, load_search, onemax,
@@ -198,16 +197,7 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_result(tmp_path):
     ref = run(tmp_path / "ref.sqlite", tmp_path / "ref.log")
     assert ref.wait(120) == 0, ref.stderr.read()
     victim = run(tmp_path / "k.sqlite", tmp_path / "k.log")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.05)
-        try:
-            with sqlite3.connect(tmp_path / "k.sqlite") as db:
-                done = db.execute("SELECT COUNT(*) FROM trials WHERE status='ok'").fetchone()[0]
-        except sqlite3.Error:
-            continue
-        if done >= 25:
-            break
+    wait_for_trials(tmp_path / "k.sqlite", 25)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     resumed = run(tmp_path / "k.sqlite", tmp_path / "k.log")
