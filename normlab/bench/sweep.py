@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Sequence
 
 from ..runtime import Completed, Driver, Executor, Outcome, RunContext, Sink, Store
@@ -44,7 +43,7 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     from ..data import load_dataset
     from ..layers.ghost import set_norm_batch
     from ..models import create_model, profile
-    from ..train import TrainConfig
+    from ..train import TrainConfig, timed_calls
 
     trials = plan(exp)
     data = load_dataset(exp.dataset, root=exp.data_root, download=exp.download, seed=exp.data_seed)
@@ -79,12 +78,8 @@ def estimate(exp: Experiment) -> dict[str, Any]:
                 size = opt_batch if ghost or micro >= opt_batch else micro
                 repeats = 1 if size == opt_batch else math.ceil(opt_batch / micro)
                 x, y = torch.randn(size, *shape), torch.randint(0, data.num_classes, (size,))
-                runs = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    F.cross_entropy(m(x), y).backward()
-                    runs.append(time.perf_counter() - start)
-                timings[key] = min(runs[1:]) * repeats
+                runs = timed_calls(lambda: F.cross_entropy(m(x), y).backward(), rounds=2)
+                timings[key] = min(runs) * repeats
                 measured.append((3 * flops[t["model"]] * size * repeats, timings[key]))
         total_flops += 3 * flops[t["model"]] * steps * opt_batch      # forward + backward
         steps_of.append((t, steps, opt_batch, micro))

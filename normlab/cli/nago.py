@@ -139,8 +139,6 @@ def run(
 
 
 def _dry_run(cfg, info, workers: int, threads: int | None) -> None:
-    import time
-
     import torch
 
     if threads:
@@ -148,6 +146,7 @@ def _dry_run(cfg, info, workers: int, threads: int | None) -> None:
 
     from ..models import profile
     from ..nago.generator import randwire_params, sample
+    from ..train import timed_calls
     from ..nago.search import generator_from, search_space
 
     mid = {}
@@ -168,11 +167,7 @@ def _dry_run(cfg, info, workers: int, threads: int | None) -> None:
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
 
-    one_step()                                                    # warm-up, not counted
-    t = time.perf_counter()
-    for _ in range(3):
-        one_step()
-    step = (time.perf_counter() - t) / 3
+    step = sum(timed_calls(one_step, rounds=3)) / 3
     def steps_of(train) -> int:
         return int(train.get("steps") or 0) or int(float(train.get("epochs", 1)) * ((info.n_train or 50000) // bs))
 

@@ -387,13 +387,13 @@ def run_chain(
     try:
         cfg = load_chain_config(config, preset=preset, scorer=scorer, norm=norm, dataset=dataset, budget=budget,
                                 top=top, seed=seed)
-        if not dry_run:
-            dataset_info(cfg.dataset, download=download)       # missing data: one line now, not after planning
-        space_cfg = resolve_space(cfg.space, cfg.dataset, cfg.norm, missing_ok=dry_run)
+        # missing data: one line now, not after planning (a dry run plans from the set's known facts)
+        info = dataset_info(cfg.dataset, download=download and not dry_run, missing_ok=dry_run)
+        space_cfg = resolve_space(cfg.space, cfg.dataset, cfg.norm, info=info)
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0]) from None
     _threads()
-    plan = chain_plan(cfg, space_cfg)
+    plan = chain_plan(cfg, space_cfg, info=info)
     table = Table(title=f"plan: {config or 'preset ' + (preset or 'quick')} on {cfg.dataset}, "
                         f"{plan['space_paths']:,} paths, norm {space_cfg.norm}")
     for col in ("step", "what", "estimate"):
@@ -410,7 +410,7 @@ def run_chain(
     executor = _executor(backend, workers)
     try:
         with guarded("what finished is kept; run the same command again to resume."):
-            out = run(cfg, out_dir=out_dir, store=db, name=name, executor=executor,
+            out = run(cfg, out_dir=out_dir, store=db, name=name, executor=executor, space=space_cfg,
                       log=lambda m: console.print(m, highlight=False))
     finally:
         executor.close()

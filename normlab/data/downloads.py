@@ -15,7 +15,7 @@ import torch
 
 from .base import DataError, DatasetInfo, ImageData, default_root, in_memory
 
-__all__ = ["TORCHVISION", "FACTS", "read_idx", "find_idx", "torchvision_set", "downloadable_info"]
+__all__ = ["TORCHVISION", "FACTS", "read_idx", "find_idx", "torchvision_set", "downloadable_info", "known_info"]
 
 # name: (torchvision class, augmentation)
 TORCHVISION: dict[str, tuple[str, str | None]] = {
@@ -134,6 +134,11 @@ def downloadable_info(name: str, root: Path | str | None = None, download: bool 
         if not download:
             raise _missing(name, root)
         _torchvision_datasets(name, root, True)
+    return known_info(name)
+
+
+def known_info(name: str) -> DatasetInfo:
+    """A downloadable set's facts from ``FACTS``, whether or not it is on disk (a plan's shapes)."""
     classes, channels, size, n_train, n_test = FACTS[name]
     return DatasetInfo(name, classes, channels, (size, size), n_train, n_test)
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .._settings import known_settings
 from .supernet import PRESETS as SPACE_PRESETS
-from .supernet import NasError, SpaceConfig
+from .supernet import NasError, SpaceConfig, check_positive
 from .train import TrainConfig, train_supernet
 
 __all__ = ["ChainConfig", "SearchSettings", "ShrinkSettings", "RetrainSettings", "CHAIN_PRESETS",
@@ -48,13 +47,6 @@ def _from_mapping(cls, d: Any, what: str):
     return cls(**known_settings(d, cls, what, NasError))
 
 
-def _positive(obj: Any, names: tuple[str, ...], what: str) -> None:
-    for name in names:
-        v = getattr(obj, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise NasError(f"{what}.{name}={v!r} is invalid: expected a positive integer")
-
-
 @dataclass(frozen=True)
 class SearchSettings:
     """SPOS's evolutionary search over paths (``normlab.nas.search.search_paths``)."""
@@ -69,7 +61,7 @@ class SearchSettings:
     fixed_depth: bool = False
 
     def __post_init__(self) -> None:
-        _positive(self, ("budget", "population", "sample_size"), "search")
+        check_positive(self, ("budget", "population", "sample_size"), "search.")
         if not 0 <= self.crossover <= 1 or not 0 < self.rate <= 1:
             raise NasError(f"search.crossover={self.crossover!r} / search.rate={self.rate!r}: expected "
                            f"crossover in [0, 1] and rate in (0, 1]")
@@ -87,7 +79,7 @@ class ShrinkSettings:
     max_stages: int = 10
 
     def __post_init__(self) -> None:
-        _positive(self, ("first_epochs", "stage_epochs", "drop", "target", "children", "max_stages"), "shrink")
+        check_positive(self, ("first_epochs", "stage_epochs", "drop", "target", "children", "max_stages"), "shrink.")
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ class RetrainSettings:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _positive(self, ("top", "epochs", "batch_size"), "retrain")
+        check_positive(self, ("top", "epochs", "batch_size"), "retrain.")
         if not self.lr > 0:
             raise NasError(f"retrain.lr={self.lr!r} is invalid: expected a positive number")
 
@@ -196,18 +188,18 @@ def dataset_info(dataset: str, *, download: bool = False, missing_ok: bool = Fal
     try:
         return check_dataset(dataset, download=download)
     except DataError:
-        from ..data.base import DatasetInfo
-        from ..data.downloads import FACTS
+        from ..data.downloads import FACTS, known_info
 
         if not missing_ok or dataset not in FACTS:
             raise
-        classes, channels, size, n_train, n_test = FACTS[dataset]
-        return DatasetInfo(dataset, classes, channels, (size, size), n_train, n_test)
+        return known_info(dataset)
 
 
-def resolve_space(space: Any, dataset: str, norm: str | None = None, *, missing_ok: bool = False) -> SpaceConfig:
-    """The search space (a preset name, a YAML file or a mapping) fitted to the dataset's shape."""
-    info = dataset_info(dataset, missing_ok=missing_ok)
+def resolve_space(space: Any, dataset: str, norm: str | None = None, *, missing_ok: bool = False,
+                  info: Any = None) -> SpaceConfig:
+    """The search space (a preset name, a YAML file or a mapping) fitted to the dataset's shape
+    (``info``: the dataset's ``dataset_info``, when the caller has it already)."""
+    info = info or dataset_info(dataset, missing_ok=missing_ok)
     if isinstance(space, Mapping):
         base = dict(space)
     elif space in SPACE_PRESETS:
@@ -241,6 +233,7 @@ def _step_seconds(space: SpaceConfig, batch_size: int, rounds: int = 3) -> float
     import torch
     import torch.nn.functional as F
 
+    from ..train import timed_calls
     from .supernet import Supernet
 
     torch.manual_seed(0)
@@ -248,20 +241,20 @@ def _step_seconds(space: SpaceConfig, batch_size: int, rounds: int = 3) -> float
     rng = random.Random(0)
     x = torch.randn(batch_size, space.in_channels, space.image_size, space.image_size)
     y = torch.randint(0, space.num_classes, (batch_size,))
-    times = []
-    for _ in range(rounds + 1):
+    def step() -> None:
         path = [rng.randrange(n) for n in net.num_ops]
-        t = time.perf_counter()
         F.cross_entropy(net(x, path), y).backward()
-        times.append(time.perf_counter() - t)
-    return sorted(times[1:])[len(times[1:]) // 2]
+
+    times = sorted(timed_calls(step, rounds))
+    return times[len(times) // 2]
 
 
-def chain_plan(cfg: ChainConfig, space: SpaceConfig | None = None, *, measure: bool = True) -> dict[str, Any]:
+def chain_plan(cfg: ChainConfig, space: SpaceConfig | None = None, *, measure: bool = True,
+               info: Any = None) -> dict[str, Any]:
     """What a run does and an estimate of its cost on this machine (seconds per step measured
     on random inputs, times the steps each stage takes): a list of (stage, description, seconds)."""
-    space = space or resolve_space(cfg.space, cfg.dataset, cfg.norm, missing_ok=True)
-    info = dataset_info(cfg.dataset, missing_ok=True)
+    info = info or dataset_info(cfg.dataset, missing_ok=True)
+    space = space or resolve_space(cfg.space, cfg.dataset, cfg.norm, info=info)
     n_train = info.n_train or 50_000
     n_fit = n_train - max(1, round(n_train * cfg.supernet.val_fraction))
     if cfg.supernet.train_limit is not None:
@@ -300,13 +293,14 @@ def chain_plan(cfg: ChainConfig, space: SpaceConfig | None = None, *, measure: b
 
 def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name: str = "nas-run",
               executor: Any = None, log: Callable[[str], None] | None = None,
-              progress: bool | None = None) -> dict[str, Any]:
+              progress: bool | None = None, space: SpaceConfig | None = None) -> dict[str, Any]:
     """Run the chain; every step resumes from what is in ``out_dir`` and the store. Returns the
-    shrink result (or None), the supernet checkpoint, the search result and the retrained rows."""
+    shrink result (or None), the supernet checkpoint, the search result and the retrained rows.
+    ``space``: the config's space already resolved (``resolve_space``), else resolved here."""
     from .search import abs_shrink, retrain, search_paths, top_paths
 
     say = log or (lambda m: None)
-    space = resolve_space(cfg.space, cfg.dataset, cfg.norm)
+    space = space or resolve_space(cfg.space, cfg.dataset, cfg.norm)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     allowed = None

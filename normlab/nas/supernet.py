@@ -29,6 +29,15 @@ class NasError(ValueError):
     """A NAS setting or architecture that cannot be used as given: one line."""
 
 
+def check_positive(obj: Any, names: Sequence[str], prefix: str = "") -> None:
+    """Each attribute ``names`` of ``obj`` is a positive integer, or a one-line NasError
+    ("{prefix}{name}=... is invalid: expected a positive integer")."""
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise NasError(f"{prefix}{name}={v!r} is invalid: expected a positive integer")
+
+
 def op_name(kernel: int | None, expansion: int | None) -> str:
     return "id" if kernel is None else f"k{kernel}e{expansion}"
 
@@ -56,10 +65,7 @@ class SpaceConfig:
         object.__setattr__(self, "stages", tuple(tuple(int(v) for v in s) for s in self.stages))
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
         object.__setattr__(self, "expansions", tuple(int(e) for e in self.expansions))
-        for name in ("in_channels", "num_classes", "image_size", "stem", "stem_stride"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise NasError(f"{name}={v!r} is invalid: expected a positive integer")
+        check_positive(self, ("in_channels", "num_classes", "image_size", "stem", "stem_stride"))
         if not self.stages:
             raise NasError("stages is empty: expected a list of (width, layers, stride)")
         for s in self.stages:
@@ -308,4 +314,4 @@ def build_genotype(space: Mapping[str, Any] | SpaceConfig, path: Sequence[int], 
         raise NasError(f"space {base} is invalid: {exc}") from None
     if isinstance(path, (str, bytes)):
         raise NasError(f"path={path!r} is invalid: expected a list of op indices, one per layer")
-    return Subnet.build(cfg, Supernet.check_path_for(cfg, path), seed=seed)
+    return Subnet.build(cfg, path, seed=seed)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .supernet import NasError, SpaceConfig, Supernet
+from .supernet import NasError, SpaceConfig, Supernet, check_positive
 
 __all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
            "norm_modules", "is_norm", "load_supernet",
@@ -107,10 +107,7 @@ class TrainConfig:
             raise NasError(f"mode={self.mode!r} is invalid: expected 'full' (SPOS) or 'bn' (BN-NAS)")
         if self.bn_params not in ("last", "all"):
             raise NasError(f"bn_params={self.bn_params!r} is invalid: expected 'last' or 'all'")
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise NasError(f"{name}={v!r} is invalid: expected a positive integer")
+        check_positive(self, ("epochs", "batch_size"))
         if not self.lr > 0:
             raise NasError(f"lr={self.lr!r} is invalid: expected a positive number")
 

@@ -23,7 +23,7 @@ from ..layers.ghost import set_norm_batch
 from .callbacks import Callback, Checkpoint, ProgressBar, TrainState, load_checkpoint
 from .config import TrainConfig
 
-__all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr_lambda"]
+__all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr_lambda", "timed_calls"]
 
 
 @dataclass
@@ -36,6 +36,19 @@ class FitResult:
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+
+def timed_calls(fn, rounds: int = 3, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``rounds`` calls of ``fn()`` after ``warmup`` untimed ones (the first
+    call pays for allocation and kernel selection): what the dry runs extrapolate from."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
 
 
 def resolve_device(name: str) -> torch.device:
