@@ -2,7 +2,7 @@
 
 Each layer is built from its spec, run forward and backward in train mode and forward in eval
 mode on 1-D, 2-D and 3-D inputs in float32 and bfloat16, its state_dict is round-tripped, and the
-batch-independent claims are checked (BGN with G=C equals BatchNorm; BGN trains at batch 1).
+batch-independent claims are checked (BGN with G=C equals BatchNorm to float tolerance; BGN trains at batch 1).
 """
 
 from __future__ import annotations
@@ -60,10 +60,12 @@ def _check_bgn_claims() -> list[CheckResult]:
     torch.manual_seed(0)
     x = torch.randn(8, CHANNELS, 5, 5)
     bgn, bn = BatchGroupNorm(CHANNELS, groups=CHANNELS), BatchNorm(CHANNELS)
-    same = torch.equal(bgn(x), bn(x)) and torch.equal(bgn.running_var, bn.running_var)
+    close = lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-5)  # noqa: E731  (not the same kernel)
+    same = close(bgn(x), bn(x)) and close(bgn.running_var, bn.running_var)
     bgn.eval(), bn.eval()
-    same = same and torch.equal(bgn(x), bn(x))
-    out = [CheckResult("bgn == bn at G=C", same, "train and eval outputs, running statistics")]
+    same = same and close(bgn(x), bn(x))
+    out = [CheckResult("bgn == bn at G=C", same, "train and eval outputs, running statistics, "
+                       "to float tolerance")]
     small = BatchGroupNorm(CHANNELS, groups=4)
     x1 = torch.randn(1, CHANNELS, 5, 5, requires_grad=True)
     y = small(x1)

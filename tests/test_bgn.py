@@ -72,7 +72,7 @@ def test_groups_straddling_channels():
 
 
 @pytest.mark.parametrize("shape", [(8, 5, 7), (4, 16, 6, 6), (2, 3, 2, 3, 4)])
-def test_groups_equal_channels_is_batchnorm_exactly(shape):
+def test_groups_equal_channels_is_batchnorm(shape):
     c = shape[1]
     bgn, bn = BatchGroupNorm(c, groups=c), BatchNorm(c)
     ref = nn.BatchNorm2d(c) if len(shape) == 4 else None
@@ -84,20 +84,23 @@ def test_groups_equal_channels_is_batchnorm_exactly(shape):
         x = torch.randn(shape) * 3 + 1
         xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         ya, yb = bgn(xa), bn(xb)
-        assert torch.equal(ya, yb)
+        # the same math; BGN's statistics come from GroupNorm's kernel, so not bit for bit
+        close = dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ya, yb, **close)
         (ya * torch.arange(ya.numel()).reshape(ya.shape).sin()).sum().backward()
         (yb * torch.arange(yb.numel()).reshape(yb.shape).sin()).sum().backward()
-        assert torch.equal(xa.grad, xb.grad)
-        assert torch.equal(bgn.weight.grad, bn.weight.grad)
-    assert torch.equal(bgn.running_mean, bn.running_mean)
-    assert torch.equal(bgn.running_var, bn.running_var)
+        torch.testing.assert_close(xa.grad, xb.grad, **close)
+        torch.testing.assert_close(bgn.weight.grad, bn.weight.grad, **close)
+        torch.testing.assert_close(bgn.bias.grad, bn.bias.grad, **close)
+    torch.testing.assert_close(bgn.running_mean, bn.running_mean, **close)
+    torch.testing.assert_close(bgn.running_var, bn.running_var, **close)
     bgn.eval(), bn.eval()
     x = torch.randn(shape)
-    assert torch.equal(bgn(x), bn(x))
+    torch.testing.assert_close(bgn(x), bn(x), **close)
     if ref is not None:
         ref.load_state_dict(bn.state_dict())
         ref.eval()
-        assert torch.equal(ref(x), bgn(x))
+        torch.testing.assert_close(ref(x), bgn(x), **close)
 
 
 def test_trains_at_batch_one_where_batchnorm_cannot():

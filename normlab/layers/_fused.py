@@ -24,13 +24,25 @@ __all__ = ["batch_stats", "affine_batch_norm", "row_sums", "channel_sums"]
 
 
 def batch_stats(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and biased variance of x (N, C, *spatial) over (N, *spatial), through
-    BatchNorm's own statistics kernel (no output written); no gradient."""
+    """Per-channel mean and biased variance of x (N, C, *spatial) over (N, *spatial); no gradient.
+
+    GroupNorm's kernel with one group per (sample, channel) gives each row's mean and
+    1 / sqrt(var) in one read (on the CPU several times faster than BatchNorm's own statistics
+    kernel, whose Welford pass dominates BatchNorm's forward), and the rows combine exactly over
+    the batch: mean = mean_n(mu_n), var = mean_n(var_n) + mean_n((mu_n - mean)^2) (every row has
+    the same count). eps = 0 keeps var recoverable: a constant row gives rstd = inf, var 0."""
     with torch.no_grad():
-        if x.device.type == "meta":            # shape checks before training: the kernel has no meta version
+        n, c = x.shape[0], x.shape[1]
+        if x.device.type == "meta":            # shape checks before training
             var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
             return mean, var
-        return torch.batch_norm_update_stats(x, None, None, 0.0)
+        x3 = x.reshape(n, c, -1)
+        _, mu, rstd = torch.native_group_norm(x3, None, None, n, c, x3.shape[2], c, 0.0)
+        if n == 1:
+            return mu[0], rstd[0].pow(-2)
+        mean = mu.mean(dim=0)
+        var = rstd.pow(-2).mean(dim=0).add_((mu - mean).square_().mean(dim=0))
+        return mean, var
 
 
 class _AffineBatchNorm(torch.autograd.Function):

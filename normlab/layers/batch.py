@@ -112,12 +112,11 @@ def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None
 
 
 class _BGNFunction(torch.autograd.Function):
-    """BGN training step for groups made of whole channels (G divides C): statistics only, then
-    one output pass; backward is one reduction and one output pass.
+    """BGN training step for groups of two or more whole channels (G divides C, G < C):
+    statistics only, then one output pass; backward is one reduction and one output pass.
 
-    Forward. The input viewed as (N, G, C/G * prod(spatial)) is a BatchNorm input whose channels
-    are BGN's groups, so BatchNorm's own statistics kernel gives the group mean and biased
-    variance directly (no output written, none thrown away). The output is torch's fused
+    Forward. The input viewed as (N, G, C/G * prod(spatial)) has BGN's groups as its channels, so
+    :func:`batch_stats` gives the group mean and biased variance directly. The output is torch's fused
     eval-mode BatchNorm kernel given those statistics per channel (one pass, affine included).
 
     Backward is BatchNorm's gradient per group,
@@ -137,12 +136,12 @@ class _BGNFunction(torch.autograd.Function):
         k = c // groups
         spatial = x[0, 0].numel()
         count = n * k * spatial              # BatchGroupNorm.forward has checked count >= 2
-        mean, var = batch_stats(x.view(n, groups, -1))          # BatchNorm's kernel, G "channels"
+        mean, var = batch_stats(x.view(n, groups, -1))          # G "channels"
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-        mean_c, var_c = (mean, var) if k == 1 else (mean.repeat_interleave(k), var.repeat_interleave(k))
+        mean_c, var_c = mean.repeat_interleave(k), var.repeat_interleave(k)
         y = F.batch_norm(x, mean_c, var_c, weight, bias, False, 0.0, eps)
         ctx.save_for_backward(x, mean_c, torch.rsqrt(var_c + eps), weight)
         ctx.groups, ctx.count, ctx.has_bias = groups, count, bias is not None
@@ -158,22 +157,16 @@ class _BGNFunction(torch.autograd.Function):
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         x3 = x.view(n, c, -1)
         w = weight.to(x.dtype) if weight is not None else torch.ones_like(inv_c)
-        if k == 1:            # one channel per group: BatchNorm's own fused backward is exact
-            dx, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
-                dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [True, True, True])
-        else:
-            # per channel: grad_w = sum dy * (x - mu) * inv, s_dy = sum dy (one read of dy and x)
-            _, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
-                dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [False, True, True])
-            s1, s2 = w * s_dy, w * grad_w
-            if k > 1:
-                s1 = s1.view(groups, k).sum(dim=1).repeat_interleave(k)
-                s2 = s2.view(groups, k).sum(dim=1).repeat_interleave(k)
-            beta = -inv_c * inv_c * s2 / count
-            gamma = -inv_c * s1 / count - beta * mean_c
-            zeros, ones = torch.zeros_like(beta), torch.ones_like(beta)
-            dx = F.batch_norm(x3, zeros, ones, beta, gamma, False, 0.0, 0.0)      # beta x + gamma
-            dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
+        # per channel: grad_w = sum dy * (x - mu) * inv, s_dy = sum dy (one read of dy and x)
+        _, grad_w, s_dy = torch.ops.aten.native_batch_norm_backward(
+            dy, x3, w, None, None, mean_c, inv_c, True, 0.0, [False, True, True])
+        s1 = (w * s_dy).view(groups, k).sum(dim=1).repeat_interleave(k)
+        s2 = (w * grad_w).view(groups, k).sum(dim=1).repeat_interleave(k)
+        beta = -inv_c * inv_c * s2 / count
+        gamma = -inv_c * s1 / count - beta * mean_c
+        zeros, ones = torch.zeros_like(beta), torch.ones_like(beta)
+        dx = F.batch_norm(x3, zeros, ones, beta, gamma, False, 0.0, 0.0)          # beta x + gamma
+        dx.addcmul_(dy, (w * inv_c).view(1, c, 1))
         gw = grad_w.to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
         gb = s_dy.to(weight.dtype if weight is not None else x.dtype) \
             if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -365,16 +358,7 @@ class BatchGroupNorm(nn.Module):
         """BGN of x (N, c, ...) with g groups, the given affine and running buffers (updated with
         ``momentum`` when ``use_batch`` and they are given)."""
         n = x.shape[0]
-        if g % c == 0:
-            # Every group lies inside one channel: torch's fused kernel does the affine too.
-            k = g // c
-            w, b = weight, bias
-            if self.affine and k > 1:
-                w, b = w.repeat_interleave(k), b.repeat_interleave(k)
-            y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, w, b,
-                             use_batch, momentum, self.eps)
-            return y.reshape(x.shape)
-        if c % g == 0:
+        if c % g == 0 and c != g:
             # Groups of whole channels: one fused pass each way (see _BGNFunction).
             if not use_batch:
                 per = c // g
@@ -385,10 +369,29 @@ class BatchGroupNorm(nn.Module):
             y = _BGNFunction.apply(x.to(dt).contiguous(), w, b, run_mean, run_var,
                                    g, momentum, self.eps)
             return y.to(x.dtype)
-        # Groups straddle channels: normalize per group with torch's kernel, affine per channel.
-        y = F.batch_norm(x.reshape(n, g, -1), run_mean, run_var, None, None,
-                         use_batch, momentum, self.eps).reshape(x.shape)
-        if not self.affine:
+        # Each group inside one channel (g a multiple of c; g == c is BatchNorm), or groups that
+        # straddle channels: the (N, g, M) view is a BatchNorm input whose channels are the groups.
+        inside = g % c == 0
+        w = b = None
+        if inside and self.affine:
+            w, b = weight.repeat_interleave(g // c), bias.repeat_interleave(g // c)
+        xg = x.reshape(n, g, -1)
+        if not use_batch:
+            y = F.batch_norm(xg, run_mean, run_var, w, b, False, 0.0, self.eps).reshape(x.shape)
+        else:
+            dt = compute_dtype(x)
+            xg = xg.to(dt).contiguous()
+            mean, var = batch_stats(xg)           # GroupNorm's fast kernel, not BatchNorm's
+            if run_mean is not None:
+                count = xg.shape[0] * xg.shape[2]
+                run_mean.mul_(1 - momentum).add_(mean.to(run_mean.dtype), alpha=momentum)
+                unbiased = var * (count / (count - 1))
+                run_var.mul_(1 - momentum).add_(unbiased.to(run_var.dtype), alpha=momentum)
+            if w is None:
+                w, b = torch.ones_like(mean), torch.zeros_like(mean)
+            y = affine_batch_norm(xg, mean, var, w.to(dt), b.to(dt), self.eps).reshape(x.shape)
+            y = y.to(x.dtype)
+        if inside or not self.affine:
             return y
         return torch.addcmul(channel_view(bias, x.dim()).to(y.dtype), y,
                              channel_view(weight, x.dim()).to(y.dtype))
