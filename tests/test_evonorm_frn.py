@@ -58,6 +58,50 @@ def test_evonorm_s0(shape, groups):
         torch.testing.assert_close(layer.train(training)(x), expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_evonorm_b0_gradients_match_autograd_of_the_formula(training):
+    # both branches of the max populated: v of either sign, so sigma_B wins in places
+    shape, eps = (4, 6, 5, 3), 1e-5
+    layer = _randomize(EvoNormB0(shape[1]).double()).train(training)
+    layer.running_var.fill_(4.0)
+    x = (torch.randn(shape, dtype=torch.float64) * 2 + 0.5).requires_grad_(True)
+    xr = x.detach().clone().requires_grad_(True)
+    gamma, beta, v = (p.detach().clone().requires_grad_(True) for p in (layer.weight, layer.bias, layer.v))
+    run_var = layer.running_var.clone()
+    inst_var = xr.var(dim=(2, 3), keepdim=True, correction=0)
+    batch_var = xr.var(dim=(0, 2, 3), correction=0) if training else run_var
+    a = _view(torch.sqrt(batch_var + eps), 4)
+    b = _view(v, 4) * xr + torch.sqrt(inst_var + eps)
+    assert 0.1 < (b > a).double().mean() < 0.9
+    expected = xr / torch.maximum(a, b) * _view(gamma, 4) + _view(beta, 4)
+    g = torch.randn(shape, dtype=torch.float64)
+    layer(x).backward(g)
+    expected.backward(g)
+    for got, want in ((x.grad, xr.grad), (layer.weight.grad, gamma.grad), (layer.bias.grad, beta.grad),
+                      (layer.v.grad, v.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("v_scale", [1.0, 1e-3, 0.0])
+def test_evonorm_s0_gradients_match_autograd_of_the_formula(v_scale):
+    shape, eps, groups = (3, 8, 4, 5), 1e-5, 4
+    layer = _randomize(EvoNormS0(shape[1], groups=groups).double())
+    with torch.no_grad():
+        layer.v.mul_(v_scale)
+    x = (torch.randn(shape, dtype=torch.float64) * 2 + 0.5).requires_grad_(True)
+    xr = x.detach().clone().requires_grad_(True)
+    gamma, beta, v = (p.detach().clone().requires_grad_(True) for p in (layer.weight, layer.bias, layer.v))
+    xv = xr.reshape(shape[0], groups, -1)
+    std = torch.sqrt(xv.var(dim=2, keepdim=True, correction=0) + eps).expand_as(xv).reshape(shape)
+    expected = xr * torch.sigmoid(_view(v, 4) * xr) / std * _view(gamma, 4) + _view(beta, 4)
+    g = torch.randn(shape, dtype=torch.float64)
+    layer(x).backward(g)
+    expected.backward(g)
+    for got, want in ((x.grad, xr.grad), (layer.weight.grad, gamma.grad), (layer.bias.grad, beta.grad),
+                      (layer.v.grad, v.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
 def test_evonorm_s0_group_rule():
     assert EvoNormS0(64).groups == 32
     assert EvoNormS0(40).groups == 20

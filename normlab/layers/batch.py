@@ -12,7 +12,7 @@ from torch.autograd.function import once_differentiable
 
 from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
                     sequential_update)
-from ._fused import affine_batch_norm, batch_stats
+from ._fused import affine_batch_norm, batch_stats, scale_shift
 from ._common import (
     empty_batch,
     channel_view,
@@ -393,8 +393,8 @@ class BatchGroupNorm(nn.Module):
             y = y.to(x.dtype)
         if inside or not self.affine:
             return y
-        return torch.addcmul(channel_view(bias, x.dim()).to(y.dtype), y,
-                             channel_view(weight, x.dim()).to(y.dtype))
+        return scale_shift(y, channel_view(weight, x.dim()).to(y.dtype),
+                           channel_view(bias, x.dim()).to(y.dtype))
 
     def channel_affine(self) -> tuple[Tensor, Tensor] | None:
         """Eval-mode transform as per-channel (scale, shift), or None when it is not per channel."""

@@ -21,7 +21,7 @@ from ._common import (
     check_positive_int,
     compute_dtype,
 )
-from ._fused import row_sums
+from ._fused import row_sums, scale_shift
 from .sample import resolve_groups
 
 __all__ = ["EvoNormB0", "EvoNormS0"]
@@ -36,6 +36,8 @@ class _EvoNormB0Function(torch.autograd.Function):
         da   = dden where a wins, db = dden where b wins,
         dx   = dq / den + db v + da_sum / (a M_B) (x - mu_B) + db_sum / (sigma_I S) (x - mu_I),
     where the sums run over what each statistic spans (the batch term is absent in eval).
+    The backward recomputes den (keeping it would cost the forward a second output-sized buffer)
+    and needs two buffers.
     """
 
     @staticmethod
@@ -56,10 +58,13 @@ class _EvoNormB0Function(torch.autograd.Function):
             mu_b = torch.zeros(c, dtype=x.dtype, device=x.device)
             var_b = running_var.to(x.dtype)
         sigma_b = torch.sqrt(var_b + eps)
-        torch.addcmul(sigma_i.unsqueeze(-1), x3, v.to(x.dtype).view(1, c, 1), out=den)
-        torch.maximum(den, sigma_b.view(1, c, 1), out=den)
+        # den = max(a, b) = a + relu(b - a): torch.maximum with a per-channel operand is several
+        # times slower on the CPU than a clamp at 0 and a per-channel add
+        gap = (sigma_i - sigma_b.view(1, c)).unsqueeze(-1)              # (N, C, 1)
+        scale_shift(x3, v.to(x.dtype).view(1, c, 1), gap, out=den)       # b - a
+        den.clamp_min_(0.0).add_(sigma_b.view(1, c, 1))
         y = torch.div(x3, den, out=den)
-        y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, weight.to(x.dtype).view(1, c, 1), out=y)
+        y = scale_shift(y, weight.to(x.dtype).view(1, c, 1), bias.to(x.dtype).view(1, c, 1), out=y)
         ctx.save_for_backward(x, weight, v, mu_b, sigma_b, mu_i, sigma_i)
         ctx.training = training
         return y                       # (N, C, S), not a view: callers may modify it in place
@@ -73,49 +78,47 @@ class _EvoNormB0Function(torch.autograd.Function):
         spatial = x3.shape[2]
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         cv = lambda t: t.to(x.dtype).view(1, c, 1)  # noqa: E731
-        w, vv = cv(weight), cv(v)
-        # three buffers (R, Q, the mask); every sum is a one-read row_sums or a plain sum
-        r = torch.addcmul(sigma_i.unsqueeze(-1), x3, vv)                 # b = v x + sigma_I
-        b_wins = torch.gt(r, sigma_b.view(1, c, 1), out=torch.empty_like(r))   # 1.0 / 0.0, float:
-        # (a float mask and a multiply are several times faster than a bool mask and masked_fill_)
-        torch.maximum(r, sigma_b.view(1, c, 1), out=r).reciprocal_()    # 1 / den
-        q = x3 * r                                                        # q = x / den
-        s_dyq, s_dy = row_sums(dy, q)                                     # (N, C)
-        grad_gamma, grad_beta = s_dyq.sum(dim=0), s_dy.sum(dim=0)
-        r.mul_(dy)                                                        # P = dy / den
-        q.mul_(r)                                                         # Z = q dy / den; dden = -gamma Z
-        z_sum = q.sum(dim=2)                                              # (N, C)
-        q.mul_(b_wins)                                                    # Z where b wins
-        s_zbx, s_zb = row_sums(q, x3)
-        wc = weight.to(x.dtype).view(1, c)
-        dden_sum, db_sum = -wc * z_sum, -wc * s_zb                        # (N, C)
+        w, vv, sb = cv(weight), cv(v), cv(sigma_b)
+        # Two buffers. P = dy / den, Z = dy x / den^2 = P x / den; the mask M marks where
+        # b = v x + sigma_I wins the max. Where a = sigma_B wins, den = sigma_B, so the sums over
+        # the a-region follow from the b-region's: sum_b P x = sum Z_b den = v sum Z_b x +
+        # sigma_I sum Z_b, and sum_a Z = (sum P x - sum_b P x) / sigma_B.
+        m = scale_shift(x3, vv, (sigma_i - sigma_b.view(1, c)).unsqueeze(-1))   # b - a
+        p = torch.clamp_min(m, 0.0).add_(sb).reciprocal_()                # 1 / den = 1 / (a + relu(b - a))
+        m.gt_(0.0).mul_(p)                                                # M / den
+        p.mul_(dy)                                                        # P
+        m.mul_(x3).mul_(p)                                                # Z_b = M P x / den
+        s_px, _ = row_sums(p, x3)                                         # sum P x = sum dy q
+        s_zbx, s_zb = row_sums(m, x3)
+        s_dy = dy.sum(dim=2)
+        grad_gamma, grad_beta = s_px.sum(dim=0), s_dy.sum(dim=0)
+        wc, vc = weight.to(x.dtype).view(1, c), v.to(x.dtype).view(1, c)
+        db_sum = -wc * s_zb                                               # dden summed where b wins
         grad_v = (-wc * s_zbx).sum(dim=0)
         coef = db_sum / (sigma_i * spatial)                               # instance-variance path
         const = coef * mu_i
         if ctx.training:                                                  # batch-variance path
-            coef_b = (dden_sum - db_sum).sum(dim=0) / (sigma_b * n * spatial)
+            s_za = (s_px - vc * s_zbx - sigma_i * s_zb) / sigma_b.view(1, c)
+            coef_b = (-wc * s_za).sum(dim=0) / (sigma_b * n * spatial)
             coef = coef + coef_b
             const = const + coef_b * mu_b
-        dx = r.mul_(w).addcmul_(q, -w * vv)                              # dq / den + db v
-        dx.addcmul_(x3, coef.unsqueeze(-1)).sub_(const.unsqueeze(-1))
+        dx = scale_shift(p, w, (-const).unsqueeze(-1), out=p)             # dq / den - const
+        dx.addcmul_(m, -w * vv).addcmul_(x3, coef.unsqueeze(-1))         # + db v + coef x
         return (dx.view(x.shape), grad_gamma.to(weight.dtype), grad_beta.to(weight.dtype),
                 grad_v.to(v.dtype), None, None, None, None)
-
-
-def _sigmoid_into(out: Tensor, x: Tensor, v: Tensor) -> Tensor:
-    """out = sigmoid(v x), as 0.5 + 0.5 tanh(v x / 2) (the same function; torch's CPU tanh is
-    several times faster than its sigmoid). Absolute error a few float ulps of 1."""
-    return torch.mul(x, v * 0.5, out=out).tanh_().mul_(0.5).add_(0.5)
 
 
 class _EvoNormS0Function(torch.autograd.Function):
     """EvoNorm-S0 with a hand-derived backward.
 
-    With h = x sigmoid(v x), inv = 1 / sqrt(group var + eps) and y = h inv gamma + beta:
+    With s = sigmoid(v x), h = x s, inv = 1 / sqrt(group var + eps) and y = h inv gamma + beta:
         dh   = dy gamma inv,                     dgamma = sum dy h inv
         dinv = sum over the group of dy gamma h, and d(group var) gives
-        dx   = dh (s + v x s (1 - s)) - inv^3 dinv / M (x - mu_group),   s = sigmoid(v x)
+        dx   = dh (s + v x s (1 - s)) - inv^3 dinv / M (x - mu_group)
         dv   = sum dh x^2 s (1 - s)
+    s is kept from the forward pass (as autograd of the formula would keep it): recomputing it
+    costs the backward a sigmoid, the dearest pass on the CPU. The backward then needs one
+    buffer and ten elementwise passes, two of them one-read row sums.
     """
 
     @staticmethod
@@ -129,23 +132,23 @@ class _EvoNormS0Function(torch.autograd.Function):
         y, mu_g, inv = torch.native_group_norm(x, None, None, n, c, x3.shape[2], groups, eps)
         # x is (N, C, S), so y (GroupNorm's buffer) is already (N, C, S): not a view
         scale = inv.repeat_interleave(k, dim=1) * weight.to(x.dtype)     # (N, C)
-        _sigmoid_into(y, x3, v.to(x.dtype).view(1, c, 1)).mul_(x3)       # h = x sigmoid(v x)
-        torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, scale.unsqueeze(-1), out=y)
-        ctx.save_for_backward(x, weight, v, mu_g, inv)
+        sig = torch.mul(x3, v.to(x.dtype).view(1, c, 1)).sigmoid_()      # s = sigmoid(v x)
+        torch.mul(x3, sig, out=y)                                         # h = x s
+        scale_shift(y, scale.unsqueeze(-1), bias.to(x.dtype).view(1, c, 1), out=y)
+        ctx.save_for_backward(x, sig, weight, v, mu_g, inv)
         ctx.groups = groups
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor):
-        x, weight, v, mu_g, inv = ctx.saved_tensors
+        x, sig, weight, v, mu_g, inv = ctx.saved_tensors
         n, c, groups = x.shape[0], x.shape[1], ctx.groups
         k = c // groups
         x3 = x.view(n, c, -1)
         dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
         vv, w = v.to(x.dtype).view(1, c, 1), weight.to(x.dtype)
-        a = _sigmoid_into(torch.empty_like(x3), x3, vv)                   # s
-        b = torch.mul(x3, a)                                              # h = x s
+        b = torch.mul(x3, sig)                                            # h = x s
         p, sdy = row_sums(dy, b)                                          # sum_s dy h, sum_s dy
         inv_c = inv.repeat_interleave(k, dim=1)                           # (N, C)
         grad_gamma = (p * inv_c).sum(dim=0)
@@ -155,14 +158,13 @@ class _EvoNormS0Function(torch.autograd.Function):
         coef = (-(inv ** 3) * dinv / count).repeat_interleave(k, dim=1)   # (N, C)
         const = coef * mu_g.repeat_interleave(k, dim=1)
         dh_scale = w * inv_c                                              # dh = dy * dh_scale
-        b.addcmul_(b, a, value=-1.0)                                      # x s (1 - s)
-        a.addcmul_(b, vv)                                                 # s + v x s (1 - s)
-        b.mul_(x3)                                                        # x^2 s (1 - s)
-        gv, _ = row_sums(dy, b)
+        b.addcmul_(b, sig, value=-1.0).mul_(dy)                           # dy x s (1 - s)
+        gv, _ = row_sums(b, x3)                                           # sum_s dy x^2 s (1 - s)
         grad_v = (gv * dh_scale).sum(dim=0)
-        a.mul_(dy)
-        dx = torch.addcmul((-const).unsqueeze(-1), x3, coef.unsqueeze(-1), out=b)
-        dx.addcmul_(a, dh_scale.unsqueeze(-1))
+        # dx = dh_scale (dy s + v dy x s (1 - s)) + coef x - const, in b's buffer
+        dx = b.mul_(vv).addcmul_(dy, sig)
+        scale_shift(dx, dh_scale.unsqueeze(-1), (-const).unsqueeze(-1), out=dx)
+        dx.addcmul_(x3, coef.unsqueeze(-1))
         return (dx.view(x.shape), grad_gamma.to(weight.dtype), grad_beta.to(weight.dtype),
                 grad_v.to(v.dtype), None, None)
 

@@ -16,7 +16,7 @@ from ._common import (
     compute_dtype,
     mean_square,
 )
-from ._fused import row_sums
+from ._fused import row_sums, scale_shift
 
 __all__ = ["FilterResponseNorm"]
 
@@ -38,7 +38,7 @@ class _FRNFunction(torch.autograd.Function):
         nu2 = mean_square(x3, (2,))
         eps_eff = eps + eps_param.abs().to(x.dtype) if eps_param is not None else eps
         s = torch.rsqrt(nu2 + eps_eff)                                    # (N, C)
-        y = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, (s * weight.to(x.dtype)).unsqueeze(-1))
+        y = scale_shift(x3, (s * weight.to(x.dtype)).unsqueeze(-1), bias.to(x.dtype).view(1, c, 1))
         if tau is not None:
             torch.maximum(y, tau.to(x.dtype).view(1, c, 1), out=y)
         ctx.save_for_backward(x, weight, bias, tau, eps_param, s)
@@ -56,7 +56,7 @@ class _FRNFunction(torch.autograd.Function):
         grad_tau = None
         if tau is not None:
             # dy = dz where y >= tau, built in y's buffer: y -> 1.0 / 0.0 -> dz * mask
-            dy = torch.addcmul(bias.to(x.dtype).view(1, c, 1), x3, ws)
+            dy = scale_shift(x3, ws, bias.to(x.dtype).view(1, c, 1))
             dy.ge_(tau.to(x.dtype).view(1, c, 1)).mul_(dz)
         else:
             dy = dz.clone()

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ._fused import scale_shift
 from ._common import (
     empty_batch,
     channel_view,
@@ -47,7 +48,7 @@ class _MABNFunction(torch.autograd.Function):
         if weight is not None:
             scale = scale * weight.to(dt)
         if bias is not None:                                     # one pass: bias + x * scale
-            y = torch.addcmul(channel_view(bias.to(dt), x.dim()), xc, channel_view(scale, x.dim()))
+            y = scale_shift(xc, channel_view(scale, x.dim()), channel_view(bias.to(dt), x.dim()))
         else:
             y = xc * channel_view(scale, x.dim())
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
