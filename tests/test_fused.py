@@ -15,11 +15,19 @@ def _cv(t, nd):
     return t.view((1, -1) + (1,) * (nd - 2))
 
 
-def test_batch_stats_are_the_biased_per_channel_moments():
-    x = torch.randn(5, 3, 4, 2, dtype=D) * 3 + 2
+@pytest.mark.parametrize("shape", [(5, 3, 4, 2), (3, 8, 96, 64), (1, 4, 200, 200)])
+def test_batch_stats_are_the_biased_per_channel_moments(shape):
+    # small inputs take BatchNorm's kernel, large ones (>= 2^17 values) GroupNorm's per
+    # (sample, channel) moments combined over the batch
+    x = torch.randn(shape, dtype=D) * 3 + 2
+    x[:, 0] = 7.0                                          # a constant channel: variance exactly 0
     mean, var = batch_stats(x)
     torch.testing.assert_close(mean, x.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(var, x.var(dim=(0, 2, 3), unbiased=False))
+    assert var[0] == 0
+    mean32, var32 = batch_stats(x.float())
+    torch.testing.assert_close(mean32, mean.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(var32, var.float(), rtol=1e-5, atol=1e-5)
 
 
 def test_affine_batch_norm_output_and_gradcheck():
