@@ -58,6 +58,16 @@ def test_evonorm_s0(shape, groups):
         torch.testing.assert_close(layer.train(training)(x), expected, rtol=1e-10, atol=1e-10)
 
 
+def _assert_same_gradients(layer, x, expected, reference_leaves):
+    """layer(x) and the autograd formula `expected` give the same gradients for x and the
+    layer's (weight, bias, v), under one random upstream gradient."""
+    g = torch.randn(x.shape, dtype=torch.float64)
+    layer(x).backward(g)
+    expected.backward(g)
+    for got, want in zip((x, layer.weight, layer.bias, layer.v), reference_leaves):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_evonorm_b0_gradients_match_autograd_of_the_formula(training):
     # both branches of the max populated: v of either sign, so sigma_B wins in places
@@ -74,12 +84,7 @@ def test_evonorm_b0_gradients_match_autograd_of_the_formula(training):
     b = _view(v, 4) * xr + torch.sqrt(inst_var + eps)
     assert 0.1 < (b > a).double().mean() < 0.9
     expected = xr / torch.maximum(a, b) * _view(gamma, 4) + _view(beta, 4)
-    g = torch.randn(shape, dtype=torch.float64)
-    layer(x).backward(g)
-    expected.backward(g)
-    for got, want in ((x.grad, xr.grad), (layer.weight.grad, gamma.grad), (layer.bias.grad, beta.grad),
-                      (layer.v.grad, v.grad)):
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    _assert_same_gradients(layer, x, expected, (xr, gamma, beta, v))
 
 
 @pytest.mark.parametrize("v_scale", [1.0, 1e-3, 0.0])
@@ -94,12 +99,7 @@ def test_evonorm_s0_gradients_match_autograd_of_the_formula(v_scale):
     xv = xr.reshape(shape[0], groups, -1)
     std = torch.sqrt(xv.var(dim=2, keepdim=True, correction=0) + eps).expand_as(xv).reshape(shape)
     expected = xr * torch.sigmoid(_view(v, 4) * xr) / std * _view(gamma, 4) + _view(beta, 4)
-    g = torch.randn(shape, dtype=torch.float64)
-    layer(x).backward(g)
-    expected.backward(g)
-    for got, want in ((x.grad, xr.grad), (layer.weight.grad, gamma.grad), (layer.bias.grad, beta.grad),
-                      (layer.v.grad, v.grad)):
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    _assert_same_gradients(layer, x, expected, (xr, gamma, beta, v))
 
 
 def test_evonorm_s0_group_rule():
