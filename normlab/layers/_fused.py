@@ -105,6 +105,4 @@ def scale_shift(x: Tensor, scale: Tensor, shift: Tensor, out: Tensor | None = No
     """x * scale + shift with scale and shift broadcast (per channel or per row), as a multiply
     and an in-place add: on the CPU ``torch.addcmul`` with a broadcast ``input`` is 3-5x slower
     than the two. ``out`` may be x itself (in place)."""
-    if out is x:
-        return x.mul_(scale).add_(shift)
-    return torch.mul(x, scale, out=out).add_(shift) if out is not None else torch.mul(x, scale).add_(shift)
+    return torch.mul(x, scale, out=out).add_(shift)

@@ -111,6 +111,15 @@ def _running_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None
     return scale, shift
 
 
+def _update_running(run_mean: Tensor, run_var: Tensor, mean: Tensor, var: Tensor, count: int,
+                    momentum: float) -> None:
+    """BatchNorm's running update from batch statistics over ``count`` values each: PyTorch's
+    momentum convention, the unbiased variance."""
+    run_mean.mul_(1 - momentum).add_(mean.to(run_mean.dtype), alpha=momentum)
+    unbiased = var * (count / (count - 1))
+    run_var.mul_(1 - momentum).add_(unbiased.to(run_var.dtype), alpha=momentum)
+
+
 class _BGNFunction(torch.autograd.Function):
     """BGN training step for groups of two or more whole channels (G divides C, G < C):
     statistics only, then one output pass; backward is one reduction and one output pass.
@@ -138,9 +147,7 @@ class _BGNFunction(torch.autograd.Function):
         count = n * k * spatial              # BatchGroupNorm.forward has checked count >= 2
         mean, var = batch_stats(x.view(n, groups, -1))          # G "channels"
         if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-            unbiased = var * (count / (count - 1))
-            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+            _update_running(running_mean, running_var, mean, var, count, momentum)
         mean_c, var_c = mean.repeat_interleave(k), var.repeat_interleave(k)
         y = F.batch_norm(x, mean_c, var_c, weight, bias, False, 0.0, eps)
         ctx.save_for_backward(x, mean_c, torch.rsqrt(var_c + eps), weight)
@@ -383,10 +390,7 @@ class BatchGroupNorm(nn.Module):
             xg = xg.to(dt).contiguous()
             mean, var = batch_stats(xg)           # GroupNorm's fast kernel, not BatchNorm's
             if run_mean is not None:
-                count = xg.shape[0] * xg.shape[2]
-                run_mean.mul_(1 - momentum).add_(mean.to(run_mean.dtype), alpha=momentum)
-                unbiased = var * (count / (count - 1))
-                run_var.mul_(1 - momentum).add_(unbiased.to(run_var.dtype), alpha=momentum)
+                _update_running(run_mean, run_var, mean, var, xg.shape[0] * xg.shape[2], momentum)
             if w is None:
                 w, b = torch.ones_like(mean), torch.zeros_like(mean)
             y = affine_batch_norm(xg, mean, var, w.to(dt), b.to(dt), self.eps).reshape(x.shape)
