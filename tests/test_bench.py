@@ -128,6 +128,33 @@ def test_sweep_stores_every_trial_and_resumes(tmp_path):
         assert store.count() == 4
 
 
+def test_norm_mode_trains_a_batch_independent_norm_once_per_seed(tmp_path):
+    """In norm mode GN's trials at b=4 and b=16 are the same computation (no batch statistics,
+    same optimizer batches): one trains, the other is stored with its result; BN trains twice.
+    Training it at both gives the same accuracy, which is what makes the sharing exact."""
+    exp = load_experiment(**{**TINY, "batch_mode": "norm", "fixed_batch_size": 16})
+    assert exp.batch_independent() == {("resnet20", "gn:groups=2")}
+    assert load_experiment(**TINY).same_run() is None                     # both mode: never shared
+    with Store(tmp_path / "s.sqlite") as store:
+        out = sweep(exp, store)
+        assert (out.planned, out.ran, out.ok) == (4, 4, 4)
+        gn = store.rows(where={"norm": "gn:groups=2"})
+        bn = store.rows(where={"norm": "bn"})
+        assert [("same_run_as" in r["metrics"]) for r in gn] == [False, True]
+        assert gn[1]["metrics"]["same_run_as"] == gn[0]["id"]
+        assert not any("same_run_as" in r["metrics"] for r in bn)
+        assert gn[0]["metrics"]["test_acc"] == gn[1]["metrics"]["test_acc"]
+        [summary] = summarize(store.rows())
+        assert summary.shared == {"gn:groups=2"}
+        assert "gn:groups=2: no batch statistics, so each seed trained once" in summary.table("resnet20").note
+    with Store(tmp_path / "t.sqlite") as store:            # the same two trials trained separately
+        sweep(exp, store, same_run=False)
+        gn_both = store.rows(where={"norm": "gn:groups=2"})
+        assert not any("same_run_as" in r["metrics"] for r in gn_both)
+        assert gn_both[0]["metrics"]["test_acc"] == gn_both[1]["metrics"]["test_acc"] == gn[0]["metrics"]["test_acc"]
+        assert gn_both[0]["metrics"]["train_loss"] == gn_both[1]["metrics"]["train_loss"]
+
+
 def test_a_diverged_trial_is_stored_and_the_sweep_goes_on(tmp_path):
     exp = load_experiment(**{**TINY, "norms": ["bn"], "batch_sizes": [16], "lrs": [0.05, 1e9]})
     with Store(tmp_path / "s.sqlite") as store:

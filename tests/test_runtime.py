@@ -191,6 +191,35 @@ def test_driver_runs_a_plan_and_resumes_in_memory():
     assert store.rows(where={"x": 2})[0]["metrics"] == {"y": 4}
 
 
+def test_trials_that_are_one_computation_run_once_and_resume(tmp_path):
+    """``same``: trials with equal keys (here: equal x, different labels) run once; the others are
+    stored with its result, naming it; a rerun (even with a new label) copies, never reruns."""
+    marker = tmp_path / "ran"
+    plan = [{"x": x, "label": lab, "marker": str(marker), "seconds": 0}
+            for x in (1, 2) for lab in ("a", "b", "c")]
+    key = lambda d: {k: v for k, v in d.items() if k != "label"}       # noqa: E731
+    store = Store(tmp_path / "s.sqlite")
+    exp = store.experiment("e", "test", {})
+    seen = []
+    out = Driver(store, exp, toy.sleepy).run(plan, same=key, on_result=seen.append,
+                                              on_start=lambda n, todo: seen.append((n, todo)))
+    assert seen[0] == (6, 6)
+    assert (out.planned, out.ran, out.ok) == (6, 6, 6) and len(seen) == 7
+    assert sorted(marker.read_text().split()[0::2]) == ["1", "2"]          # two trainings
+    rows = store.rows()
+    assert [r["metrics"]["y"] for r in rows] == [1, 1, 1, 4, 4, 4]
+    sources = {r["metrics"].get("same_run_as") for r in rows} - {None}
+    assert len(sources) == 2 and sources <= {r["id"] for r in rows}
+    more = plan + [{**plan[0], "label": "d"}]                               # a new label, resumed
+    again = Driver(store, exp, toy.sleepy).run(more, same=key)
+    assert (again.skipped, again.ran) == (6, 1)
+    assert len(marker.read_text().split()) == 4                             # still two trainings
+    assert store.rows(where={"label": "d"})[0]["metrics"]["y"] == 1
+    failing = [{"x": 9, "fail": True, "label": lab} for lab in "ab"]        # a failure is shared too
+    bad = Driver(store, exp, toy.square).run(failing, same=key)
+    assert (bad.ran, bad.failed) == (2, 2)
+
+
 def test_executor_settings_fail_in_one_line():
     with pytest.raises(ExecutorError, match="workers=0"):
         make_executor("process", 0)

@@ -224,6 +224,40 @@ class Experiment(BaseModel):
             data.pop(key, None)
         return data
 
+    def batch_independent(self) -> set[tuple[str, str]]:
+        """(model, norm) pairs with no batch-dependent layer: in ``norm`` mode they train
+        identically at every normalization batch (same optimizer batches, same computation)."""
+        import torch
+
+        from ..layers.ghost import batch_dependent_layers
+        from ..models import create_model
+
+        out = set()
+        for model in self.models:
+            for norm in self.norms:
+                with torch.device("meta"):
+                    net = create_model(model, norm=norm, act=self.act, width=self.width)
+                if not batch_dependent_layers(net):
+                    out.add((model, norm))
+        return out
+
+    def same_run(self) -> Any:
+        """The key under which trials are one computation (``Driver.run(same=...)``): in ``norm``
+        mode a batch-independent norm's trials differ only in the normalization batch label, so
+        each seed trains once and its result is stored at every batch size; None otherwise."""
+        if self.batch_mode != "norm":
+            return None
+        independent = self.batch_independent()
+        if not independent:
+            return None
+
+        def key(d: dict[str, Any]) -> dict[str, Any]:
+            if (d["model"], d["norm"]) not in independent:
+                return d
+            return {**{k: v for k, v in d.items() if k != "batch_size"},
+                    "train": {**d["train"], "norm_batch_size": None}}
+        return key
+
     def norm_batches(self) -> list[int]:
         """The batch sizes normalization sees across the plan."""
         return sorted({(self.train_config(b, 0, self.lr)["norm_batch_size"] or

@@ -64,6 +64,7 @@ class Summary:
     groups: dict[str, dict[str, dict[int, Cell]]]      # model -> norm -> batch size -> cell
     pending: int = 0
     config: dict[str, Any] = field(default_factory=dict)   # settings that differ between configurations
+    shared: set[str] = field(default_factory=set)       # norms trained once per seed (no batch statistics)
 
     @property
     def label(self) -> str:
@@ -96,7 +97,10 @@ class Summary:
         out = ReportTable(title, ["norm", *[f"b={b}" for b in self.batch_sizes], "drop"],
                           note=f"top-1 %, mean ± 95% interval over seeds (n = seeds); * = differs from "
                                f"BN at that batch size (paired t-test over seeds, p < {ALPHA}); batch = "
-                               f"{self.batch_mode}; drop = largest batch minus smallest, points")
+                               f"{self.batch_mode}; drop = largest batch minus smallest, points"
+                               + (f"; {', '.join(sorted(self.shared))}: no batch statistics, so each "
+                                  f"seed trained once and is shown at every batch size"
+                                  if self.shared else ""))
         bn = self.groups[model].get("bn")
         for norm, row in self.groups[model].items():
             cells = []
@@ -231,6 +235,7 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list
         groups: dict[str, dict[str, dict[int, Cell]]] = {}
         sizes: set[int] = set()
         pending = 0
+        shared: set[str] = set()
         dataset = mode = ""
         for r, _ in members:
             d = r["description"]
@@ -238,6 +243,8 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list
             cell = groups.setdefault(d["model"], {}).setdefault(d["norm"], {}).setdefault(d["batch_size"], Cell())
             sizes.add(d["batch_size"])
             acc = r["metrics"].get("test_acc")
+            if "same_run_as" in r["metrics"]:
+                shared.add(d["norm"])
             if r["status"] == "ok" and isinstance(acc, (int, float)) and math.isfinite(acc):
                 cell.accs.append(acc)
                 cell.seeds.append(d.get("seed", len(cell.seeds)))
@@ -248,7 +255,7 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list
             else:
                 pending += 1
         name = experiment or (members[0][0].get("experiment") or "-")
-        out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config))
+        out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config, shared))
     return out
 
 

@@ -16,21 +16,24 @@ KIND = "bench"
 def sweep(exp: Experiment, store: Store, executor: Executor | None = None, *,
           on_result: Callable[[Completed], None] | None = None,
           on_start: Callable[[int, int], None] | None = None,
-          sinks: Sequence[Sink] = (), lease: float = 120.0) -> Outcome:
+          sinks: Sequence[Sink] = (), lease: float = 120.0, same_run: bool = True) -> Outcome:
     """Run every planned trial not finished yet (ok or diverged), storing each result as it
-    comes back. Failed trials and those a killed run left behind run again."""
+    comes back. Failed trials and those a killed run left behind run again. In ``norm`` mode a
+    batch-independent norm trains once per seed and its result is stored at every normalization
+    batch (``Experiment.same_run``; ``same_run=False`` trains every trial)."""
     record = store.experiment(exp.name, KIND, exp.model_dump(), identity=exp.identity())
     driver = Driver(store, record, run_trial, executor,
                     context=RunContext(data_root=exp.data_root, download=exp.download),
                     lease=lease, sinks=sinks)
-    return driver.run(plan(exp), on_start=on_start, on_result=on_result)
+    return driver.run(plan(exp), on_start=on_start, on_result=on_result, same=exp.same_run() if same_run else None)
 
 
 _TIME_LIMIT_FLOPS = 5e9       # a step bigger than this (forward FLOPs) is estimated, not timed
 
 
 def estimate(exp: Experiment) -> dict[str, Any]:
-    """The plan and a cost estimate: one optimizer step of each model/norm/batch is timed on this
+    """The plan and a cost estimate (of the runs: trials that are one computation count once,
+    see ``Experiment.same_run``): one optimizer step of each model/norm/batch is timed on this
     machine (a few seconds; ghost batches or micro-batches, as fit() will run it) and
     extrapolated to every trial's steps. FLOPs are counted on the
     meta device (nothing allocated); a step too large to time cheaply is estimated from its
@@ -45,7 +48,12 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     from ..models import create_model, profile
     from ..train import TrainConfig, timed_calls
 
+    from ..runtime.results import canonical_json
+
     trials = plan(exp)
+    same = exp.same_run()
+    keys = [canonical_json(same(t)) for t in trials] if same else [str(i) for i in range(len(trials))]
+    distinct = [t for i, t in enumerate(trials) if keys[i] not in keys[:i]]   # one per computation
     data = load_dataset(exp.dataset, root=exp.data_root, download=exp.download, seed=exp.data_seed)
     n_train = data.size("train")
     shape = (data.in_channels, *data.image_size)
@@ -54,7 +62,7 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     measured = []                                # (flops of the step, seconds) of timed steps
     total_images, total_flops = 0, 0.0
     steps_of: list[tuple[dict, int, int, int]] = []
-    for t in trials:
+    for t in distinct:
         cfg = t["train"]
         opt_batch = cfg["batch_size"]
         micro = cfg["norm_batch_size"] or opt_batch
@@ -90,6 +98,6 @@ def estimate(exp: Experiment) -> dict[str, Any]:
         if step is None:
             step = 3 * flops[t["model"]] * opt_batch / rate
         total_seconds += steps * step
-    return {"plan": trials, "trials": len(trials), "images": total_images,
+    return {"plan": trials, "trials": len(trials), "runs": len(distinct), "images": total_images,
             "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train,
             "timed": sum(v is not None for v in timings.values()), "estimated": sum(v is None for v in timings.values())}

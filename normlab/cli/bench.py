@@ -27,7 +27,9 @@ def _dry_run(exp, workers: int) -> None:
                       str(tc["batch_size"]), str(tc["norm_batch_size"] or tc["batch_size"]))
     console.print(table)
     minutes = est["seconds"] / 60 / max(1, workers)
-    console.print(f"{est['trials']} trials, {est['images'] / 1e6:.2f}M training images, about "
+    shared = (f" ({est['runs']} runs: a batch-independent norm trains once per seed and is "
+              f"stored at every normalization batch)" if est["runs"] < est["trials"] else "")
+    console.print(f"{est['trials']} trials{shared}, {est['images'] / 1e6:.2f}M training images, about "
                   f"{est['gflops']:.0f} GFLOP; estimated {minutes:.1f} min on this machine with "
                   f"{workers} worker(s) (from timing one step of each)", highlight=False)
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["set_norm_batch", "ghost_groups", "ghost_forward", "unsupported_norm_batch",
-           "sequential_update", "check_norm_batch", "loop_is_faster"]
+           "sequential_update", "check_norm_batch", "loop_is_faster", "batch_dependent_layers"]
 
 
 def check_norm_batch(value: object) -> int | None:
@@ -112,6 +112,22 @@ def set_norm_batch(model: nn.Module, norm_batch: int | None) -> list[str]:
         if hasattr(m, "norm_batch"):
             m.norm_batch = norm_batch
     return unsupported_norm_batch(model)
+
+
+def batch_dependent_layers(model: nn.Module) -> list[str]:
+    """Layers of ``model`` whose training output depends on the other samples of the batch (batch
+    statistics). A model with none trains identically at every normalization batch."""
+    from .registry import NORMS
+
+    batch_classes = tuple(info.cls for info in NORMS.values() if info.batch_dependent)
+    out = []
+    for name, m in model.named_modules():
+        dependent = getattr(m, "batch_dependent", None)     # an evolved layer knows its genome
+        if dependent is None:
+            dependent = isinstance(m, batch_classes) or isinstance(m, nn.modules.batchnorm._BatchNorm)
+        if dependent:
+            out.append(f"{name or '<model>'} ({type(m).__name__})")
+    return out
 
 
 def unsupported_norm_batch(model: nn.Module) -> list[str]:

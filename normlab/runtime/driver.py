@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .executors import Executor, SerialExecutor
-from .results import FINISHED, RunContext, TrialResult
+from .results import FINISHED, RunContext, TrialResult, canonical_json
 from .store import ExperimentRecord, Store, new_owner
 
 __all__ = ["Driver", "Completed", "Outcome", "Sink"]
@@ -99,6 +99,7 @@ class Driver:
         self.sinks = list(sinks)
         self.owner = owner or new_owner()
         self._flight: dict[str, dict[str, Any]] = {}
+        self._copies: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._beat: _Heartbeat | None = None
 
     # -- one trial at a time (searches) ---------------------------------------------------
@@ -167,10 +168,15 @@ class Driver:
     def run(self, descriptions: Sequence[Mapping[str, Any]], *,
             on_start: Callable[[int, int], None] | None = None,
             on_result: Callable[[Completed], None] | None = None,
-            poll_every: float = 2.0) -> Outcome:
+            poll_every: float = 2.0,
+            same: Callable[[Mapping[str, Any]], Any] | None = None) -> Outcome:
         """Run every trial of the plan that is not finished yet. Failed trials run again;
         trials another driver is running are waited for (and taken over if its lease expires).
-        SIGINT/SIGTERM (KeyboardInterrupt) gives in-flight trials back and re-raises."""
+        SIGINT/SIGTERM (KeyboardInterrupt) gives in-flight trials back and re-raises.
+
+        ``same(description)``: trials with equal keys are the same computation under different
+        labels (e.g. a batch-independent norm at several normalization batches): the first one
+        runs and the others are stored with its result (``metrics["same_run_as"]`` names it)."""
         descriptions = [dict(d) for d in descriptions]
         ids = self.add(descriptions)
         self.store.reap_dead_owners()
@@ -178,9 +184,52 @@ class Driver:
         status = self.store.status_of(ids)
         todo = [(tid, d) for tid, d in zip(ids, descriptions) if status.get(tid) not in FINISHED]
         out = Outcome(planned=len(ids), skipped=len(ids) - len(todo))
+        self._copies = {}
+        if same is not None:
+            todo = self._share(ids, descriptions, status, todo, same, out, on_result)
         if on_start:
-            on_start(len(ids), len(todo))
+            on_start(len(ids), len(todo) + sum(map(len, self._copies.values())))
         return self.dispatch(todo, out, on_result=on_result, poll_every=poll_every)
+
+    def _share(self, ids, descriptions, status, todo, same, out, on_result):
+        """Group the open trials by ``same``: one runs per group, the rest wait in
+        ``self._copies``; a group with a member finished earlier is completed from it now."""
+        finished: dict[str, str] = {}
+        for tid, d in zip(ids, descriptions):
+            if status.get(tid) in FINISHED:
+                finished.setdefault(canonical_json(same(d)), tid)
+        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for tid, d in todo:
+            groups.setdefault(canonical_json(same(d)), []).append((tid, d))
+        runs = []
+        for key, members in groups.items():
+            if key in finished:
+                self._finish_copies(finished[key], members, self._stored_result(finished[key]),
+                                    out, on_result)
+            else:
+                runs.append(members[0])
+                self._copies[members[0][0]] = members[1:]
+        return runs
+
+    def _stored_result(self, tid: str) -> TrialResult:
+        row = self.store.trial(tid) or {}
+        return TrialResult(row.get("status", "failed"), metrics=dict(row.get("metrics") or {}),
+                           history=list(row.get("history") or []), error=row.get("error"),
+                           started=row.get("started"), finished=row.get("finished"))
+
+    def _finish_copies(self, source: str, members, result: TrialResult, out: Outcome, on_result) -> None:
+        for tid, d in members:
+            copy = TrialResult(result.status, metrics={**result.metrics, "same_run_as": source},
+                               history=result.history, error=result.error,
+                               started=result.started, finished=result.finished)
+            if not self.store.finish(tid, copy):
+                continue                                # finished meanwhile by another driver
+            done = Completed(tid, d, copy)
+            out.ran += 1
+            out.count(copy.status)
+            out.results.append(done)
+            if on_result:
+                on_result(done)
 
     def dispatch(self, trials: Iterable[tuple[str, Mapping[str, Any]]], out: Outcome | None = None, *,
                  on_result: Callable[[Completed], None] | None = None,
@@ -203,6 +252,9 @@ class Driver:
                         out.results.append(done)
                         if on_result:
                             on_result(done)
+                        copies = self._copies.pop(done.id, None)
+                        if copies:                     # a failure too: a rerun retries one
+                            self._finish_copies(done.id, copies, done.result, out, on_result)
                 elif busy:
                     time.sleep(poll_every)
                 if busy and not todo:
@@ -212,6 +264,9 @@ class Driver:
                         if state in FINISHED:
                             busy.pop(tid)
                             out.elsewhere += 1
+                            copies = self._copies.pop(tid, None)
+                            if copies:
+                                self._finish_copies(tid, copies, self._stored_result(tid), out, on_result)
                         elif state == "failed":          # the other driver's attempt failed
                             busy.pop(tid)
                             out.failed += 1
