@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from normlab.layers import create_norm
-from normlab.layers.ghost import set_norm_batch, unsupported_norm_batch
+from normlab.layers.ghost import interleave, interleave_order, set_norm_batch, unsupported_norm_batch
 
 SPECS = ["bn", "bgn:groups=4", "bgn:groups=1", "bgn:groups=3", "bgn:groups=24", "bgn:groups=auto",
          "brn:warmup_steps=0,r_max_steps=4,d_max_steps=4,r_max=1.5,d_max=0.5", "evonorm_b0"]
@@ -27,18 +27,22 @@ def _randomize(layer, seed):
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("n,b,shape", [(8, 2, (6, 4, 4)), (7, 2, (6, 4, 4)), (10, 4, (6, 4)), (9, 3, (6, 2, 2, 2)),
                                        (3, 8, (6, 4, 4)), (7, 2, (6, 64, 64))])      # the last: one call per group
-def test_ghost_batches_equal_sequential_micro_batches(spec, n, b, shape):
+@pytest.mark.parametrize("interleaved", [False, True], ids=["consecutive", "interleaved"])
+def test_ghost_batches_equal_sequential_micro_batches(spec, n, b, shape, interleaved):
+    """interleaved: the layer is fed ``interleave(x, b)`` (what fit() does) and must give the
+    same groups: its output is the micro-batch output in the interleaved order."""
     torch.manual_seed(0)
     ghost = create_norm(spec, shape[0]).train().double()
     _randomize(ghost, 1)
     micro = copy.deepcopy(ghost)
-    ghost.norm_batch = b
+    set_norm_batch(ghost, b, interleaved=interleaved)
+    order = (lambda t: interleave(t, b)) if interleaved else (lambda t: t)
     for step in range(3):                                    # several steps: running stats feed r, d (BRN)
         x = (torch.randn(n, *shape, dtype=torch.float64) * 2 + 0.5).requires_grad_()
         x2 = x.detach().clone().requires_grad_()
-        up = torch.randn(n, *shape, dtype=torch.float64)
-        y = ghost(x)
-        ys = torch.cat([micro(c) for c in x2.split(b)])
+        up = order(torch.randn(n, *shape, dtype=torch.float64))
+        y = ghost(order(x))
+        ys = order(torch.cat([micro(c) for c in x2.split(b)]))
         torch.testing.assert_close(y, ys)
         (y * up).sum().backward()
         (ys * up).sum().backward()
@@ -50,6 +54,14 @@ def test_ghost_batches_equal_sequential_micro_batches(spec, n, b, shape):
     ghost.eval(), micro.eval()
     x = torch.randn(5, *shape, dtype=torch.float64)
     torch.testing.assert_close(ghost(x), micro(x))           # eval is unaffected
+
+
+def test_interleave_order():
+    assert interleave_order(8, 2).tolist() == [0, 2, 4, 6, 1, 3, 5, 7]   # group j at j, j + 4
+    assert interleave_order(7, 2).tolist() == [0, 2, 4, 1, 3, 5, 6]      # the remainder stays last
+    assert interleave_order(3, 8).tolist() == [0, 1, 2]
+    t = torch.arange(9)
+    assert sorted(interleave(t, 3).tolist()) == t.tolist()
 
 
 def test_set_norm_batch_and_what_cannot_follow():

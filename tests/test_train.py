@@ -154,7 +154,7 @@ def test_fit_uses_ghost_batches_and_falls_back_to_micro_batches(digits, monkeypa
         torch.manual_seed(0)
         model = _small(norm)
         if not ghost_allowed:
-            monkeypatch.setattr(loop, "set_norm_batch", lambda m, b: ["forced (test)"] if b else [])
+            monkeypatch.setattr(loop, "set_norm_batch", lambda m, b, **kw: ["forced (test)"] if b else [])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fit(model, digits, TrainConfig(steps=2, norm_batch_size=4, eval_every=0, **{**QUICK, "lr": 0.5}))

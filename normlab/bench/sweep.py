@@ -44,7 +44,7 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from ..data import load_dataset
-    from ..layers.ghost import set_norm_batch
+    from ..layers.ghost import interleave, set_norm_batch
     from ..models import create_model, profile
     from ..train import TrainConfig, timed_calls
 
@@ -82,11 +82,12 @@ def estimate(exp: Experiment) -> dict[str, Any]:
                                  num_classes=data.num_classes, width=exp.width)
                 # what fit() will run: one forward with ghost batches where every layer can,
                 # else sequential micro-batches
-                ghost = micro < opt_batch and not set_norm_batch(m, micro)
+                ghost = micro < opt_batch and not set_norm_batch(m, micro, interleaved=True)
                 size = opt_batch if ghost or micro >= opt_batch else micro
                 repeats = 1 if size == opt_batch else math.ceil(opt_batch / micro)
                 x, y = torch.randn(size, *shape), torch.randint(0, data.num_classes, (size,))
-                runs = timed_calls(lambda: F.cross_entropy(m(x), y).backward(), rounds=2)
+                runs = timed_calls(lambda: F.cross_entropy(m(interleave(x, micro) if ghost else x), y)
+                                   .backward(), rounds=2)
                 timings[key] = min(runs) * repeats
                 measured.append((3 * flops[t["model"]] * size * repeats, timings[key]))
         total_flops += 3 * flops[t["model"]] * steps * opt_batch      # forward + backward

@@ -56,6 +56,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         super().__init__(num_channels, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats)
         self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
+        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
 
     @property
     def num_channels(self) -> int:
@@ -70,7 +71,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
             return empty_batch(input)
         if self.training and self.norm_batch and input.shape[0] > self.norm_batch:
             self._check_input_dim(input)
-            return ghost_forward(input, self.norm_batch, self._ghost)
+            return ghost_forward(input, self.norm_batch, self._ghost, self.ghost_interleaved)
         return super().forward(input)
 
     def _ghost(self, xv: Tensor) -> Tensor:
@@ -213,6 +214,7 @@ class BatchGroupNorm(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
+        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.auto = isinstance(groups, str)
         if self.auto and groups.lower() != "auto":
@@ -323,7 +325,7 @@ class BatchGroupNorm(nn.Module):
                 f"{tuple(x.shape)} with groups={g}; use fewer groups"
             )
         if self.training and self.norm_batch and n > self.norm_batch:
-            return ghost_forward(x, self.norm_batch, self._ghost)
+            return ghost_forward(x, self.norm_batch, self._ghost, self.ghost_interleaved)
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
         run_mean = self.running_mean if self.track_running_stats else None
@@ -525,6 +527,7 @@ class BatchRenorm(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
+        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.eps = check_positive_float("eps", eps)
         self.momentum = check_momentum(momentum)
@@ -573,7 +576,7 @@ class BatchRenorm(nn.Module):
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                 False, 0.0, self.eps)
         if self.norm_batch and x.shape[0] > self.norm_batch:
-            return ghost_forward(x, self.norm_batch, self._ghost)
+            return ghost_forward(x, self.norm_batch, self._ghost, self.ghost_interleaved)
         n = x.numel() // x.shape[1]
         if n < 2:
             raise ValueError(f"BatchRenorm needs more than 1 value per channel when training, got "

@@ -213,6 +213,7 @@ class EvoNormB0(_EvoNormBase):
         super().__init__(num_channels, eps, apply_act)
         self.momentum = check_momentum(momentum)
         self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
+        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
         self.register_buffer("running_var", torch.ones(num_channels))
 
     def extra_repr(self) -> str:
@@ -228,7 +229,7 @@ class EvoNormB0(_EvoNormBase):
             raise ValueError(f"EvoNormB0 needs more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
         if self.training and self.norm_batch and x.shape[0] > self.norm_batch:
-            return ghost_forward(x, self.norm_batch, self._ghost)
+            return ghost_forward(x, self.norm_batch, self._ghost, self.ghost_interleaved)
         dt = compute_dtype(x)
         y = _EvoNormB0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
                                      self.weight, self.bias, self.v,

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["set_norm_batch", "ghost_groups", "ghost_forward", "unsupported_norm_batch",
-           "sequential_update", "check_norm_batch", "loop_is_faster", "batch_dependent_layers"]
+           "sequential_update", "check_norm_batch", "loop_is_faster", "batch_dependent_layers",
+           "interleave", "interleave_order"]
 
 
 def check_norm_batch(value: object) -> int | None:
@@ -45,11 +46,41 @@ def ghost_groups(x: Tensor, b: int) -> list[Tensor]:
     return parts
 
 
-def ghost_forward(x: Tensor, b: int, fn: Callable[[Tensor], Tensor]) -> Tensor:
+def ghost_forward(x: Tensor, b: int, fn: Callable[[Tensor], Tensor], interleaved: bool = False) -> Tensor:
     """Apply ``fn`` ((k, b, C, ...) -> same shape; it updates running statistics k times in order)
-    to the full groups, then to the remainder, and put the samples back in order."""
-    outs = [fn(part).reshape(-1, *x.shape[1:]) for part in ghost_groups(x, b)]
+    to the full groups, then to the remainder, and put the samples back in order.
+
+    ``interleaved``: the batch was laid out by :func:`interleave`, so ghost group j is samples
+    j, j + k, j + 2k, ... of the first k*b; ``fn`` gets the same (k, b, C, ...) tensor as a view
+    whose regrouping into channels (:func:`as_channels`) costs no copy, and neither does putting
+    the output back."""
+    if not interleaved:
+        outs = [fn(part).reshape(-1, *x.shape[1:]) for part in ghost_groups(x, b)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+    k, r = divmod(x.shape[0], b)
+    outs = []
+    if k:
+        full = x[:k * b].unflatten(0, (b, k)).transpose(0, 1)          # group j = samples j::k
+        outs.append(fn(full).transpose(0, 1).reshape(k * b, *x.shape[1:]))
+    if r:
+        outs.append(fn(x[k * b:].unsqueeze(0)).reshape(r, *x.shape[1:]))
     return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def interleave_order(n: int, b: int, device: torch.device | str | None = None) -> Tensor:
+    """The sample order that puts consecutive group j of b samples at positions j, j + k, ...
+    (k = n // b groups; a remainder stays last): ``t[interleave_order(len(t), b)]``."""
+    k = n // b
+    order = torch.arange(k * b, device=device).view(k, b).t().reshape(-1)
+    return torch.cat([order, torch.arange(k * b, n, device=device)]) if n > k * b else order
+
+
+def interleave(t: Tensor, b: int) -> Tensor:
+    """A batch (and its labels) reordered for layers set with ``set_norm_batch(model, b,
+    interleaved=True)``: their ghost groups are then the consecutive groups of b samples of ``t``,
+    exactly as without it, but regrouping them into channels is a free view. A loss averaged over
+    the samples is unchanged by the reordering (fit() reorders inputs and labels together)."""
+    return t[interleave_order(t.shape[0], b, t.device)]
 
 
 def loop_is_faster(xv: Tensor) -> bool:
@@ -103,14 +134,16 @@ def sequential_update(pairs: list[tuple[Tensor, Tensor]], momentum: float | None
             running.mul_(1 - m).add_(stats[i].to(running.dtype), alpha=m)
 
 
-def set_norm_batch(model: nn.Module, norm_batch: int | None) -> list[str]:
+def set_norm_batch(model: nn.Module, norm_batch: int | None, *, interleaved: bool = False) -> list[str]:
     """Set the ghost-batch size on every layer that supports it (None: whole-batch statistics).
     Returns the names of batch-dependent layers that do not support it (a caller falls back to
-    micro-batches for those)."""
+    micro-batches for those). ``interleaved=True``: the model will be fed batches reordered by
+    :func:`interleave` (same groups, no regrouping copies; what fit() does)."""
     check_norm_batch(norm_batch)
     for m in model.modules():
         if hasattr(m, "norm_batch"):
             m.norm_batch = norm_batch
+            m.ghost_interleaved = bool(interleaved and norm_batch)
     return unsupported_norm_batch(model)
 
 

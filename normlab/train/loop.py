@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import ImageData
 from ..layers import is_norm
-from ..layers.ghost import set_norm_batch
+from ..layers.ghost import interleave_order, set_norm_batch
 from .callbacks import Callback, Checkpoint, ProgressBar, TrainState, load_checkpoint
 from .config import TrainConfig
 
@@ -157,7 +157,7 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
     micro = cfg.norm_batch_size or cfg.batch_size
     ghost = False
     if micro < cfg.batch_size:            # ghost batches in one forward when every layer can
-        unsupported = set_norm_batch(model, micro)
+        unsupported = set_norm_batch(model, micro, interleaved=True)   # batches go in interleaved
         ghost = not unsupported
         if not ghost:
             set_norm_batch(model, None)
@@ -175,6 +175,9 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
         while state.step < total and not state.stop:
             for xb, yb in data.batches("train", cfg.batch_size, shuffle=True, generator=gen,
                                        augment=cfg.augment, drop_last=True, device=device):
+                if ghost:                  # the same ghost groups, regrouped without copies
+                    order = interleave_order(len(yb), micro, yb.device)
+                    xb, yb = xb[order], yb[order]
                 if cuda and cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 opt.zero_grad(set_to_none=True)
