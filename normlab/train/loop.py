@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import ImageData
 from ..layers import is_norm
-from ..layers.ghost import interleave_order, set_norm_batch
+from ..layers.ghost import batch_dependent_layers, interleave_order, set_norm_batch
 from .callbacks import Callback, Checkpoint, ProgressBar, TrainState, load_checkpoint
 from .config import TrainConfig
 
@@ -155,6 +155,8 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.amp else nullcontext())
     check_every = 20 if cuda else 1
     micro = cfg.norm_batch_size or cfg.batch_size
+    if micro < cfg.batch_size and not batch_dependent_layers(model):
+        micro = cfg.batch_size            # no batch statistics: the same computation at any norm batch
     ghost = False
     if micro < cfg.batch_size:            # ghost batches in one forward when every layer can
         unsupported = set_norm_batch(model, micro, interleaved=True)   # batches go in interleaved
