@@ -467,6 +467,20 @@ def test_report_statistics_n_intervals_and_significance():
     assert "best BGN group count bgn:groups=4" in text and "sensitivity to G" in text
 
 
+def test_a_best_norm_with_diverged_seeds_says_so():
+    from normlab.bench.report import verdicts
+
+    rows = _rows({("bn", 2): [0.80, 0.82, 0.81], ("bn", 32): [0.90, 0.93, 0.91],
+                  ("evonorm_s0", 2): [0.95, 0.96], ("evonorm_s0", 32): [0.95, 0.96]})
+    rows.append({**rows[-1], "status": "diverged", "metrics": {}})
+    rows[-1]["description"] = {**rows[-1]["description"], "seed": 2}
+    [s] = summarize(rows)
+    said = {line.split(":")[0]: line for line in verdicts(s, "resnet20") if ": best is " in line}
+    assert said["b=2"].endswith("over BN.")                                # no divergence at b=2
+    assert said["b=32"].startswith("b=32: best is evonorm_s0")
+    assert said["b=32"].endswith("over BN (1 of 3 seeds diverged; the mean is of the rest).")
+
+
 def test_a_group_sweep_in_one_spec():
     exp = load_experiment(**{**TINY, "norms": ["bn", "bgn:groups=[1,2,4]"]})
     assert exp.norms == ["bn", "bgn:groups=1", "bgn:groups=2", "bgn:groups=4"]

@@ -197,7 +197,10 @@ def verdicts(summary: "Summary", model: str) -> list[str]:
         if best and bn and b in bn and best != "bn" and bn[b].accs:
             c = compare(rows[best][b], bn[b])
             if c is not None:
-                out.append(f"b={b}: best is {best}, {c.text()} over BN.")
+                cell = rows[best][b]
+                lost = (f" ({cell.diverged} of {cell.diverged + len(cell.accs)} seeds diverged; the "
+                        f"mean is of the rest)" if cell.diverged else "")
+                out.append(f"b={b}: best is {best}, {c.text()} over BN{lost}.")
     sweep = [n for n in bgns if "groups=" in n]
     if len(sweep) >= 2:
         for b in summary.batch_sizes:
