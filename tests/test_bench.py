@@ -467,6 +467,20 @@ def test_report_statistics_n_intervals_and_significance():
     assert "best BGN group count bgn:groups=4" in text and "sensitivity to G" in text
 
 
+def test_the_large_batch_verdict_reads_one_way():
+    from normlab.bench.report import verdicts
+
+    def said(acc128):
+        rows = _rows({("bn", 2): [0.80, 0.82, 0.81], ("bn", 32): [0.90, 0.93, 0.91], ("bn", 128): acc128})
+        [s] = summarize(rows)
+        return next(v for v in verdicts(s, "resnet20") if v.startswith("BN at b=128"))
+
+    lower = said([0.85, 0.87, 0.87])                       # 5.0 points below b=32 for every seed
+    assert lower.startswith("BN at b=128 against b=32: -5.0 points (significant")
+    assert lower.endswith("saturates at very large batch holds here.")
+    assert said([0.905, 0.925, 0.92]).endswith("does not hold here.")     # within noise
+
+
 def test_a_best_norm_with_diverged_seeds_says_so():
     from normlab.bench.report import verdicts
 

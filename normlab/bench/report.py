@@ -174,11 +174,11 @@ def verdicts(summary: "Summary", model: str) -> list[str]:
                        f"batch {holds} here.")
         if large >= 128 and len(sizes) >= 3:
             mid = max(b for b in sizes if b < large)
-            c = compare(bn[mid], bn[large])
+            c = compare(bn[large], bn[mid])
             if c is not None:
-                holds = "holds" if c.significant and c.diff > 0 else "does not hold"
-                out.append(f"BN at b={large} vs b={mid}: {(-c.diff):+.1f} points; {c.text()}: the "
-                           f"claim that BN saturates at very large batch {holds} here.")
+                holds = "holds" if c.significant and c.diff < 0 else "does not hold"
+                out.append(f"BN at b={large} against b={mid}: {c.text()}: the claim that BN "
+                           f"saturates at very large batch {holds} here.")
     bgns = [n for n in rows if n.startswith("bgn")]
     if bn and bgns and sizes:
         small = sizes[0]
