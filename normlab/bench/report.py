@@ -195,9 +195,9 @@ def verdicts(summary: "Summary", model: str) -> list[str]:
     for b in summary.batch_sizes:
         best = summary.best(model).get(b)
         if best and bn and b in bn and best != "bn" and bn[b].accs:
-            c = compare(rows[best][b], bn[b])
+            cell = rows[best][b]
+            c = compare(cell, bn[b])
             if c is not None:
-                cell = rows[best][b]
                 lost = (f" ({cell.diverged} of {cell.diverged + len(cell.accs)} seeds diverged; the "
                         f"mean is of the rest)" if cell.diverged else "")
                 out.append(f"b={b}: best is {best}, {c.text()} over BN{lost}.")
