@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from normlab.layers import EvoNormB0, EvoNormS0, FilterResponseNorm
+from normlab.layers import EvoNormB0, EvoNormS0, FilterResponseNorm, evonorm
 
 from conftest import SHAPES
 
@@ -68,9 +68,12 @@ def _assert_same_gradients(layer, x, expected, reference_leaves):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 75, 1])
 @pytest.mark.parametrize("training", [True, False])
-def test_evonorm_b0_gradients_match_autograd_of_the_formula(training):
-    # both branches of the max populated: v of either sign, so sigma_B wins in places
+def test_evonorm_b0_gradients_match_autograd_of_the_formula(training, chunk, monkeypatch):
+    # both branches of the max populated: v of either sign, so sigma_B wins in places. The backward
+    # runs over rows (sample, channel) in chunks: one chunk, 5+5+5+5+4 rows, one row at a time
+    monkeypatch.setattr(evonorm, "_B0_CHUNK", chunk)
     shape, eps = (4, 6, 5, 3), 1e-5
     layer = _randomize(EvoNormB0(shape[1]).double()).train(training)
     layer.running_var.fill_(4.0)

@@ -26,6 +26,13 @@ from .sample import resolve_groups
 
 __all__ = ["EvoNormB0", "EvoNormS0"]
 
+# EvoNorm-B0's backward runs over rows in chunks of about this many values (4 MiB in float32), so
+# its two per-chunk buffers and the chunk's x and dy stay in cache through a dozen passes. Measured
+# on a 2-core CPU (32 MiB L3), forward+backward against the whole-tensor backward it replaced:
+# 0.69-0.96x on (256, 256, 7, 7) (3.2M values, 4 chunks), within noise on the 1.6M-value shapes
+# (2 chunks); chunks of 1/4 this size gained nothing (the per-chunk calls cost what cache saves)
+_B0_CHUNK = 1 << 20
+
 
 class _EvoNormB0Function(torch.autograd.Function):
     """EvoNorm-B0 with a hand-derived backward (autograd through max and two variances is ~3x slower).
@@ -36,8 +43,8 @@ class _EvoNormB0Function(torch.autograd.Function):
         da   = dden where a wins, db = dden where b wins,
         dx   = dq / den + db v + da_sum / (a M_B) (x - mu_B) + db_sum / (sigma_I S) (x - mu_I),
     where the sums run over what each statistic spans (the batch term is absent in eval).
-    The backward recomputes den (keeping it would cost the forward a second output-sized buffer)
-    and needs two buffers.
+    The backward recomputes den (keeping it would cost the forward a second output-sized buffer;
+    measured, it saves no time) and runs over chunks of rows (see ``_B0_CHUNK``).
     """
 
     @staticmethod
@@ -74,23 +81,45 @@ class _EvoNormB0Function(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor):
         x, weight, v, mu_b, sigma_b, mu_i, sigma_i = ctx.saved_tensors
         n, c = x.shape[0], x.shape[1]
-        x3 = x.view(n, c, -1)
-        spatial = x3.shape[2]
-        dy = grad_out.to(x.dtype).contiguous().view(n, c, -1)
-        cv = lambda t: t.to(x.dtype).view(1, c, 1)  # noqa: E731
-        w, vv, sb = cv(weight), cv(v), cv(sigma_b)
-        # Two buffers. P = dy / den, Z = dy x / den^2 = P x / den; the mask M marks where
-        # b = v x + sigma_I wins the max. Where a = sigma_B wins, den = sigma_B, so the sums over
-        # the a-region follow from the b-region's: sum_b P x = sum Z_b den = v sum Z_b x +
-        # sigma_I sum Z_b, and sum_a Z = (sum P x - sum_b P x) / sigma_B.
-        m = scale_shift(x3, vv, (sigma_i - sigma_b.view(1, c)).unsqueeze(-1))   # b - a
-        p = torch.clamp_min(m, 0.0).add_(sb).reciprocal_()                # 1 / den = 1 / (a + relu(b - a))
-        m.gt_(0.0).mul_(p)                                                # M / den
-        p.mul_(dy)                                                        # P
-        m.mul_(x3).mul_(p)                                                # Z_b = M P x / den
-        s_px, _ = row_sums(p, x3)                                         # sum P x = sum dy q
-        s_zbx, s_zb = row_sums(m, x3)
-        s_dy = dy.sum(dim=2)
+        rows = n * c
+        xr = x.view(rows, -1)                                             # one row per (sample, channel)
+        spatial = xr.shape[1]
+        dyr = grad_out.to(x.dtype).contiguous().view(rows, -1)
+        per_row = lambda t: t.to(x.dtype).repeat(n).view(rows, 1)  # noqa: E731
+        vr, wr, sbr = per_row(v), per_row(weight), per_row(sigma_b)
+        neg_vr = -vr
+        gap = (sigma_i - sigma_b.view(1, c)).view(rows, 1)                # sigma_I - sigma_B
+        dx = torch.empty_like(xr)
+        sums = torch.empty(4, rows, dtype=x.dtype, device=x.device)       # sum P x, sum Z_b x, sum Z_b, sum dy
+        # Rows in chunks of about _B0_CHUNK values: the dozen passes over each chunk stay in cache.
+        # The batch-variance term needs every row's sums, so it is added after the loop.
+        # Two buffers per chunk: P (written where dx goes) and Z_b (a scratch reused across chunks).
+        # P = dy / den, Z_b = M P x / den; the mask M marks where b = v x + sigma_I wins the max.
+        # Where a = sigma_B wins, den = sigma_B, so the sums over the a-region follow from the
+        # b-region's: sum_b P x = sum Z_b den = v sum Z_b x + sigma_I sum Z_b, and
+        # sum_a Z = (sum P x - sum_b P x) / sigma_B.
+        step = max(1, _B0_CHUNK // max(spatial, 1))
+        scratch = torch.empty(min(step, rows), spatial, dtype=x.dtype, device=x.device)
+        ones = torch.ones(min(step, rows), dtype=x.dtype, device=x.device)
+        zeros = torch.zeros_like(ones)
+        for i in range(0, rows, step):
+            j = min(i + step, rows)
+            xc, dyc, p, m = xr[i:j], dyr[i:j], dx[i:j], scratch[:j - i]
+            torch.mul(xc, vr[i:j], out=m).add_(gap[i:j])                   # b - a
+            torch.clamp_min(m, 0.0, out=p).add_(sbr[i:j]).reciprocal_()     # 1 / den = 1 / (a + relu(b - a))
+            m.gt_(0.0).mul_(p)                                            # M / den
+            p.mul_(dyc)                                                   # P
+            m.mul_(xc).mul_(p)                                            # Z_b
+            o, z, x1 = ones[:j - i], zeros[:j - i], xc.unsqueeze(0)
+            # BatchNorm's backward kernel (mean 0, invstd 1) as one-read row sums of dy * x and dy
+            _, s_px, _ = torch.ops.aten.native_batch_norm_backward(
+                p.unsqueeze(0), x1, o, None, None, z, o, True, 0.0, [False, True, False])
+            _, s_zbx, s_zb = torch.ops.aten.native_batch_norm_backward(
+                m.unsqueeze(0), x1, o, None, None, z, o, True, 0.0, [False, True, True])
+            sums[0, i:j], sums[1, i:j], sums[2, i:j] = s_px, s_zbx, s_zb
+            torch.sum(dyc, dim=1, out=sums[3, i:j])
+            p.addcmul_(m, neg_vr[i:j]).mul_(wr[i:j])                       # w (P - v Z_b)
+        s_px, s_zbx, s_zb, s_dy = sums.view(4, n, c).unbind(0)
         grad_gamma, grad_beta = s_px.sum(dim=0), s_dy.sum(dim=0)
         wc, vc = weight.to(x.dtype).view(1, c), v.to(x.dtype).view(1, c)
         db_sum = -wc * s_zb                                               # dden summed where b wins
@@ -102,8 +131,7 @@ class _EvoNormB0Function(torch.autograd.Function):
             coef_b = (-wc * s_za).sum(dim=0) / (sigma_b * n * spatial)
             coef = coef + coef_b
             const = const + coef_b * mu_b
-        dx = scale_shift(p, w, (-const).unsqueeze(-1), out=p)             # dq / den - const
-        dx.addcmul_(m, -w * vv).addcmul_(x3, coef.unsqueeze(-1))         # + db v + coef x
+        dx.addcmul_(xr, coef.view(rows, 1)).sub_(const.view(rows, 1))     # + coef x - const
         return (dx.view(x.shape), grad_gamma.to(weight.dtype), grad_beta.to(weight.dtype),
                 grad_v.to(v.dtype), None, None, None, None)
 
