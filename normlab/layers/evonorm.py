@@ -100,8 +100,6 @@ class _EvoNormB0Function(torch.autograd.Function):
         # sum_a Z = (sum P x - sum_b P x) / sigma_B.
         step = max(1, _B0_CHUNK // max(spatial, 1))
         scratch = torch.empty(min(step, rows), spatial, dtype=x.dtype, device=x.device)
-        ones = torch.ones(min(step, rows), dtype=x.dtype, device=x.device)
-        zeros = torch.zeros_like(ones)
         for i in range(0, rows, step):
             j = min(i + step, rows)
             xc, dyc, p, m = xr[i:j], dyr[i:j], dx[i:j], scratch[:j - i]
@@ -110,13 +108,10 @@ class _EvoNormB0Function(torch.autograd.Function):
             m.gt_(0.0).mul_(p)                                            # M / den
             p.mul_(dyc)                                                   # P
             m.mul_(xc).mul_(p)                                            # Z_b
-            o, z, x1 = ones[:j - i], zeros[:j - i], xc.unsqueeze(0)
-            # BatchNorm's backward kernel (mean 0, invstd 1) as one-read row sums of dy * x and dy
-            _, s_px, _ = torch.ops.aten.native_batch_norm_backward(
-                p.unsqueeze(0), x1, o, None, None, z, o, True, 0.0, [False, True, False])
-            _, s_zbx, s_zb = torch.ops.aten.native_batch_norm_backward(
-                m.unsqueeze(0), x1, o, None, None, z, o, True, 0.0, [False, True, True])
-            sums[0, i:j], sums[1, i:j], sums[2, i:j] = s_px, s_zbx, s_zb
+            x1 = xc.unsqueeze(0)                                          # row_sums takes (N, C, S)
+            s_px, _ = row_sums(p.unsqueeze(0), x1)                        # sum P x = sum dy q
+            s_zbx, s_zb = row_sums(m.unsqueeze(0), x1)
+            sums[0, i:j], sums[1, i:j], sums[2, i:j] = s_px[0], s_zbx[0], s_zb[0]
             torch.sum(dyc, dim=1, out=sums[3, i:j])
             p.addcmul_(m, neg_vr[i:j]).mul_(wr[i:j])                       # w (P - v Z_b)
         s_px, s_zbx, s_zb, s_dy = sums.view(4, n, c).unbind(0)
