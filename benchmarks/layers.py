@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import random
 import statistics
 import subprocess
 import sys
@@ -73,8 +74,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _runner(module: nn.Module, x: torch.Tensor, backward: bool, device: str):
-    grad = torch.randn_like(x)
+def _runner(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, backward: bool, device: str):
 
     def run(iters: int) -> float:
         _sync(device)
@@ -97,6 +97,7 @@ def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype,
     """Per layer: (best time, median over rounds of time / BatchNorm2d's time in that round,
     median of time / copy's time in that round), forward and forward+backward."""
     x = torch.randn(shape, device=device, dtype=dtype)
+    grad = torch.randn_like(x)       # one upstream gradient for all: the same memory for every layer
     layers = {"copy": Copy(), "BatchNorm2d": nn.BatchNorm2d(shape[1])}
     for name in names:
         layers[name] = create_norm(SPECS.get(name, name), shape[1])
@@ -107,12 +108,13 @@ def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype,
         runners = {}
         for name, mod in layers.items():
             mod = mod.to(device=device).train()
-            runners[name] = _runner(mod, x, backward, device)
+            runners[name] = _runner(mod, x, grad, backward, device)
             runners[name](2)  # warm up
         times = {name: [] for name in layers}
-        for _ in range(rounds):
-            for name, run in runners.items():
-                times[name].append(run(iters))
+        order = random.Random(0)
+        for _ in range(rounds):      # a fresh order each round: no layer always runs after the same one
+            for name in order.sample(list(runners), len(runners)):
+                times[name].append(runners[name](iters))
         ratio = lambda name, base: statistics.median(  # noqa: E731
             t / b for t, b in zip(times[name], times[base]))
         results[backward] = {name: (min(t), ratio(name, "BatchNorm2d"), ratio(name, "copy"))
