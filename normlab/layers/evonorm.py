@@ -29,8 +29,9 @@ __all__ = ["EvoNormB0", "EvoNormS0"]
 # EvoNorm-B0's backward runs over rows in chunks of about this many values (4 MiB in float32), so
 # its two per-chunk buffers and the chunk's x and dy stay in cache through a dozen passes. Measured
 # on a 2-core CPU (32 MiB L3), forward+backward against the whole-tensor backward it replaced:
-# 0.69-0.96x on (256, 256, 7, 7) (3.2M values, 4 chunks), within noise on the 1.6M-value shapes
-# (2 chunks); chunks of 1/4 this size gained nothing (the per-chunk calls cost what cache saves)
+# faster in every cell with one thread (e.g. 1.16-1.70x BN against 1.73-1.93x on (256, 256, 7, 7)),
+# within noise with two threads on the 1.6M-value shapes (2 chunks each); chunks of 1/4 this
+# size gained nothing (the per-chunk calls cost what the cache saves)
 _B0_CHUNK = 1 << 20
 
 
