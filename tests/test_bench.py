@@ -500,3 +500,27 @@ def test_a_group_sweep_in_one_spec():
     assert exp.norms == ["bn", "bgn:groups=1", "bgn:groups=2", "bgn:groups=4"]
     with pytest.raises(ExperimentError, match="empty"):
         load_experiment(**{**TINY, "norms": ["bgn:groups=[]"]})
+
+
+def test_estimate_times_with_the_workers_threads_and_counts_steps_updates_and_evaluation(monkeypatch):
+    import torch
+
+    import normlab.train
+    from normlab.bench import estimate
+    from normlab.runtime import threads_per_worker
+
+    threads_seen = []
+
+    def fake_timed_calls(fn, rounds=3, warmup=1):          # every timed call takes 10 ms
+        threads_seen.append(torch.get_num_threads())
+        return [0.01] * rounds
+
+    monkeypatch.setattr(normlab.train, "timed_calls", fake_timed_calls)
+    exp = load_experiment(**TINY)                           # 2 norms x 2 batches, 4 steps, one final evaluation
+    before = torch.get_num_threads()
+    est = estimate(exp, workers=2)
+    assert est["runs"] == 4 and est["threads"] == threads_per_worker(2)
+    assert set(threads_seen) == {threads_per_worker(2)} and torch.get_num_threads() == before
+    # per run: 4 steps x (forward+backward 10 ms + update 10 ms) + one evaluation (the test set
+    # fits one evaluation batch: 10 ms)
+    assert est["seconds"] == pytest.approx(4 * (4 * 0.02 + 0.01))

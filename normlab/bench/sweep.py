@@ -31,13 +31,16 @@ def sweep(exp: Experiment, store: Store, executor: Executor | None = None, *,
 _TIME_LIMIT_FLOPS = 5e9       # a step bigger than this (forward FLOPs) is estimated, not timed
 
 
-def estimate(exp: Experiment) -> dict[str, Any]:
+def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
     """The plan and a cost estimate (of the runs: trials that are one computation count once,
-    see ``Experiment.same_run``): one optimizer step of each model/norm/batch is timed on this
-    machine (a few seconds; ghost batches or micro-batches, as fit() will run it) and
-    extrapolated to every trial's steps. FLOPs are counted on the
-    meta device (nothing allocated); a step too large to time cheaply is estimated from its
-    FLOPs at the throughput measured on the small ones (or a nominal 10 GFLOP/s)."""
+    see ``Experiment.same_run``), for ``workers`` trials at a time: one optimizer step of each
+    model/norm/batch is timed on this machine with the torch threads each worker will have (a
+    few seconds; ghost batches or micro-batches, as fit() will run it, and the optimizer's
+    update), and one evaluation batch of each model/norm; both are extrapolated to every trial's
+    steps and test-set evaluations. FLOPs are counted on the meta device (nothing allocated); a
+    step too large to time cheaply is estimated from its FLOPs at the throughput measured on the
+    small ones (or a nominal 10 GFLOP/s). Not included: loading the data in each trial and the
+    workers slowing one another (about 10% with two workers on two cores)."""
     import math
 
     import torch
@@ -46,6 +49,7 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     from ..data import load_dataset
     from ..layers.ghost import interleave, set_norm_batch
     from ..models import create_model, profile
+    from ..runtime import threads_per_worker
     from ..train import TrainConfig, timed_calls
 
     from ..runtime.results import canonical_json
@@ -55,50 +59,83 @@ def estimate(exp: Experiment) -> dict[str, Any]:
     keys = [canonical_json(same(t)) for t in trials] if same else [str(i) for i in range(len(trials))]
     distinct = [t for i, t in enumerate(trials) if keys[i] not in keys[:i]]   # one per computation
     data = load_dataset(exp.dataset, root=exp.data_root, download=exp.download, seed=exp.data_seed)
-    n_train = data.size("train")
+    n_train, n_test = data.size("train"), data.size("test")
     shape = (data.in_channels, *data.image_size)
+    threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
     timings: dict[tuple, float | None] = {}
+    eval_timings: dict[tuple, float | None] = {}     # one evaluation of the test set
     flops: dict[str, int] = {}
-    measured = []                                # (flops of the step, seconds) of timed steps
+    measured = []                                # (flops, seconds) of timed steps and evaluations
     total_images, total_flops = 0, 0.0
-    steps_of: list[tuple[dict, int, int, int]] = []
-    for t in distinct:
-        cfg = t["train"]
-        opt_batch = cfg["batch_size"]
-        micro = cfg["norm_batch_size"] or opt_batch
-        steps = TrainConfig.from_dict(cfg).total_steps(n_train // opt_batch)
-        total_images += steps * opt_batch
-        if t["model"] not in flops:
-            with torch.device("meta"):
-                m = create_model(t["model"], in_channels=shape[0], num_classes=data.num_classes,
-                                 width=exp.width)
-                flops[t["model"]] = profile(m, (1, *shape)).flops
-        key = (t["model"], t["norm"], micro, opt_batch)
-        if key not in timings:
-            timings[key] = None
-            if flops[t["model"]] * opt_batch <= _TIME_LIMIT_FLOPS:
-                torch.manual_seed(0)
-                m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
-                                 num_classes=data.num_classes, width=exp.width)
-                # what fit() will run: one forward with ghost batches where every layer can,
-                # else sequential micro-batches
-                ghost = micro < opt_batch and not set_norm_batch(m, micro, interleaved=True)
-                size = opt_batch if ghost or micro >= opt_batch else micro
-                repeats = 1 if size == opt_batch else math.ceil(opt_batch / micro)
-                x, y = torch.randn(size, *shape), torch.randint(0, data.num_classes, (size,))
-                runs = timed_calls(lambda: F.cross_entropy(m(interleave(x, micro) if ghost else x), y)
-                                   .backward(), rounds=2)
-                timings[key] = min(runs) * repeats
-                measured.append((3 * flops[t["model"]] * size * repeats, timings[key]))
-        total_flops += 3 * flops[t["model"]] * steps * opt_batch      # forward + backward
-        steps_of.append((t, steps, opt_batch, micro))
+    steps_of: list[tuple[dict, int, int, int, int]] = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for t in distinct:
+            tc = TrainConfig.from_dict(t["train"])
+            opt_batch = tc.batch_size
+            micro = tc.norm_batch_size or opt_batch
+            per_epoch = n_train // opt_batch
+            steps = tc.total_steps(per_epoch)
+            epochs = math.ceil(steps / per_epoch)
+            evals = sum(1 for e in range(1, epochs + 1)
+                        if (tc.eval_every and e % tc.eval_every == 0) or (e == epochs and tc.final_eval))
+            total_images += steps * opt_batch
+            if t["model"] not in flops:
+                with torch.device("meta"):
+                    m = create_model(t["model"], in_channels=shape[0], num_classes=data.num_classes,
+                                     width=exp.width)
+                    flops[t["model"]] = profile(m, (1, *shape)).flops
+            key = (t["model"], t["norm"], micro, opt_batch)
+            if key not in timings:
+                timings[key] = None
+                if flops[t["model"]] * opt_batch <= _TIME_LIMIT_FLOPS:
+                    torch.manual_seed(0)
+                    m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
+                                     num_classes=data.num_classes, width=exp.width)
+                    opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+                    # what fit() will run: one forward with ghost batches where every layer can,
+                    # else sequential micro-batches, then the optimizer's update
+                    ghost = micro < opt_batch and not set_norm_batch(m, micro, interleaved=True)
+                    size = opt_batch if ghost or micro >= opt_batch else micro
+                    repeats = 1 if size == opt_batch else math.ceil(opt_batch / micro)
+                    x, y = torch.randn(size, *shape), torch.randint(0, data.num_classes, (size,))
+                    runs = timed_calls(lambda: F.cross_entropy(m(interleave(x, micro) if ghost else x), y)
+                                       .backward(), rounds=2)
+                    update = timed_calls(lambda: (opt.step(), opt.zero_grad(set_to_none=False)), rounds=2)
+                    timings[key] = min(runs) * repeats + min(update)
+                    measured.append((3 * flops[t["model"]] * size * repeats, min(runs) * repeats))
+            eval_key = (t["model"], t["norm"], micro, min(tc.eval_batch_size, n_test))
+            if evals and eval_key not in eval_timings:
+                eval_timings[eval_key] = None
+                size = eval_key[3]
+                if flops[t["model"]] * size <= _TIME_LIMIT_FLOPS:
+                    torch.manual_seed(0)
+                    m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
+                                     num_classes=data.num_classes, width=exp.width)
+                    with torch.no_grad():      # one training forward first (groups=auto chooses G)
+                        m(torch.randn(max(2, min(micro, opt_batch)), *shape))
+                        m.eval()
+                        x = torch.randn(size, *shape)
+                        runs = timed_calls(lambda: m(x), rounds=2)
+                    eval_timings[eval_key] = min(runs) * math.ceil(n_test / size)
+                    measured.append((flops[t["model"]] * size, min(runs)))
+            total_flops += 3 * flops[t["model"]] * steps * opt_batch + flops[t["model"]] * n_test * evals
+            steps_of.append((t, steps, evals, micro, opt_batch))
+    finally:
+        torch.set_num_threads(previous_threads)
     rate = (sum(f for f, _ in measured) / sum(s for _, s in measured)) if measured else 10e9
     total_seconds = 0.0
-    for t, steps, opt_batch, micro in steps_of:
+    for t, steps, evals, micro, opt_batch in steps_of:
         step = timings[(t["model"], t["norm"], micro, opt_batch)]
         if step is None:
             step = 3 * flops[t["model"]] * opt_batch / rate
         total_seconds += steps * step
+        if evals:
+            tc = TrainConfig.from_dict(t["train"])
+            one = eval_timings[(t["model"], t["norm"], micro, min(tc.eval_batch_size, n_test))]
+            total_seconds += evals * (one if one is not None else flops[t["model"]] * n_test / rate)
     return {"plan": trials, "trials": len(trials), "runs": len(distinct), "images": total_images,
             "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train,
-            "timed": sum(v is not None for v in timings.values()), "estimated": sum(v is None for v in timings.values())}
+            "threads": threads, "timed": sum(v is not None for v in timings.values()),
+            "estimated": sum(v is None for v in timings.values())}

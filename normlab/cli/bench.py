@@ -16,7 +16,7 @@ def _dry_run(exp, workers: int) -> None:
     from ..bench import estimate
 
     with console.status("timing one step of each model/norm/batch to estimate the cost..."):
-        est = estimate(exp)
+        est = estimate(exp, workers)
     trials = est["plan"]
     table = Table(title=f"plan: {exp.name} ({len(trials)} trials)")
     for col in ("model", "norm", "batch", "seed", "lr", "optimizer batch", "norm batch"):
@@ -31,7 +31,8 @@ def _dry_run(exp, workers: int) -> None:
               f"stored at every normalization batch)" if est["runs"] < est["trials"] else "")
     console.print(f"{est['trials']} trials{shared}, {est['images'] / 1e6:.2f}M training images, about "
                   f"{est['gflops']:.0f} GFLOP; estimated {minutes:.1f} min on this machine with "
-                  f"{workers} worker(s) (from timing one step of each)", highlight=False)
+                  f"{workers} worker(s) of {est['threads']} thread(s) (from timing one step and one "
+                  f"evaluation batch of each)", highlight=False)
 
 
 @app.command()

@@ -8,12 +8,12 @@
 
 from .driver import Completed, Driver, Outcome, Sink
 from .executors import (BACKENDS, Executor, ExecutorError, PoolExecutor, RayExecutor, SerialExecutor,
-                        make_executor)
+                        make_executor, threads_per_worker)
 from .results import (FINISHED, STATUSES, RunContext, TrialResult, canonical_json, experiment_id,
                       trial_id)
 from .store import SCHEMA_VERSION, ExperimentRecord, Store, StoreError, export
 
 __all__ = ["BACKENDS", "Executor", "ExecutorError", "SerialExecutor", "PoolExecutor", "RayExecutor",
-           "make_executor", "Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export",
+           "make_executor", "threads_per_worker", "Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export",
            "FINISHED", "STATUSES", "TrialResult", "RunContext", "canonical_json", "experiment_id",
            "trial_id", "Driver", "Completed", "Outcome", "Sink"]

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from .results import TrialResult
 
 __all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor",
-           "call_trial", "ExecutorError"]
+           "call_trial", "ExecutorError", "threads_per_worker"]
 
 BACKENDS = ("serial", "process", "ray")
 TrialFn = Callable[[dict], Any]
@@ -122,7 +122,8 @@ class SerialExecutor(Executor):
         return [(key, result)]
 
 
-def _threads_per_worker(workers: int) -> int:
+def threads_per_worker(workers: int) -> int:
+    """torch threads each of ``workers`` pool workers gets: the cores split between them."""
     return max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -156,7 +157,7 @@ class PoolExecutor(Executor):
             raise ExecutorError(f"workers={workers!r} is invalid: expected a positive integer")
         self.workers = workers
         self.capacity = workers
-        self.threads = threads or _threads_per_worker(workers)
+        self.threads = threads or threads_per_worker(workers)
         self._slots: list[ProcessPoolExecutor | None] = [None] * workers
         self._busy: dict[Future, tuple[int, str]] = {}
 
