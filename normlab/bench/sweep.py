@@ -50,7 +50,7 @@ def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
     from ..layers.ghost import interleave, set_norm_batch
     from ..models import create_model, profile
     from ..runtime import threads_per_worker
-    from ..train import TrainConfig, timed_calls
+    from ..train import TrainConfig, make_optimizer, timed_calls
 
     from ..runtime.results import canonical_json
 
@@ -67,7 +67,7 @@ def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
     flops: dict[str, int] = {}
     measured = []                                # (flops, seconds) of timed steps and evaluations
     total_images, total_flops = 0, 0.0
-    steps_of: list[tuple[dict, int, int, int, int]] = []
+    steps_of: list[tuple[str, tuple, tuple, int, int, int]] = []   # model, keys, steps, evals, batch
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -93,7 +93,7 @@ def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
                     torch.manual_seed(0)
                     m = create_model(t["model"], norm=t["norm"], in_channels=shape[0],
                                      num_classes=data.num_classes, width=exp.width)
-                    opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+                    opt = make_optimizer(m, tc)
                     # what fit() will run: one forward with ghost batches where every layer can,
                     # else sequential micro-batches, then the optimizer's update
                     ghost = micro < opt_batch and not set_norm_batch(m, micro, interleaved=True)
@@ -121,20 +121,19 @@ def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
                     eval_timings[eval_key] = min(runs) * math.ceil(n_test / size)
                     measured.append((flops[t["model"]] * size, min(runs)))
             total_flops += 3 * flops[t["model"]] * steps * opt_batch + flops[t["model"]] * n_test * evals
-            steps_of.append((t, steps, evals, micro, opt_batch))
+            steps_of.append((t["model"], key, eval_key, steps, evals, opt_batch))
     finally:
         torch.set_num_threads(previous_threads)
     rate = (sum(f for f, _ in measured) / sum(s for _, s in measured)) if measured else 10e9
     total_seconds = 0.0
-    for t, steps, evals, micro, opt_batch in steps_of:
-        step = timings[(t["model"], t["norm"], micro, opt_batch)]
+    for model, key, eval_key, steps, evals, opt_batch in steps_of:
+        step = timings[key]
         if step is None:
-            step = 3 * flops[t["model"]] * opt_batch / rate
+            step = 3 * flops[model] * opt_batch / rate
         total_seconds += steps * step
         if evals:
-            tc = TrainConfig.from_dict(t["train"])
-            one = eval_timings[(t["model"], t["norm"], micro, min(tc.eval_batch_size, n_test))]
-            total_seconds += evals * (one if one is not None else flops[t["model"]] * n_test / rate)
+            one = eval_timings[eval_key]
+            total_seconds += evals * (one if one is not None else flops[model] * n_test / rate)
     return {"plan": trials, "trials": len(trials), "runs": len(distinct), "images": total_images,
             "gflops": total_flops / 1e9, "seconds": total_seconds, "n_train": n_train,
             "threads": threads, "timed": sum(v is not None for v in timings.values()),

@@ -14,6 +14,7 @@ from .results import (FINISHED, STATUSES, RunContext, TrialResult, canonical_jso
 from .store import SCHEMA_VERSION, ExperimentRecord, Store, StoreError, export
 
 __all__ = ["BACKENDS", "Executor", "ExecutorError", "SerialExecutor", "PoolExecutor", "RayExecutor",
-           "make_executor", "threads_per_worker", "Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export",
+           "make_executor", "threads_per_worker", "Store", "StoreError", "ExperimentRecord",
+           "SCHEMA_VERSION", "export",
            "FINISHED", "STATUSES", "TrialResult", "RunContext", "canonical_json", "experiment_id",
            "trial_id", "Driver", "Completed", "Outcome", "Sink"]

@@ -23,7 +23,8 @@ from ..layers.ghost import batch_dependent_layers, interleave_order, set_norm_ba
 from .callbacks import Callback, Checkpoint, ProgressBar, TrainState, load_checkpoint
 from .config import TrainConfig
 
-__all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr_lambda", "timed_calls"]
+__all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr_lambda", "timed_calls",
+           "make_optimizer"]
 
 
 @dataclass
@@ -71,7 +72,8 @@ def param_groups(model: nn.Module, weight_decay: float, norm_weight_decay: float
     return groups
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer fit() trains with: SGD or AdamW over ``param_groups``, at the scaled lr."""
     groups = param_groups(model, cfg.weight_decay, cfg.norm_weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.scaled_lr)
@@ -140,7 +142,7 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
     model.to(device)
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = _optimizer(model, cfg)
+    opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total, steps_per_epoch))
     gen = torch.Generator().manual_seed(cfg.seed)
     state = TrainState(model, opt, sched, cfg, total, steps_per_epoch, generator=gen)
