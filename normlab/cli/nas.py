@@ -112,6 +112,7 @@ def search(
         raise fail(f"--scorer {scorer} is invalid: expected one of {', '.join(SCORERS)}")
     if not Path(checkpoint).is_file():
         raise fail(f"checkpoint {checkpoint} does not exist: train one with 'normlab nas train --out PATH'")
+    _check_checkpoint(checkpoint)
     ops = None
     if allowed is not None:
         try:
@@ -135,12 +136,20 @@ def search(
     _print_top(result, checkpoint, 5)
 
 
+def _check_checkpoint(checkpoint: str):
+    """The supernet of a checkpoint (read as tensors and plain data only), or one line and exit 2."""
+    from ..nas.search import _load
+
+    try:
+        return _load(checkpoint)[0]
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+
+
 def _print_top(result, checkpoint: Optional[str], top: int) -> None:
     names = None
     if checkpoint and Path(checkpoint).is_file():
-        from ..nas.search import _load
-
-        names = _load(checkpoint)[0].names
+        names = _check_checkpoint(checkpoint).names
     table = Table(title="best paths")
     for col in ("step", "path", "score", "MFLOPs", "params"):
         table.add_column(col)
