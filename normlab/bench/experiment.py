@@ -18,7 +18,6 @@ _NUMERIC = {"epochs", "steps", "lr", "lrs", "batch_sizes", "seeds", "base_batch_
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
 AXES = ("models", "norms", "batch_sizes", "seeds", "lrs")     # what a trial varies along
 _NOT_RESULTS = ("name", "data_root", "download")              # never change a trial's result
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def expand_spec(spec: str) -> list[str]:
@@ -114,10 +113,9 @@ class Experiment(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v or ""):
-            raise ValueError(f"name={v!r} is invalid: expected 1-100 letters, digits, '.', '_' or '-', "
-                             f"starting with a letter or digit (it names the report folder)")
-        return v
+        from ..runtime import check_name
+
+        return check_name(v)
 
     @field_validator("models")
     @classmethod

@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, load_stored_search, open_store
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
+                     load_stored_search, open_store)
 
 nas_app = typer.Typer(no_args_is_help=True, add_completion=False,
                       help="One-shot NAS: SPOS supernet, BN-NAS (BN indicator), ABS (angle shrinking).")
@@ -108,6 +109,7 @@ def search(
     """Evolutionary search over the supernet's paths, scored by one of the three scorers."""
     from ..nas.search import SCORERS, search_paths
 
+    check_run(name=name, backend=backend, workers=workers)
     if scorer not in SCORERS:
         raise fail(f"--scorer {scorer} is invalid: expected one of {', '.join(SCORERS)}")
     if not Path(checkpoint).is_file():
@@ -219,6 +221,7 @@ def correlate(
     from ..nas.search import correlate as run
     from ..nas.train import TrainConfig
 
+    check_run(name=name, backend=backend, workers=workers)
     if n < 3:
         raise fail(f"--n {n} is invalid: expected at least 3 architectures")
     if repeats < 1:
@@ -341,6 +344,7 @@ def retrain_cmd(
     from ..nas.train import TrainConfig
     from ..search import load_search
 
+    check_run(name=name, backend=backend, workers=workers)
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
     from ..nas import SpaceConfig
@@ -393,6 +397,7 @@ def run_chain(
     from ..nas.chain import chain_plan, dataset_info, fmt_seconds, load_chain_config, resolve_space
     from ..nas.chain import run_chain as run
 
+    check_run(name=name, backend=backend, workers=workers)
     try:
         cfg = load_chain_config(config, preset=preset, scorer=scorer, norm=norm, dataset=dataset, budget=budget,
                                 top=top, seed=seed)

@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -41,7 +42,7 @@ from urllib.parse import quote
 
 from .results import FINISHED, TrialResult, canonical_json, experiment_id, trial_id
 
-__all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner"]
+__all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner", "check_name"]
 
 SCHEMA_VERSION = 2
 
@@ -80,6 +81,20 @@ CREATE VIEW IF NOT EXISTS bench_trials AS
 
 class StoreError(ValueError):
     """A store that cannot be used: one line naming the path and the problem."""
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """The one rule for the name of a study, search or retraining (every command, the search API
+    and the store): 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit; parts
+    may be joined by '/' (a chain's steps: 'run/search'). So '../x', '/abs' and 'a//b' are refused
+    and a name is safe inside a folder. StoreError otherwise."""
+    if not isinstance(name, str) or not all(_NAME.fullmatch(p) for p in name.split("/")):
+        raise StoreError(f"{what}={name!r} is invalid: expected 1-100 letters, digits, '.', '_' or '-', "
+                         f"starting with a letter or digit (parts may be joined by '/', as in 'run/search')")
+    return name
 
 
 @dataclass(frozen=True)
@@ -333,8 +348,7 @@ class Store:
         part of the config that changes results (default: all of it); the full config is kept,
         updated to the latest one given."""
         self._check_writable()
-        if not name or not isinstance(name, str):
-            raise StoreError(f"experiment name {name!r} is invalid: expected a non-empty string")
+        check_name(name)
         exp = experiment_id(kind, name, config if identity is None else identity)
         now = time.time()
         with self.transaction() as db:
