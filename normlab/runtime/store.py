@@ -413,7 +413,9 @@ class Store:
 
     def claim(self, trial: str, owner: str, lease: float = 120.0) -> bool:
         """Atomically mark a trial running for ``owner`` until now + ``lease`` seconds: only a
-        pending trial, or a running one whose lease ran out (its owner died), can be claimed."""
+        pending trial, or a running one whose lease ran out or whose owner is a dead process on
+        this host (killed with -9: a driver waiting for its trial takes it over at once rather
+        than after the lease), can be claimed."""
         self._check_writable()
         now = time.time()
         with self.transaction() as db:
@@ -422,6 +424,14 @@ class Store:
                 "attempts=attempts+1 WHERE id=? AND (status='pending' OR "
                 "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
                 (owner, now + lease, now, trial, now))
+            if cur.rowcount == 1:
+                return True
+            held = db.execute("SELECT owner FROM trials WHERE id=? AND status='running'", (trial,)).fetchone()
+            if held is None or not held[0] or not _dead_local(held[0]):
+                return False
+            cur = db.execute(
+                "UPDATE trials SET owner=?, lease_expires=?, started=?, attempts=attempts+1 "
+                "WHERE id=? AND status='running' AND owner=?", (owner, now + lease, now, trial, held[0]))
             return cur.rowcount == 1
 
     def renew(self, owner: str, trials: Iterable[str], lease: float = 120.0) -> int:
@@ -452,14 +462,9 @@ class Store:
     def reap_dead_owners(self) -> int:
         """Expire the leases of drivers on this host whose process is gone (killed with -9):
         their trials become claimable at once instead of when the lease runs out."""
-        host = socket.gethostname()
         owners = [r[0] for r in self._execute("SELECT DISTINCT owner FROM trials WHERE status='running' "
                                               "AND owner IS NOT NULL")]
-        dead = []
-        for owner in owners:
-            parts = owner.split(":")
-            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
-                dead.append(owner)
+        dead = [owner for owner in owners if _dead_local(owner)]
         n = 0
         if dead:
             with self.transaction() as db:
@@ -547,6 +552,13 @@ class Store:
             d["history"] = json.loads(d["history"]) if d["history"] else []
             out.append(d)
         return out
+
+
+def _dead_local(owner: str) -> bool:
+    """Whether a lease's owner (``new_owner``'s host:pid:tag) is a process of this host that is gone."""
+    parts = owner.split(":")
+    return len(parts) == 3 and parts[0] == socket.gethostname() and parts[1].isdigit() \
+        and not _alive(int(parts[1]))
 
 
 def _alive(pid: int) -> bool:
