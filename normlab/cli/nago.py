@@ -356,9 +356,11 @@ def sample_cmd(generator: str = typer.Argument(..., help="generator JSON file (f
     text = generator
     if not generator.lstrip().startswith(("{", "[")):
         try:
-            text = Path(generator).read_text()
+            text = Path(generator).read_text(encoding="utf-8")
         except OSError as exc:
             raise fail(f"cannot read generator {generator}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise fail(f"cannot read generator {generator}: it is not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

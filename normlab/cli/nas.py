@@ -118,7 +118,7 @@ def search(
     ops = None
     if allowed is not None:
         try:
-            ops = json.loads(Path(allowed).read_text())["allowed"]
+            ops = json.loads(Path(allowed).read_text(encoding="utf-8"))["allowed"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise fail(f"--allowed {allowed} is not a shrink result (expected JSON with 'allowed'): {exc}") from None
     name = name or f"nas-{scorer}-s{seed}"
@@ -296,8 +296,8 @@ def export(name: str = typer.Argument(..., help="a stored NAS search's name"),
     if rank < 1:
         raise fail(f"--rank {rank} is invalid: expected a positive integer")
     found = load_stored_search(store, name, decode=tuple)[-1]
-    stored = found.config.get("space")
-    if not isinstance(stored, dict):
+    stored = _nas_space(found, name)
+    if stored is None:
         raise fail(f"search {name!r} was stored without its space (an older run): run it again to export")
     paths = top_paths(found, rank)
     if len(paths) < rank:
@@ -309,6 +309,23 @@ def export(name: str = typer.Argument(..., help="a stored NAS search's name"),
     Path(out).write_text(json.dumps(data, indent=1))
     console.print(f"{' '.join(data['ops'])} (score {scores.get('score', float('nan')):.4g}) written to {out}; "
                   f"train it: normlab bench --model {out}", highlight=False)
+
+
+_PATH_SPACE = "normlab.nas.space.PathSpace"
+
+
+def _nas_space(found, name: str):
+    """The space settings stored with a NAS path search (None for one stored before they were
+    kept); one line and exit 2 for a search of another kind (a layer search, NAGO, ...)."""
+    cfg = found.config
+    stored = cfg.get("space")
+    if stored == _PATH_SPACE:
+        return None
+    if not (isinstance(stored, dict) and "choices" in cfg and "tag" in cfg):
+        what = stored if isinstance(stored, str) else f"strategy {found.strategy}"
+        raise fail(f"search {name!r} is not a NAS path search ({what}): expected one made by 'normlab nas "
+                   f"search' or 'normlab nas run'")
+    return stored
 
 
 def _retrain_table(rows, title: str) -> None:
@@ -342,27 +359,25 @@ def retrain_cmd(
     """Retrain the best paths of a stored search from scratch and report their test accuracy."""
     from ..nas.search import retrain, top_paths
     from ..nas.train import TrainConfig
-    from ..search import load_search
 
     check_run(name=name, backend=backend, workers=workers)
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
     from ..nas import SpaceConfig
 
-    db = open_store(store, readonly=False)
+    found = load_stored_search(store, search, decode=tuple)[-1]      # read-only: nothing created yet
+    stored = _nas_space(found, search)
     try:
-        found = load_search(db, search, decode=tuple)[-1]
         cfg = TrainConfig(dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                           train_limit=train_limit)
-        stored = found.config.get("space")
-        if space is None and isinstance(stored, dict):
+        if space is None and stored is not None:
             space_cfg = SpaceConfig.from_dict(stored)
             _space("small", dataset)                      # the dataset exists (one line if not)
         else:
             space_cfg = _space(space or "small", dataset)
     except ValueError as exc:
-        db.close()
         raise fail(str(exc).splitlines()[0]) from None
+    db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     _threads()
     try:
