@@ -534,7 +534,10 @@ def test_recalibration_is_the_plain_average_of_batch_statistics(norm):
     net = Supernet(SpaceConfig(**{**TINY.to_dict(), "norm": norm}))
     sub = net.subnet([0, 0])
     x = torch.randn(96, 1, 8, 8)
+    before = {name: m.momentum for name, m in sub.named_modules() if hasattr(m, "momentum")}
     recalibrate(sub, x, batch_size=32)
+    # issue 28: each norm's momentum is restored (it was left at 1/3, the last batch's)
+    assert {name: m.momentum for name, m in sub.named_modules() if hasattr(m, "momentum")} == before
     conv, stem_norm = sub.stem[0], sub.stem[1]
     with torch.no_grad():
         feats = [conv(x[i:i + 32]) for i in (0, 32, 64)]
