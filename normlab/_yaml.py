@@ -16,10 +16,13 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
 
     file = Path(path)
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         reason = "it does not exist" if not file.exists() else (exc.strerror or str(exc))
         raise ValueError(f"cannot read {what} {file}: {reason}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cannot read {what} {file}: it is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                         f"at position {exc.start}); save it as UTF-8") from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -416,11 +416,18 @@ def test_every_trial_failing_exits_non_zero(tmp_path, monkeypatch):
     res = _cli("bench", _yaml(tmp_path, norms=["bn"], batch_sizes=[16], lrs=[1e9]), "--store",
                tmp_path / "s.sqlite", "--out", tmp_path / "o")
     assert res.returncode == 0                          # diverged is a result, not a failure
+    import io
+
+    import torch
+    from PIL import Image
+
+    buf = io.BytesIO()                        # a readable header, truncated pixel data: fails at decode only
+    Image.fromarray((torch.rand(20, 20, 3) * 255).to(torch.uint8).numpy()).save(buf, "JPEG")
     folder = tmp_path / "imgs"
     for cls in ("a", "b"):
         (folder / cls).mkdir(parents=True)
         for i in range(20):
-            (folder / cls / f"{i}.png").write_bytes(b"not an image")
+            (folder / cls / f"{i}.jpg").write_bytes(buf.getvalue()[:-200])
     res = _cli("bench", "--dataset", f"imagefolder:{folder},size=8", "--model", "resnet20",
                "--norm", "bn", "--batch-size", "4", "--steps", "1", "--width", "0.25",
                "--store", tmp_path / "f.sqlite", "--out", tmp_path / "o2")
@@ -524,3 +531,27 @@ def test_estimate_times_with_the_workers_threads_and_counts_steps_updates_and_ev
     # per run: 4 steps x (forward+backward 10 ms + update 10 ms) + one evaluation (the test set
     # fits one evaluation batch: 10 ms)
     assert est["seconds"] == pytest.approx(4 * (4 * 0.02 + 0.01))
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_corrupt_test_image_stops_the_run_before_training(tmp_path, dry_run):
+    """Issue 28: an unreadable file in the test split was found only at each trial's final
+    evaluation (and --dry-run passed); every header is now read up front, the file named."""
+    import torch
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    for split, n in (("train", 8), ("val", 2)):
+        for cls in ("a", "b"):
+            (folder / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray((torch.rand(10, 10, 3) * 255).to(torch.uint8).numpy()).save(
+                    folder / split / cls / f"{i}.png")
+    bad = folder / "val" / "b" / "1.png"
+    bad.write_bytes(b"not an image")
+    store = tmp_path / "s.sqlite"
+    res = _cli("bench", "--dataset", f"imagefolder:{folder},size=8", "--model", "resnet20", "--norm", "bn",
+               "--batch-size", "4", "--steps", "1", "--width", "0.25", "--store", store, "--out",
+               tmp_path / "o", *(["--dry-run"] if dry_run else []))
+    _one_line_exit_2(res, str(bad), "cannot decode image")
+    assert not store.exists() and not (tmp_path / "o").exists()

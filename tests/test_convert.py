@@ -131,3 +131,31 @@ def test_untraceable_model_falls_back_to_sequential_pairs():
         fuse_norms(model)
     assert isinstance(model.body[1], nn.Identity)
     torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
+
+
+class _Head(nn.Module):
+    """A classifier head over (N, C) features after a functional flatten (what fx must see)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)
+        self.fc, self.feat = nn.Linear(8, 16), nn.BatchNorm1d(16)
+
+    def forward(self, x):
+        x = torch.flatten(torch.relu(self.bn(self.conv(x))).mean((2, 3), keepdim=True), 1)
+        return self.feat(self.fc(x))
+
+
+def test_convert_refuses_a_norm_that_cannot_take_the_n_c_features_of_a_batchnorm1d():
+    """Issue 28: 'in' on a BatchNorm1d over (N, C) converted silently and failed at the first
+    forward; now the conversion is refused, naming the layer. BatchNorm1d over (N, C, L) converts."""
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 16), nn.BatchNorm1d(16))
+    for model, name in ((seq, "'5'"), (_Head(), "'feat'")):
+        with pytest.raises(ValueError, match=f"layer {name} \\(BatchNorm1d\\(16\\)\\) normalizes \\(N, C\\)"):
+            convert_norms(model, "in")
+        assert isinstance(model.get_submodule(name.strip("'")), nn.BatchNorm1d)      # left untouched
+        convert_norms(model, "gn:groups=4")                                          # (N, C) is fine for gn
+        assert model(torch.randn(2, 3, 8, 8)).shape[-1] == 16
+    seq1d = convert_norms(nn.Sequential(nn.Conv1d(3, 8, 3), nn.BatchNorm1d(8)), "in")
+    assert seq1d(torch.randn(2, 3, 10)).shape == (2, 8, 8)

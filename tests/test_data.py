@@ -115,9 +115,11 @@ def test_check_imagefolder_without_decoding(tmp_path):
     _images(tmp_path / "split" / "val", n=2)
     info = check_dataset(f"imagefolder:{tmp_path / 'split'}")
     assert (info.n_train, info.n_test, info.image_size) == (8, 4, (32, 32))
-    # files that are not images are counted as images only by extension: nothing is decoded
+    # every header is read (pixels are not decoded): a file that is not an image is named up front
     (tmp_path / "flat" / "a" / "bad.png").write_bytes(b"garbage")
-    assert check_dataset(f"imagefolder:{tmp_path / 'flat'}").n_train == 9
+    (tmp_path / "flat" / "b" / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"cannot decode image .*flat/a/bad.png.*1 more unreadable"):
+        check_dataset(f"imagefolder:{tmp_path / 'flat'}")
 
 
 @pytest.mark.parametrize("make,needle", [

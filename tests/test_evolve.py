@@ -253,6 +253,10 @@ def test_validity_rejects_constructed_bad_layers_and_keeps_references():
         check_valid(Genome.from_code("div.0.2"))           # x / v0, v0 = 0 at init
     with pytest.raises(InvalidLayer, match="constant"):
         check_valid(Genome.from_code("mu_hw.0;s_hw.4"))    # std of a spatially constant map
+    # issue 28: x + sqrt(v0) is finite with a finite gradient for x, but d/dv0 sqrt(v0) at v0 = 0 is
+    # infinite, so it diverged at its first training step (using budget)
+    with pytest.raises(InvalidLayer, match="non-finite gradient for v0"):
+        check_valid(Genome.from_code("sqrt.2;add.0.4"))
 
 
 # -- the evolved layer as a norm spec ----------------------------------------------------------

@@ -84,3 +84,11 @@ def test_too_small_ghost_batch_is_one_clear_error():
     layer.norm_batch = 1
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         layer(torch.randn(4, 3))
+
+
+def test_set_norm_batch_is_exported_at_the_top_level_and_from_layers():
+    import normlab
+    import normlab.layers
+
+    assert normlab.set_norm_batch is set_norm_batch and normlab.layers.set_norm_batch is set_norm_batch
+    assert "set_norm_batch" in normlab.__all__ and "set_norm_batch" in normlab.layers.__all__

@@ -539,3 +539,18 @@ def test_reduced_quick_run_end_to_end(tmp_path):
     r = _cli("report", "nago-quick", "q-rw", "--store", store, "--out", str(tmp_path / "rep"))
     assert r.exit_code == 0, r.output
     assert (tmp_path / "rep" / "report.html").stat().st_size > 10000
+
+
+def test_generator_key_is_exactly_what_the_networks_are_built_from():
+    """Issue 28: the key rounded p to 0.01 while the graphs used the exact p, so WS with p = 0.503
+    and p = 0.4951 shared a key (a search reused one's result for the other) yet drew different
+    graphs for some seeds."""
+    from normlab.nago.generator import GeneratorParams, LevelParams, level_graph
+
+    a, b = LevelParams("ws", 4, 2, 0.503), LevelParams("ws", 4, 2, 0.4951)
+    differ = sum(sorted(level_graph(a, s).edges()) != sorted(level_graph(b, s).edges()) for s in range(100))
+    assert differ > 0                                                  # different networks...
+    assert GeneratorParams(bottom=a).key() != GeneratorParams(bottom=b).key()   # ...so different keys
+    assert GeneratorParams(bottom=a).key().endswith("ws(4,2,0.503)")
+    assert GeneratorParams().key() == "ws(4,2,0.50)/er(2,0.50)/ws(4,2,0.50)"    # two decimals when exact
+    assert a.label() == "ws(4,2,0.50)"                                   # the display label stays short

@@ -360,7 +360,7 @@ def test_cli_train_search_show(tmp_path, monkeypatch):
     r = _cli(["nas", "bn-train", "--out", "bn2.pt", "--dataset", "digits", "--space", str(space),
               "--train-limit", "128"])
     assert r.exit_code == 0 and "supernet (bn)" in r.output, r.output
-    state = torch.load("bn2.pt", weights_only=False)
+    state = torch.load("bn2.pt", weights_only=True)
     assert state["train"]["mode"] == "bn" and state["train"]["lr"] == 0.5
     r = _cli(["nas", "search", "bn.pt", "--scorer", "bogus"])
     assert r.exit_code == 2 and "--scorer bogus" in r.output
@@ -534,7 +534,10 @@ def test_recalibration_is_the_plain_average_of_batch_statistics(norm):
     net = Supernet(SpaceConfig(**{**TINY.to_dict(), "norm": norm}))
     sub = net.subnet([0, 0])
     x = torch.randn(96, 1, 8, 8)
+    before = {name: m.momentum for name, m in sub.named_modules() if hasattr(m, "momentum")}
     recalibrate(sub, x, batch_size=32)
+    # issue 28: each norm's momentum is restored (it was left at 1/3, the last batch's)
+    assert {name: m.momentum for name, m in sub.named_modules() if hasattr(m, "momentum")} == before
     conv, stem_norm = sub.stem[0], sub.stem[1]
     with torch.no_grad():
         feats = [conv(x[i:i + 32]) for i in (0, 32, 64)]
@@ -603,3 +606,61 @@ def test_exported_genotype_is_a_model_for_create_model_and_bench(tmp_path):
               "--batch-size", "16", "--steps", "5", "--seed", "0", "--store", str(tmp_path / "b.sqlite"),
               "--width", "1", "--out", str(tmp_path / "r")])
     assert r.exit_code == 0, r.output
+
+
+# -- checkpoints hold tensors and plain data only (issue 28, Major 1) ------------------------------
+
+class _Payload:
+    """A pickle that would run a shell command when unpickled with weights_only=False."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("args", [
+    ["nas", "search", "evil.pt", "--scorer", "bn", "--budget", "2", "--store", "s.sqlite"],
+    ["nas", "train", "--out", "evil.pt", "--dataset", "digits", "--space", "space.yaml", "--epochs", "1",
+     "--train-limit", "64"],
+    ["nas", "shrink", "--out", "a.json", "--checkpoint", "evil.pt", "--dataset", "digits", "--space",
+     "space.yaml", "--train-limit", "64"],
+])
+def test_crafted_checkpoint_never_runs_its_payload(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text("stem: 4\nstages: [[4, 2, 1], [8, 1, 2]]\nkernels: [3, 5]\nexpansions: [2]\n")
+    marker = tmp_path / "PAYLOAD-RAN"
+    torch.save({"space": _Payload(marker), "train": {}, "epoch": 0, "model": {}}, tmp_path / "evil.pt")
+    r = _cli(args)
+    assert not marker.exists()
+    assert r.exit_code == 2, r.output
+    assert "holds objects other than tensors and plain data (posix.system)" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "s.sqlite").exists()                  # checked before the store is created
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    torch.save({"model": {}}, tmp_path / "partial.pt")
+    for name, message in (("notes.txt", "torch cannot read it"), ("partial.pt", "missing space, train, epoch")):
+        r = _cli(["nas", "search", name, "--scorer", "bn", "--budget", "2", "--store", "s.sqlite"])
+        assert r.exit_code == 2 and message in r.output, r.output
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_checkpoints_are_plain_and_older_ones_still_load(tiny_checkpoint, tmp_path):
+    from normlab.nas.train import read_checkpoint, write_checkpoint
+
+    state = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)   # readable without pickle code
+    old = tmp_path / "old.pt"
+    torch.save(state, old)                                   # what the earlier code wrote: the same dict
+    again = read_checkpoint(old)
+    assert again["space"] == state["space"] and again["epoch"] == state["epoch"]
+    assert load_supernet(again) is not None
+    with pytest.raises(TypeError, match="only tensors and plain data"):
+        write_checkpoint({**state, "net": Supernet(WIDER)}, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -410,3 +410,50 @@ def test_heartbeat_keeps_a_long_trial_claimed(tmp_path):
     assert done.result.status == "ok" and other.status_of([tid]) == {tid: "ok"}
     other.close()
     store.close()
+
+
+_WAITER = textwrap.dedent("""
+    import json, sys
+    from normlab.runtime import Driver, SerialExecutor, Store, toy
+
+    path, marker = sys.argv[1:]
+    store = Store(path)
+    exp = store.experiment("t", "test", {"v": 1})
+    plan = [{"x": 0, "seconds": 6.0, "marker": marker}]
+    started = lambda total, todo: print("waiting", flush=True)     # after the reaping at start
+    out = Driver(store, exp, toy.sleepy, SerialExecutor(), lease=600).run(plan, poll_every=0.2,
+                                                                          on_start=started)
+    print(json.dumps({"ran": out.ran, "elsewhere": out.elsewhere, "ok": out.ok}), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_a_waiting_driver_takes_over_a_dead_local_peers_trial_without_waiting_out_its_lease(tmp_path):
+    """Issue 28: dead local owners were reaped only at start, so a driver already waiting for a
+    peer's trial sat out the peer's whole lease (here 10 minutes) after the peer was killed -9."""
+    path, marker = tmp_path / "s.sqlite", tmp_path / "marker"
+    first = _driver(tmp_path, path, marker, 1, 6.0, 1, 600)       # one 6 s trial, 10-minute lease
+    deadline = time.time() + 60
+    while not _runs(marker)[0] and time.time() < deadline:
+        time.sleep(0.1)
+    (tmp_path / "waiter.py").write_text(_WAITER)
+    second = subprocess.Popen([sys.executable, str(tmp_path / "waiter.py"), str(path), str(marker)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert second.stdout.readline().strip() == "waiting"      # past its start: waiting for the trial
+        time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        out, err = second.communicate(timeout=120)               # not 600 s: taken over at once
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert second.returncode == 0, err[-800:]
+    assert json.loads(out) == {"ran": 1, "elsewhere": 0, "ok": 1}
+    xs, pids = _runs(marker)
+    assert xs == [0, 0] and pids[0] != pids[1]                   # started by each driver once
+    with Store(path, readonly=True) as store:
+        [row] = store.rows(experiment="t")
+    assert row["status"] == "ok" and row["attempts"] == 2

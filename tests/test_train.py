@@ -168,3 +168,12 @@ def test_fit_uses_ghost_batches_and_falls_back_to_micro_batches(digits, monkeypa
         torch.testing.assert_close(ghost, micro, rtol=1e-4, atol=1e-5)
         assert not [w for w in quiet if "micro-batches" in str(w.message)]
         assert [w for w in warned if "micro-batches" in str(w.message)]
+
+
+def test_unreadable_fit_checkpoint_is_one_clear_error(tmp_path):
+    from normlab.train import load_checkpoint
+
+    path = tmp_path / "run.pt"
+    path.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read as tensors and plain data"):
+        load_checkpoint(path, None)

@@ -18,7 +18,6 @@ _NUMERIC = {"epochs", "steps", "lr", "lrs", "batch_sizes", "seeds", "base_batch_
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
 AXES = ("models", "norms", "batch_sizes", "seeds", "lrs")     # what a trial varies along
 _NOT_RESULTS = ("name", "data_root", "download")              # never change a trial's result
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def expand_spec(spec: str) -> list[str]:
@@ -114,10 +113,9 @@ class Experiment(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v or ""):
-            raise ValueError(f"name={v!r} is invalid: expected 1-100 letters, digits, '.', '_' or '-', "
-                             f"starting with a letter or digit (it names the report folder)")
-        return v
+        from ..runtime import check_name
+
+        return check_name(v)
 
     @field_validator("models")
     @classmethod
@@ -316,14 +314,40 @@ def load_experiment(path: str | Path | None = None, preset: str | None = None,
         raise ExperimentError(str(exc)) from None
 
 
+def _is_bench_preset(path: Path) -> bool:
+    """normlab/configs holds every command's presets: the bench's are the experiments (every
+    setting an Experiment field), whatever their file name (evolve-vs-fixed is one)."""
+    from .._yaml import read_yaml_mapping
+
+    try:
+        data = read_yaml_mapping(path, "preset")
+    except ValueError:
+        return False
+    return bool(data) and set(data) <= set(Experiment.model_fields)
+
+
+def _owner(name: str) -> str:
+    """The command a preset of another command belongs to (by its file name's prefix)."""
+    command, _, short = name.partition("-")
+    if command in ("evolve", "nas") and short:
+        return f"'normlab {command} run --preset {short}'"
+    if command == "nago":
+        return f"'normlab nago run normlab/configs/{name}.yaml'"
+    return "another command"
+
+
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+    """The bench's presets (not the other commands' files in the same folder)."""
+    return sorted(p.stem for p in PRESETS.glob("*.yaml") if _is_bench_preset(p))
 
 
 def preset_path(name: str) -> Path:
     path = PRESETS / f"{name}.yaml"
     if not path.is_file():
         raise ExperimentError(f"unknown preset '{name}'; presets: {', '.join(available_presets())}")
+    if not _is_bench_preset(path):
+        raise ExperimentError(f"preset '{name}' is not a bench preset: it belongs to {_owner(name)}; bench "
+                              f"presets: {', '.join(available_presets())}")
     return path
 
 

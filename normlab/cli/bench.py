@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, console, fail, interruptible, open_store
+from .common import DEFAULT_STORE, check_out_dir, check_run, console, fail, interruptible, open_store
 from .results import print_report
 
 
@@ -71,6 +71,7 @@ def bench(
         raise fail(f"--preset {preset} and the config file {config} were both given: use one")
     if name is not None and not name.strip():
         raise fail("--name is empty: expected letters, digits, '.', '_' or '-'")
+    check_run(name=name, backend=backend, workers=workers, address=address)
     if config is None and preset is None:
         preset = "quick"
     executor = None
@@ -80,10 +81,6 @@ def bench(
                               batch_sizes=batch_size or None, seeds=seed or None,
                               batch_mode=batch_mode, epochs=epochs, steps=steps, lr=lr,
                               width=width, download=download or None, data_root=data_root)
-        if address and backend != "ray":
-            raise ExperimentError(f"--address {address} needs --backend ray (got --backend {backend})")
-        if isinstance(workers, bool) or workers < 1:
-            raise ExperimentError(f"--workers {workers} is invalid: expected a positive integer")
         if not connect_timeout > 0:
             raise ExperimentError(f"--connect-timeout {connect_timeout} is invalid: expected seconds > 0")
         check_plan(exp)                               # data present, shapes, batch <= training set

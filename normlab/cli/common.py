@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 __all__ = ["console", "err", "fail", "check_out_dir", "check_out_file", "DEFAULT_STORE",
-           "interruptible", "open_store"]
+           "interruptible", "open_store", "check_run"]
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -69,6 +69,21 @@ def interruptible() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+
+
+def check_run(*, name: object = None, backend: object = "serial", workers: object = 1,
+              address: str | None = None) -> None:
+    """What every command that runs work checks first, before it creates a store, a folder or a
+    pool (and in its dry run too): the name (``runtime.check_name``), the backend and the worker
+    count (``runtime.check_executor``). One line and exit 2 otherwise."""
+    from ..runtime import check_executor, check_name
+
+    try:
+        if name is not None:
+            check_name(name)
+        check_executor(backend, workers, address)
+    except ValueError as exc:
+        raise fail(str(exc).replace("backend=", "--backend ").replace("workers=", "--workers ")) from None
 
 
 def load_stored_search(path: str, name: str, *, seed: int | None = None, decode=lambda a: a):

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import (DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded,
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
                      load_stored_search, open_store)
 
 evolve_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -70,13 +70,12 @@ def run(
 
     if config is not None and preset is not None:
         raise fail(f"--preset {preset} and the config file {config} were both given: use one")
+    check_run(name=name, backend=backend, workers=workers)
     try:
         cfg = _load_config(config, preset, dict(
             strategy=strategy, dataset=dataset, anchors=anchors, budget=budget, population=population,
             sample_size=sample_size, selection=selection, steps=steps, batch_size=batch_size,
             norm_batch_size=norm_batch_size, batch_independent=batch_independent, seed=seed))
-        if isinstance(workers, bool) or workers < 1:
-            raise EvolveError(f"--workers {workers} is invalid: expected a positive integer")
         from ..data import check_dataset
 
         check_dataset(cfg.dataset)
@@ -303,8 +302,9 @@ def rerank(name: str = typer.Argument(..., help="the layer search (all its seeds
     from ..report import markdown_table, rich_table
     from ..runtime import make_executor
 
+    check_run(backend=backend, workers=workers)
     for flag, v in (("--top", top), ("--seeds", seeds), ("--steps", steps),
-                    ("--norm-batch-size", norm_batch_size), ("--workers", workers)):
+                    ("--norm-batch-size", norm_batch_size)):
         if v is not None and v < 1:
             raise fail(f"{flag} {v} is invalid: expected a positive integer")
     try:

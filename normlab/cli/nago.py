@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import (DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, interruptible,
-                     load_stored_search, open_store)
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
+                     interruptible, load_stored_search, open_store)
 
 nago_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Network-generator search (NAGO): hierarchical random-graph generators + BO.")
@@ -77,6 +77,7 @@ def run(
         raise fail("--name is empty: expected letters, digits, '.', '_' or '-'")
     if threads is not None and threads < 1:
         raise fail(f"--threads {threads} is invalid: expected a positive integer")
+    check_run(name=name, backend=backend, workers=workers, address=address)
     try:
         cfg = load_config(config, preset=preset, name=name, dataset=dataset, norm=norm, budget=budget,
                           seed=seed, strategy=strategy, samples=samples, width=width, randwire_n=randwire_n,
@@ -86,6 +87,7 @@ def run(
             cfg = replace(cfg, train={**cfg.train, "steps": steps})
     except (NagoError, ValueError) as exc:
         raise fail(str(exc)) from None
+    check_run(name=cfg.name, backend=backend, workers=workers, address=address)     # a config file's name too
     from ..data import DataError, check_dataset
 
     try:
@@ -289,6 +291,9 @@ def retrain_cmd(name: str = typer.Argument(..., help="the NAGO search whose best
     from ..models import available_models
     from ..runtime import ExecutorError, SerialExecutor, make_executor
 
+    check_run(backend=backend, workers=workers)
+    if threads is not None and threads < 1:
+        raise fail(f"--threads {threads} is invalid: expected a positive integer")
     results = _load_nago(store, name)
     result = results[-1]
     models = [a.strip() for a in anchors.split(",") if a.strip()]
@@ -351,9 +356,11 @@ def sample_cmd(generator: str = typer.Argument(..., help="generator JSON file (f
     text = generator
     if not generator.lstrip().startswith(("{", "[")):
         try:
-            text = Path(generator).read_text()
+            text = Path(generator).read_text(encoding="utf-8")
         except OSError as exc:
             raise fail(f"cannot read generator {generator}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise fail(f"cannot read generator {generator}: it is not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

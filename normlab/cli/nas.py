@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, load_stored_search, open_store
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
+                     load_stored_search, open_store)
 
 nas_app = typer.Typer(no_args_is_help=True, add_completion=False,
                       help="One-shot NAS: SPOS supernet, BN-NAS (BN indicator), ABS (angle shrinking).")
@@ -108,14 +109,16 @@ def search(
     """Evolutionary search over the supernet's paths, scored by one of the three scorers."""
     from ..nas.search import SCORERS, search_paths
 
+    check_run(name=name, backend=backend, workers=workers)
     if scorer not in SCORERS:
         raise fail(f"--scorer {scorer} is invalid: expected one of {', '.join(SCORERS)}")
     if not Path(checkpoint).is_file():
         raise fail(f"checkpoint {checkpoint} does not exist: train one with 'normlab nas train --out PATH'")
+    _check_checkpoint(checkpoint)
     ops = None
     if allowed is not None:
         try:
-            ops = json.loads(Path(allowed).read_text())["allowed"]
+            ops = json.loads(Path(allowed).read_text(encoding="utf-8"))["allowed"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise fail(f"--allowed {allowed} is not a shrink result (expected JSON with 'allowed'): {exc}") from None
     name = name or f"nas-{scorer}-s{seed}"
@@ -135,12 +138,20 @@ def search(
     _print_top(result, checkpoint, 5)
 
 
+def _check_checkpoint(checkpoint: str):
+    """The supernet of a checkpoint (read as tensors and plain data only), or one line and exit 2."""
+    from ..nas.search import _load
+
+    try:
+        return _load(checkpoint)[0]
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+
+
 def _print_top(result, checkpoint: Optional[str], top: int) -> None:
     names = None
     if checkpoint and Path(checkpoint).is_file():
-        from ..nas.search import _load
-
-        names = _load(checkpoint)[0].names
+        names = _check_checkpoint(checkpoint).names
     table = Table(title="best paths")
     for col in ("step", "path", "score", "MFLOPs", "params"):
         table.add_column(col)
@@ -210,6 +221,7 @@ def correlate(
     from ..nas.search import correlate as run
     from ..nas.train import TrainConfig
 
+    check_run(name=name, backend=backend, workers=workers)
     if n < 3:
         raise fail(f"--n {n} is invalid: expected at least 3 architectures")
     if repeats < 1:
@@ -284,8 +296,8 @@ def export(name: str = typer.Argument(..., help="a stored NAS search's name"),
     if rank < 1:
         raise fail(f"--rank {rank} is invalid: expected a positive integer")
     found = load_stored_search(store, name, decode=tuple)[-1]
-    stored = found.config.get("space")
-    if not isinstance(stored, dict):
+    stored = _nas_space(found, name)
+    if stored is None:
         raise fail(f"search {name!r} was stored without its space (an older run): run it again to export")
     paths = top_paths(found, rank)
     if len(paths) < rank:
@@ -297,6 +309,23 @@ def export(name: str = typer.Argument(..., help="a stored NAS search's name"),
     Path(out).write_text(json.dumps(data, indent=1))
     console.print(f"{' '.join(data['ops'])} (score {scores.get('score', float('nan')):.4g}) written to {out}; "
                   f"train it: normlab bench --model {out}", highlight=False)
+
+
+_PATH_SPACE = "normlab.nas.space.PathSpace"
+
+
+def _nas_space(found, name: str):
+    """The space settings stored with a NAS path search (None for one stored before they were
+    kept); one line and exit 2 for a search of another kind (a layer search, NAGO, ...)."""
+    cfg = found.config
+    stored = cfg.get("space")
+    if stored == _PATH_SPACE:
+        return None
+    if not (isinstance(stored, dict) and "choices" in cfg and "tag" in cfg):
+        what = stored if isinstance(stored, str) else f"strategy {found.strategy}"
+        raise fail(f"search {name!r} is not a NAS path search ({what}): expected one made by 'normlab nas "
+                   f"search' or 'normlab nas run'")
+    return stored
 
 
 def _retrain_table(rows, title: str) -> None:
@@ -330,26 +359,25 @@ def retrain_cmd(
     """Retrain the best paths of a stored search from scratch and report their test accuracy."""
     from ..nas.search import retrain, top_paths
     from ..nas.train import TrainConfig
-    from ..search import load_search
 
+    check_run(name=name, backend=backend, workers=workers)
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
     from ..nas import SpaceConfig
 
-    db = open_store(store, readonly=False)
+    found = load_stored_search(store, search, decode=tuple)[-1]      # read-only: nothing created yet
+    stored = _nas_space(found, search)
     try:
-        found = load_search(db, search, decode=tuple)[-1]
         cfg = TrainConfig(dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                           train_limit=train_limit)
-        stored = found.config.get("space")
-        if space is None and isinstance(stored, dict):
+        if space is None and stored is not None:
             space_cfg = SpaceConfig.from_dict(stored)
             _space("small", dataset)                      # the dataset exists (one line if not)
         else:
             space_cfg = _space(space or "small", dataset)
     except ValueError as exc:
-        db.close()
         raise fail(str(exc).splitlines()[0]) from None
+    db = open_store(store, readonly=False)
     executor = _executor(backend, workers)
     _threads()
     try:
@@ -384,6 +412,7 @@ def run_chain(
     from ..nas.chain import chain_plan, dataset_info, fmt_seconds, load_chain_config, resolve_space
     from ..nas.chain import run_chain as run
 
+    check_run(name=name, backend=backend, workers=workers)
     try:
         cfg = load_chain_config(config, preset=preset, scorer=scorer, norm=norm, dataset=dataset, budget=budget,
                                 top=top, seed=seed)

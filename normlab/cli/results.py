@@ -88,7 +88,14 @@ def runs(
                       ", ".join(f"{k}={v:.4g}" for k, v in list(r["metrics"].items())[:3]
                                 if isinstance(v, (int, float))) or "-")
             table.add_row(r["experiment"], r["kind"], what, r["status"], result, r["id"])
-        console.print(table)
+        if output:                                    # the same table as plain text, in the file
+            from rich.console import Console
+
+            with open(output, "w", encoding="utf-8") as fh:
+                Console(file=fh, width=200, color_system=None, highlight=False).print(table)
+            console.print(f"wrote {len(rows)} row(s) to {output}")
+        else:
+            console.print(table)
         return
     text = export(rows, format)
     if output:

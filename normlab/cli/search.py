@@ -27,14 +27,22 @@ def _best_text(result) -> str:
     return " ".join(parts) or "-"
 
 
+# what the searches store their experiments as (the engine's, a layer re-ranking's, NAS
+# retraining's, NAGO's and NAGO retraining's); a store may hold others, listed from it too
+KINDS = ("search", "evolve", "nas", "nago", "nago-retrain")
+
+
 @search_app.command("runs")
 def runs(store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
-         kind: Optional[str] = typer.Option(None, help="search | evolve | nas | nago")) -> None:
+         kind: Optional[str] = typer.Option(None, help=" | ".join(KINDS))) -> None:
     """List the searches in a store: name, strategy, seed, evaluations, best."""
     from ..search import SearchResult, searches
 
     db = open_store(store, readonly=True)
     try:
+        kinds = sorted(set(KINDS) | {e.kind for e in searches(db)})
+        if kind is not None and kind not in kinds:
+            raise fail(f"--kind {kind} is invalid: expected one of {', '.join(kinds)}")
         found = searches(db, kind=kind)
         table = Table(title=f"searches in {store}")
         for col in ("name", "kind", "strategy", "seed", "evaluated", "failed", "budget", "best", "created"):

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .base import DataError, DatasetInfo, ImageData, crop_flip, default_root
 from .downloads import TORCHVISION, downloadable_info, read_idx, torchvision_set
-from .folder import imagefolder, imagefolder_info
+from .folder import imagefolder, imagefolder_info, verify_images
 from .shipped import digits, mnist5k, synthetic, synthetic_info
 
 __all__ = ["ImageData", "DatasetInfo", "DataError", "load_dataset", "check_dataset",
@@ -92,12 +92,15 @@ def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = 
 
 
 def check_dataset(spec: str, *, root: str | Path | None = None, download: bool = False) -> DatasetInfo:
-    """What a run needs to know before it starts, without decoding an image: the spec is valid and
+    """What a run needs to know before it starts, without decoding pixels: the spec is valid and
     the data is there (a downloadable set is downloaded now when ``download``, once, rather than by
-    every worker); its classes, channels, image size and split sizes. DataError otherwise."""
+    every worker); its classes, channels, image size and split sizes; an image folder's every
+    image has a readable header (test split first). DataError otherwise."""
     name, path, params = _parse(spec)
     if path is not None:
-        return imagefolder_info(path, **params)
+        info = imagefolder_info(path, **params)
+        verify_images(path)
+        return info
     if name == "synthetic":
         return synthetic_info(**params)
     if name in _SHIPPED_INFO:

@@ -11,8 +11,8 @@ over them is the engine's "mean" (min-max normalised mean) or "pareto" (a random
 tournament's Pareto front), the paper's two options.
 
 Rejection (section 4 of the paper), before or during training:
-- validity: an output that does not depend on x, or NaN/Inf/constant on random input, is never
-  trained (the engine's ``constraint``; it does not use budget);
+- validity: an output that does not depend on x, or NaN/Inf/constant on random input, or a
+  non-finite gradient for x or for a parameter (v0, v1, gamma, beta at init), is never trained (the engine's ``constraint``; it does not use budget);
 - quality: a layer under ``reject_acc`` validation accuracy after ``reject_steps`` steps on any
   anchor is dropped before full training (the paper: 20% after 100 steps on CIFAR-10);
 - stability: the convolution weights are pushed for ``stability_steps`` steps in the direction
@@ -71,7 +71,8 @@ class LayerSpace:
         return Genome.from_json(obj)
 
     def valid(self, arch: Genome) -> bool:
-        """The validity rule: depends on x, finite (with finite gradients) on random input."""
+        """The validity rule: depends on x, finite on random input, with finite gradients for x and
+        for every parameter of the layer."""
         if self.batch_independent and any(
                 arch.nodes[i - 4][0] in BATCH_OPS for i in live_nodes(arch) if i >= 4):
             return False

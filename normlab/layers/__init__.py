@@ -7,6 +7,7 @@ from .batch import BatchGroupNorm, BatchNorm, BatchRenorm, SyncBatchGroupNorm
 from .convert import convert_norms, fuse_norms, is_norm, norm_summary
 from .evonorm import EvoNormB0, EvoNormS0
 from .frn import FilterResponseNorm
+from .ghost import set_norm_batch
 from .mabn import CenteredConv2d, MovingAverageBatchNorm
 from .registry import (
     NORMS,
@@ -28,5 +29,5 @@ __all__ = [
     "InstanceNorm", "PositionalNorm", "MovingAverageBatchNorm", "CenteredConv2d", "EvoNormB0",
     "EvoNormS0", "FilterResponseNorm", "NORMS", "NormInfo", "NormSpec", "NormSpecError",
     "available_norms", "canonical_spec", "create_act", "create_norm", "norm_act", "parse_spec",
-    "replaces_activation", "convert_norms", "fuse_norms", "is_norm", "norm_summary",
+    "replaces_activation", "convert_norms", "fuse_norms", "is_norm", "norm_summary", "set_norm_batch",
 ]

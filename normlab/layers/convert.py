@@ -164,8 +164,58 @@ def convert_norms(model: nn.Module, spec: "str | NormSpec", *, center_convs: boo
                       f"nothing was converted", stacklevel=2)
         return model
     center = center_convs and parsed.name == "mabn"
+    _check_flat_inputs(model, parsed)
     _convert(model, parsed, center, fallback_act)
     return model
+
+
+def _flat_norms(model: nn.Module) -> list[str]:
+    """Paths of the BatchNorm1d layers that normalize (N, C) features: fed by a Linear or a
+    flatten, read off the torch.fx graph (or, if the model does not trace, a Sequential's order)."""
+    flat = (nn.Linear, nn.Flatten)
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:                                    # noqa: BLE001  (untraceable: fall back)
+        found = []
+        for name, mod in model.named_modules():
+            if isinstance(mod, nn.Sequential):
+                items = list(mod.named_children())
+                for (_, m1), (b, m2) in zip(items, items[1:]):
+                    if isinstance(m1, flat) and isinstance(m2, nn.BatchNorm1d):
+                        found.append(f"{name}.{b}" if name else b)
+        return found
+    modules = dict(model.named_modules())
+    found = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm1d):
+            continue
+        src = node.args[0] if node.args else None
+        if not isinstance(src, torch.fx.Node):
+            continue
+        if (src.op == "call_module" and isinstance(modules[src.target], flat)) \
+                or (src.op == "call_function" and src.target is torch.flatten) \
+                or (src.op == "call_method" and src.target == "flatten"):
+            found.append(node.target)
+    return found
+
+
+def _check_flat_inputs(model: nn.Module, spec: NormSpec) -> None:
+    """Refuse, naming the layer, to swap a BatchNorm1d over (N, C) features for a norm that cannot
+    normalize (N, C) input (``in`` needs spatial positions): it would fail only at the first
+    forward. Each such replacement is tried once on a (2, C) input, on a copy."""
+    if not any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+        return
+    for path in _flat_norms(model):
+        old = model.get_submodule(path)
+        channels = norm_channels(old)
+        try:
+            trial = create_norm(spec, channels).train()
+            with torch.no_grad():
+                trial(torch.zeros(2, channels))
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"convert_norms: layer '{path}' ({type(old).__name__}({channels})) normalizes (N, C) "
+                             f"features, which '{spec}' cannot ({str(exc).splitlines()[0]}); leave it out "
+                             f"or choose a norm that works on (N, C), e.g. bn, gn, ln") from None
 
 
 def center_convs(model: nn.Module) -> nn.Module:

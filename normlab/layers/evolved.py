@@ -28,10 +28,10 @@ def load_genome_file(path: str) -> Any:
     genome list)."""
     file = Path(path)
     try:
-        return json.loads(file.read_text())
+        return json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"no evolved-layer file at {file}") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:                # bad JSON, not UTF-8
         raise ValueError(f"evolved-layer file {file} is not readable JSON ({exc})") from None
 
 

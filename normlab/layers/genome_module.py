@@ -204,8 +204,9 @@ class EvolvedLayer(nn.Module):
 
 def check_valid(genome: Genome, *, channels: int = 8, shape: tuple[int, ...] = (4, 4, 4),
                 groups: int | None = None, seed: int = 0, eps: float = 1e-5) -> None:
-    """Raise InvalidLayer unless the layer depends on x and is finite, with finite gradients, on
-    random input (train and eval)."""
+    """Raise InvalidLayer unless the layer depends on x and is finite, with finite gradients for x
+    and for every parameter (v0, v1, gamma, beta at their initial values), on random input (train
+    and eval)."""
     if not depends_on_x(genome):
         raise InvalidLayer(f"layer {formula(genome)} does not depend on x")
     g = torch.Generator().manual_seed(seed)
@@ -223,6 +224,10 @@ def check_valid(genome: Genome, *, channels: int = 8, shape: tuple[int, ...] = (
         raise InvalidLayer(f"layer {name} has a non-finite gradient on random input")
     if not float(x.grad.abs().max()) > 1e-8:
         raise InvalidLayer(f"layer {name} has a zero gradient with respect to x")
+    for pname, p in layer.named_parameters():        # v0, v1, gamma, beta: trained from step 1
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            raise InvalidLayer(f"layer {name} has a non-finite gradient for {pname} on random input "
+                               f"(parameters at their initial values)")
     layer.eval()
     with torch.no_grad():
         if not torch.isfinite(layer(x)).all():

@@ -105,9 +105,11 @@ def model_config(name: str) -> tuple[str, dict]:
     from pathlib import Path
 
     try:
-        data = json.loads(Path(name).read_text())
+        data = json.loads(Path(name).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ModelError(f"cannot read model file {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"cannot read model file {name}: it is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"model file {name} is not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("model"), str):

@@ -130,11 +130,20 @@ class LevelParams:
             return LevelParams("ba", self.n, 0, 0.0, min(self.m, self.n - 1))
         return LevelParams("er", self.n, 0, self.p, 1)
 
-    def label(self) -> str:
-        """'ws(4,2,0.50)': the model and the parameters it uses, canonical (see :meth:`canonical`)."""
+    def label(self, exact: bool = False) -> str:
+        """'ws(4,2,0.50)': the model and the parameters it uses, canonical (see :meth:`canonical`).
+        A probability shows two decimals; with ``exact`` (what :meth:`GeneratorParams.key` uses)
+        one that two decimals do not hold exactly is written in full ('ws(4,2,0.503)'), since the
+        graphs are drawn with the exact value."""
         u = self.canonical().used()
-        args = ",".join(f"{u[k]:.2f}" if isinstance(u[k], float) else str(u[k]) for k in u if k != "model")
+        args = ",".join(_prob_text(u[k], exact) if isinstance(u[k], float) else str(u[k])
+                        for k in u if k != "model")
         return f"{self.model}({args})"
+
+
+def _prob_text(p: float, exact: bool) -> str:
+    short = f"{p:.2f}"
+    return short if not exact or float(short) == p else repr(p)
 
 
 @dataclass(frozen=True)
@@ -189,8 +198,10 @@ class GeneratorParams:
         return cls(**dict(d))
 
     def key(self) -> str:
-        """A short readable identity: 'ws(4,2,0.50)/er(2,0.50)/ws(4,2,0.50)' (+ widths if not default)."""
-        text = "/".join(getattr(self, lv).label() for lv in LEVELS)
+        """A short readable identity: 'ws(4,2,0.50)/er(2,0.50)/ws(4,2,0.50)' (+ widths if not default).
+        It holds exactly what the networks are built from: generators with one key draw the same
+        networks (a probability is written in full unless two decimals hold it exactly)."""
+        text = "/".join(getattr(self, lv).label(exact=True) for lv in LEVELS)
         if (self.stages, self.width, self.channel_ratios) != (3, 16, (1.0, 2.0, 4.0)):
             text += f" s{self.stages}w{self.width}x" + ",".join(f"{r:g}" for r in self.channel_ratios)
         return text

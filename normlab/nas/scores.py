@@ -87,15 +87,21 @@ def rebn_accuracy(net: Supernet, path: Sequence[int], calib_x: torch.Tensor, val
 def recalibrate(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> nn.Module:
     """Reset every norm's running statistics and re-estimate them on ``x`` in train mode, as the
     plain average over its batches (torch's ``momentum=None``, done by setting momentum to
-    1/(batches seen) before each batch, so it works for every normlab norm too)."""
+    1/(batches seen) before each batch, so it works for every normlab norm too). Each norm's
+    momentum is restored afterwards; the model is left in train mode."""
     norms = [m for m in norm_modules(model) if hasattr(m, "reset_running_stats") and hasattr(m, "momentum")]
+    saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
     model.train()
-    for i, s in enumerate(range(0, len(x), batch_size)):
-        for m in norms:
-            m.momentum = 1.0 / (i + 1)
-        model(x[s:s + batch_size])
+    try:
+        for i, s in enumerate(range(0, len(x), batch_size)):
+            for m in norms:
+                m.momentum = 1.0 / (i + 1)
+            model(x[s:s + batch_size])
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
     return model
 
 

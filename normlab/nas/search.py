@@ -22,7 +22,8 @@ import torch
 from .scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
 from .space import PathSpace
 from .supernet import NasError, SpaceConfig, Supernet
-from .train import TrainConfig, load_split, load_supernet, train_standalone, train_supernet
+from .train import (TrainConfig, load_split, load_supernet, read_checkpoint, train_standalone,
+                    train_supernet)
 
 __all__ = ["SCORERS", "SupernetScorer", "Standalone", "FlopsLimit", "search_paths", "correlate",
            "abs_shrink", "op_angle_scores", "checkpoint_tag"]
@@ -43,8 +44,12 @@ def _load(checkpoint: str) -> tuple[Supernet, dict[str, Any], np.ndarray]:
         raise NasError(f"supernet checkpoint {checkpoint} does not exist: train one first ('normlab nas train')")
     key = (str(p.resolve()), p.stat().st_mtime)
     if key not in _CACHE:
-        state = torch.load(p, map_location="cpu", weights_only=False)
-        net = load_supernet(state)
+        state = read_checkpoint(p)
+        try:
+            net = load_supernet(state)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise NasError(f"{p} does not fit its own space settings ({str(exc).splitlines()[0][:120]}): "
+                           f"train it again with 'normlab nas train'") from None
         _CACHE.clear()
         _CACHE[key] = (net, state, bn_table(net))
     return _CACHE[key]
@@ -324,7 +329,7 @@ def abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage
     saved = None
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = read_checkpoint(path)
         if saved.get("space") != space.to_dict() or saved.get("train") != cfg.to_dict() \
                 or saved.get("abs", {}).get("settings", settings) != settings:
             raise NasError(f"checkpoint {path} was written for other settings: remove it or use another path")

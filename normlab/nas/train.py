@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from torch import nn
 from .supernet import NasError, SpaceConfig, Supernet, check_positive
 
 __all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
-           "norm_modules", "is_norm", "load_supernet",
+           "norm_modules", "is_norm", "load_supernet", "read_checkpoint", "write_checkpoint",
            "train_standalone"]
 
 _SPLITS: dict[tuple, "DataSplit"] = {}
@@ -178,7 +179,7 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
     path = Path(checkpoint) if checkpoint is not None else None
     state: dict[str, Any] | None = resume
     if state is None and path is not None and path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(path)
         if state.get("space") != space.to_dict() or state.get("train") != cfg.to_dict():
             raise NasError(f"checkpoint {path} was written for other settings: remove it or use another path")
     if net is None:
@@ -239,15 +240,74 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
         if snapshots:
             state["snapshots"].append(state["model"])
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            torch.save(state, tmp)
-            tmp.replace(path)
+            write_checkpoint(state, path)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
     for p in net.parameters():
         p.requires_grad_(True)
     state.setdefault("model", {k: v.clone() for k, v in net.state_dict().items()})
+    return state
+
+
+# -- checkpoints: tensors and plain data only ---------------------------------------------------
+
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+_REQUIRED = ("space", "train", "epoch", "model")
+
+
+def _check_plain(obj: Any, where: str = "checkpoint") -> None:
+    """Raise unless ``obj`` is built of dicts, lists, tuples, strings, numbers, None and tensors
+    (what ``torch.load(weights_only=True)`` reads back), so that nothing else is ever written."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is not a string or integer")
+            _check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+    elif not isinstance(obj, _PLAIN):
+        raise TypeError(f"{where} is a {type(obj).__name__}: a checkpoint holds only tensors and plain data")
+
+
+def write_checkpoint(state: Mapping[str, Any], path: str | Path) -> None:
+    """Write a supernet checkpoint atomically; it holds only tensors and plain data (state dicts,
+    JSON-able settings, lists and numbers), checked before writing."""
+    _check_plain(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(dict(state), tmp)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A supernet checkpoint read with ``torch.load(weights_only=True)``: tensors and plain data
+    only, so a crafted file cannot run code. Anything else (another kind of file, a pickle that
+    names functions or classes, a checkpoint missing its parts) is a one-line :class:`NasError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise NasError(f"supernet checkpoint {p} does not exist: train one first ('normlab nas train')")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:                                  # noqa: BLE001  (any unreadable file)
+        text = str(exc)
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", text)
+        if found:
+            raise NasError(f"{p} holds objects other than tensors and plain data ({found.group(1)}), which "
+                           f"are never loaded: it is not a checkpoint written by normlab; train one with "
+                           f"'normlab nas train'") from None
+        raise NasError(f"{p} is not a supernet checkpoint from 'normlab nas train' (torch cannot read "
+                       f"it as a file of tensors and plain data)") from None
+    missing = [k for k in _REQUIRED if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise NasError(f"{p} is not a supernet checkpoint from 'normlab nas train' (missing "
+                       f"{', '.join(missing)}); train one with 'normlab nas train'")
+    if not isinstance(state["space"], dict) or not isinstance(state["train"], dict) \
+            or not isinstance(state["model"], dict) or not isinstance(state["epoch"], int) \
+            or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise NasError(f"{p} is not a supernet checkpoint from 'normlab nas train' (its parts have the "
+                       f"wrong types); train one with 'normlab nas train'")
     return state
 
 

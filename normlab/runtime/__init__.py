@@ -8,13 +8,14 @@
 
 from .driver import Completed, Driver, Outcome, Sink
 from .executors import (BACKENDS, Executor, ExecutorError, PoolExecutor, RayExecutor, SerialExecutor,
-                        make_executor, threads_per_worker)
+                        check_executor, make_executor, threads_per_worker)
 from .results import (FINISHED, STATUSES, RunContext, TrialResult, canonical_json, experiment_id,
                       trial_id)
-from .store import SCHEMA_VERSION, ExperimentRecord, Store, StoreError, export
+from .store import SCHEMA_VERSION, ExperimentRecord, Store, StoreError, check_name, export
 
 __all__ = ["BACKENDS", "Executor", "ExecutorError", "SerialExecutor", "PoolExecutor", "RayExecutor",
-           "make_executor", "threads_per_worker", "Store", "StoreError", "ExperimentRecord",
+           "make_executor", "check_executor", "threads_per_worker", "Store", "StoreError", "ExperimentRecord",
+           "check_name",
            "SCHEMA_VERSION", "export",
            "FINISHED", "STATUSES", "TrialResult", "RunContext", "canonical_json", "experiment_id",
            "trial_id", "Driver", "Completed", "Outcome", "Sink"]

@@ -31,6 +31,7 @@ from typing import Any, Callable
 from .results import TrialResult
 
 __all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor",
+           "check_executor",
            "call_trial", "ExecutorError", "threads_per_worker"]
 
 BACKENDS = ("serial", "process", "ray")
@@ -318,15 +319,22 @@ def _ray_call(fn: TrialFn, description: dict, threads: int) -> TrialResult:
     return call_trial(fn, description)
 
 
-def make_executor(backend: str = "serial", workers: int = 1, address: str | None = None,
-                  connect_timeout: float = 10.0) -> Executor:
-    """serial (workers=1), process (a pool of ``workers``) or ray (local or ``address``)."""
+def check_executor(backend: Any, workers: Any, address: str | None = None) -> None:
+    """The one check of executor settings every command makes before it creates anything (the
+    same one :func:`make_executor` makes): a known backend, a positive worker count, an address
+    only with ray. ExecutorError otherwise."""
     if backend not in BACKENDS:
         raise ExecutorError(f"backend={backend!r} is invalid: expected {', '.join(BACKENDS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ExecutorError(f"workers={workers!r} is invalid: expected a positive integer")
     if address and backend != "ray":
         raise ExecutorError(f"--address {address} needs --backend ray (got --backend {backend})")
+
+
+def make_executor(backend: str = "serial", workers: int = 1, address: str | None = None,
+                  connect_timeout: float = 10.0) -> Executor:
+    """serial (workers=1), process (a pool of ``workers``) or ray (local or ``address``)."""
+    check_executor(backend, workers, address)
     if backend == "serial" and workers > 1:
         backend = "process"
     if backend == "serial":

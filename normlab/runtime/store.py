@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -41,7 +42,7 @@ from urllib.parse import quote
 
 from .results import FINISHED, TrialResult, canonical_json, experiment_id, trial_id
 
-__all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner"]
+__all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner", "check_name"]
 
 SCHEMA_VERSION = 2
 
@@ -80,6 +81,20 @@ CREATE VIEW IF NOT EXISTS bench_trials AS
 
 class StoreError(ValueError):
     """A store that cannot be used: one line naming the path and the problem."""
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """The one rule for the name of a study, search or retraining (every command, the search API
+    and the store): 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit; parts
+    may be joined by '/' (a chain's steps: 'run/search'). So '../x', '/abs' and 'a//b' are refused
+    and a name is safe inside a folder. StoreError otherwise."""
+    if not isinstance(name, str) or not all(_NAME.fullmatch(p) for p in name.split("/")):
+        raise StoreError(f"{what}={name!r} is invalid: expected 1-100 letters, digits, '.', '_' or '-', "
+                         f"starting with a letter or digit (parts may be joined by '/', as in 'run/search')")
+    return name
 
 
 @dataclass(frozen=True)
@@ -333,8 +348,7 @@ class Store:
         part of the config that changes results (default: all of it); the full config is kept,
         updated to the latest one given."""
         self._check_writable()
-        if not name or not isinstance(name, str):
-            raise StoreError(f"experiment name {name!r} is invalid: expected a non-empty string")
+        check_name(name)
         exp = experiment_id(kind, name, config if identity is None else identity)
         now = time.time()
         with self.transaction() as db:
@@ -399,7 +413,9 @@ class Store:
 
     def claim(self, trial: str, owner: str, lease: float = 120.0) -> bool:
         """Atomically mark a trial running for ``owner`` until now + ``lease`` seconds: only a
-        pending trial, or a running one whose lease ran out (its owner died), can be claimed."""
+        pending trial, or a running one whose lease ran out or whose owner is a dead process on
+        this host (killed with -9: a driver waiting for its trial takes it over at once rather
+        than after the lease), can be claimed."""
         self._check_writable()
         now = time.time()
         with self.transaction() as db:
@@ -408,6 +424,14 @@ class Store:
                 "attempts=attempts+1 WHERE id=? AND (status='pending' OR "
                 "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
                 (owner, now + lease, now, trial, now))
+            if cur.rowcount == 1:
+                return True
+            held = db.execute("SELECT owner FROM trials WHERE id=? AND status='running'", (trial,)).fetchone()
+            if held is None or not held[0] or not _dead_local(held[0]):
+                return False
+            cur = db.execute(
+                "UPDATE trials SET owner=?, lease_expires=?, started=?, attempts=attempts+1 "
+                "WHERE id=? AND status='running' AND owner=?", (owner, now + lease, now, trial, held[0]))
             return cur.rowcount == 1
 
     def renew(self, owner: str, trials: Iterable[str], lease: float = 120.0) -> int:
@@ -438,14 +462,9 @@ class Store:
     def reap_dead_owners(self) -> int:
         """Expire the leases of drivers on this host whose process is gone (killed with -9):
         their trials become claimable at once instead of when the lease runs out."""
-        host = socket.gethostname()
         owners = [r[0] for r in self._execute("SELECT DISTINCT owner FROM trials WHERE status='running' "
                                               "AND owner IS NOT NULL")]
-        dead = []
-        for owner in owners:
-            parts = owner.split(":")
-            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
-                dead.append(owner)
+        dead = [owner for owner in owners if _dead_local(owner)]
         n = 0
         if dead:
             with self.transaction() as db:
@@ -533,6 +552,13 @@ class Store:
             d["history"] = json.loads(d["history"]) if d["history"] else []
             out.append(d)
         return out
+
+
+def _dead_local(owner: str) -> bool:
+    """Whether a lease's owner (``new_owner``'s host:pid:tag) is a process of this host that is gone."""
+    parts = owner.split(":")
+    return len(parts) == 3 and parts[0] == socket.gethostname() and parts[1].isdigit() \
+        and not _alive(int(parts[1]))
 
 
 def _alive(pid: int) -> bool:

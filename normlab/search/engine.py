@@ -33,7 +33,7 @@ import numpy as np
 from ..runtime.driver import Driver
 from ..runtime.executors import Executor, SerialExecutor
 from ..runtime.results import TrialResult
-from ..runtime.store import Store
+from ..runtime.store import Store, check_name
 from .result import Evaluation, SearchResult, check_objectives
 from .space import SearchError, check_space, decode_arch, encode_arch, space_identity
 
@@ -114,7 +114,7 @@ class _Loop:
             except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing
                 raise SearchError(f"evaluate and the space must be picklable (module-level) to run on the "
                                   f"{getattr(self.executor, 'name', 'parallel')} executor: {exc}") from None
-        self.name = name or strategy
+        self.name = check_name(name or strategy)         # before the store is opened (issue 28)
         identity = {"strategy": strategy, "seed": self.seed, "batch": self.batch,
                     "objectives": self.objectives, **space_identity(space), **settings}
         self.config = {**identity, "budget": self.budget}

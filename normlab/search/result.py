@@ -157,9 +157,11 @@ class SearchResult:
     @classmethod
     def load(cls, path: str | Path, decode: Callable[[Any], Any] = lambda a: a) -> "SearchResult":
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise SearchError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise SearchError(f"cannot read {path}: it is not UTF-8 text") from None
         return cls.from_json(text, decode)
 
     def rows(self, evaluations: Sequence[Evaluation] | None = None) -> list[dict[str, Any]]:

@@ -121,7 +121,11 @@ def load_checkpoint(path: str | Path, state: TrainState) -> bool:
     path = Path(path)
     if not path.exists():
         return False
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:                                     # noqa: BLE001  (any unreadable file)
+        raise ValueError(f"checkpoint {path} cannot be read as tensors and plain data (not written by "
+                         f"normlab, or damaged): remove it to start the run again") from None
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
