@@ -192,6 +192,8 @@ class PoolExecutor(Executor):
         self._slots: list[ProcessPoolExecutor | None] = [None] * workers
         self._busy: dict[Future, tuple[int, str]] = {}
         self._deadline: dict[Future, tuple[float, float]] = {}     # future -> (deadline, timeout)
+        self._starting: dict[Future, tuple[Future, float]] = {}    # future -> (its worker's start, timeout)
+        self._ready: dict[int, Future] = {}                         # slot -> a fresh worker's start
 
     def _slot(self, i: int) -> ProcessPoolExecutor:
         pool = self._slots[i]
@@ -201,6 +203,8 @@ class PoolExecutor(Executor):
             pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                        initargs=(self.threads, os.getpid()))
             self._slots[i] = pool
+            # done once the new worker has started (spawn, imports): time-outs count from there
+            self._ready[i] = pool.submit(os.getpid)
         return pool
 
     @property
@@ -220,12 +224,16 @@ class PoolExecutor(Executor):
             fut = self._slot(slot).submit(call_trial, fn, description)
         self._busy[fut] = (slot, key)
         if timeout is not None:
-            # the worker is idle and its pool holds one worker: the trial starts now
-            self._deadline[fut] = (time.monotonic() + timeout, timeout)
+            ready = self._ready.get(slot)
+            if ready is not None and not ready.done():
+                self._starting[fut] = (ready, float(timeout))     # the clock starts with the worker
+            else:               # an idle worker alone in its pool: the trial starts now
+                self._deadline[fut] = (time.monotonic() + timeout, float(timeout))
 
     def _replace(self, slot: int, kill: bool = False) -> None:
         pool = self._slots[slot]
         self._slots[slot] = None
+        self._ready.pop(slot, None)
         if pool is not None:
             procs = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
             for p in procs:                       # a stuck trial: its worker is killed, not asked
@@ -242,9 +250,16 @@ class PoolExecutor(Executor):
         if self._deadline:
             first = min(d for d, _ in self._deadline.values()) - time.monotonic()
             wait_for = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
-        done, _ = wait(list(self._busy), timeout=wait_for, return_when=FIRST_COMPLETED)
+        starts = {ready for ready, _ in self._starting.values()}
+        done, _ = wait([*self._busy, *starts], timeout=wait_for, return_when=FIRST_COMPLETED)
+        done = {f for f in done if f in self._busy}
         out = []
         now = time.monotonic()
+        for fut, (ready, limit) in list(self._starting.items()):
+            if ready.done() or fut in done:
+                del self._starting[fut]
+                if fut not in done:
+                    self._deadline[fut] = (now + limit, limit)
         for fut in [f for f, (d, _) in self._deadline.items() if f not in done and d <= now]:
             slot, key = self._busy.pop(fut)
             _, limit = self._deadline.pop(fut)
@@ -252,6 +267,7 @@ class PoolExecutor(Executor):
             out.append((key, timed_out(limit, time.time() - limit)))
         for fut in done:
             self._deadline.pop(fut, None)
+            self._starting.pop(fut, None)
             slot, key = self._busy.pop(fut)
             try:
                 out.append((key, fut.result()))
@@ -276,6 +292,8 @@ class PoolExecutor(Executor):
             self._slots[i] = None
         self._busy.clear()
         self._deadline.clear()
+        self._starting.clear()
+        self._ready.clear()
 
 
 def _probe(address: str, timeout: float) -> None:
