@@ -173,3 +173,24 @@ def test_group_commit_loses_at_most_the_last_moments_on_sigkill(tmp_path):
     assert [e.key for e in got.history] == [e.key for e in want.history] and len(got.history) == 20000
     evaluated = (tmp_path / "k.log").read_text().split()
     assert len(evaluated) - 20000 == ran - kept          # only the uncommitted ones ran twice
+
+
+def test_cli_timeout_reaches_the_search_and_bad_values_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from normlab.cli.app import app
+
+    runner = CliRunner()
+    store = str(tmp_path / "s.sqlite")
+    args = ["evolve", "run", "--dataset", "digits", "--anchors", "resnet20@0.25", "--steps", "4",
+            "--budget", "6", "--population", "2", "--sample-size", "2", "--store", store, "--name", "t"]
+    res = runner.invoke(app, [*args, "--timeout", "0.001"])          # serial: recorded when it returns
+    lines = [line for line in res.output.strip().splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "first 3 evaluations" in lines[0] and "timed out after 0.001 s" in lines[0]
+    with Store(store, readonly=True) as db:
+        assert [r["error"] for r in db.rows()] == ["timed out after 0.001 s"] * 3
+    for cmd in (["evolve", "run", "--timeout", "0"], ["nago", "run", "--timeout", "-2"],
+                ["nas", "search", "x.pt", "--timeout", "0"]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 2 and "--timeout" in res.output and "positive" in res.output, res.output

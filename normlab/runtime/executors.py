@@ -55,14 +55,13 @@ def timed_out(timeout: float, started: float | None = None) -> TrialResult:
     return TrialResult.failure(f"timed out after {timeout:g} s", started)
 
 
-def check_timeout(timeout: Any) -> float | None:
+def check_timeout(timeout: Any, name: str = "timeout=") -> float | None:
     """None, or a positive number of seconds (one clear error otherwise)."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0 \
             or timeout != timeout or timeout == float("inf"):
-        raise ExecutorError(f"timeout={timeout!r} is invalid: expected a positive number of seconds "
-                            f"(or None for no limit)")
+        raise ExecutorError(f"{name}{timeout!r} is invalid: expected a positive number of seconds")
     return float(timeout)
 
 
