@@ -18,9 +18,14 @@ one transaction each but queued and committed together: with the next trial's cl
 transaction for both), when ``commit_interval`` seconds have passed since the oldest queued one
 (a background thread sees to it while the driver waits), before any read, and when the driver
 closes or is interrupted. So a SIGKILL loses at most the results that came back in the last
-``commit_interval`` seconds (they are evaluated again on resume, nothing else is). On an
-in-memory store, which no other process can see, claims are queued too and everything is
-written in batches of up to ``MEMORY_BATCH`` trials.
+``commit_interval`` seconds (they are evaluated again on resume, nothing else is). While trials
+are fast (the last one came back within ``FAST`` seconds of its claim), claims are queued too,
+so a stream of quick evaluations costs one transaction per ``commit_interval``; once trials are
+slow, each claim is committed before its trial starts, as without group commit (the first slow
+one's within ``commit_interval``). Two drivers on one store may thus both run a trial claimed in
+the same interval; the first result is kept. On an in-memory
+store, which no other process can see, claims are always queued, and everything is written in
+batches of up to ``MEMORY_BATCH`` trials.
 
 ``timeout`` (seconds) limits each trial; the executor enforces it (see executors).
 """
@@ -40,7 +45,8 @@ from .store import ExperimentRecord, Store, new_owner
 
 __all__ = ["Driver", "Completed", "Outcome", "Sink", "MEMORY_BATCH"]
 
-MEMORY_BATCH = 1024                     # in-memory store: trials written per transaction
+MEMORY_BATCH = 1024                     # queued writes committed together at the most
+FAST = 0.01                             # seconds: a trial this quick has its successors' claims queued
 
 
 @dataclass
@@ -119,6 +125,8 @@ class Driver:
         self._finishes: list[tuple[str, TrialResult]] = []  # queued results
         self._queued = 0
         self._oldest = 0.0
+        self._sent: dict[str, float] = {}                  # id -> when it was handed out
+        self._fast = False                                 # the last trial was quick
         self.experiment = experiment
         self.executor = executor or SerialExecutor()
         self.context = context or RunContext()
@@ -155,13 +163,14 @@ class Driver:
             blob = description_json or canonical_json(description)
             tid = trial or trial_id_of_json(self.experiment.id, blob)
             with self._lock:
-                if self.store.memory:                   # nobody else sees it: claim later, in bulk
+                if self.store.memory or self._fast:     # nobody else sees it, or quick: claim in bulk
                     self._queue_write(starts=(tid, blob))
                     held = True
-                else:                                   # claim now, with the queued results
-                    finishes, self._finishes, self._queued = self._finishes, [], 0
-                    held = self.store.write_trials(self.experiment, start=[(tid, blob)], finish=finishes,
-                                                   owner=self.owner, lease=self.lease)[0]
+                else:                                   # claim now, with what is queued
+                    starts, finishes = self._starts, self._finishes
+                    self._starts, self._finishes, self._queued = [], [], 0
+                    held = self.store.write_trials(self.experiment, start=[*starts, (tid, blob)],
+                                                   finish=finishes, owner=self.owner, lease=self.lease)[-1]
             if not held:
                 return None
         else:
@@ -169,6 +178,7 @@ class Driver:
             if not self.store.claim(tid, self.owner, self.lease):
                 return None
         self._flight[tid] = description
+        self._sent[tid] = time.monotonic()
         self._start_heartbeat()
         if self.timeout is None:
             self.executor.submit(tid, self.call, description)
@@ -206,6 +216,7 @@ class Driver:
         out = []
         for tid, result in self.executor.poll(timeout):
             description = self._flight.pop(tid)
+            self._fast = time.monotonic() - self._sent.pop(tid, 0.0) < FAST
             if self.commit_interval > 0:
                 self._queue_write(finishes=(tid, result))
             else:
@@ -228,6 +239,7 @@ class Driver:
             self.store.release(self.owner, ids)
         finally:
             self._flight.clear()
+            self._sent.clear()
             self.executor.close()
         return len(ids)
 

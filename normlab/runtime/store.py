@@ -12,8 +12,10 @@ Nothing study-specific is schema: the ``bench_trials`` view pulls model/norm/bat
 of the JSON, and ``rows(where={...})`` filters on any description field.
 
 Promises:
-- every state change is its own committed transaction: a process killed at any moment loses at
-  most the trials in flight, and those become claimable again when their lease runs out;
+- every state change is its own committed transaction (``write_trials`` commits several at once,
+  for a search's group commit; see the driver): a process killed at any moment loses at most the
+  trials in flight (and, with group commit, the results not committed yet), and those become
+  claimable again when their lease runs out;
 - ``claim`` is atomic (one UPDATE): two drivers never run the same trial at once, and a finished
   trial (ok, diverged) is never marked running again;
 - a store written by an older schema is migrated when opened for writing and read through an
