@@ -167,10 +167,10 @@ class Driver:
                     self._queue_write(starts=(tid, blob))
                     held = True
                 else:                                   # claim now, with what is queued
-                    starts, finishes = self._starts, self._finishes
+                    held = self.store.write_trials(self.experiment, start=[*self._starts, (tid, blob)],
+                                                   finish=self._finishes, owner=self.owner,
+                                                   lease=self.lease)[-1]
                     self._starts, self._finishes, self._queued = [], [], 0
-                    held = self.store.write_trials(self.experiment, start=[*starts, (tid, blob)],
-                                                   finish=finishes, owner=self.owner, lease=self.lease)[-1]
             if not held:
                 return None
         else:
@@ -205,10 +205,9 @@ class Driver:
         with self._lock:
             if not self._queued:
                 return
-            starts, finishes = self._starts, self._finishes
-            self._starts, self._finishes, self._queued = [], [], 0
-            self.store.write_trials(self.experiment, start=starts, finish=finishes, owner=self.owner,
-                                    lease=self.lease)
+            self.store.write_trials(self.experiment, start=self._starts, finish=self._finishes,
+                                    owner=self.owner, lease=self.lease)
+            self._starts, self._finishes, self._queued = [], [], 0      # kept if the write failed
 
     def wait(self, timeout: float | None = None) -> list[Completed]:
         """Results that came back, each stored (or, with group commit, queued for the next

@@ -30,9 +30,10 @@ def _plain(value: Any) -> Any:
     if kind is float:
         return value if math.isfinite(value) else str(value)
     if kind is dict:
-        return {k if type(k) is str else str(k): _plain(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): v if type(v) in _SCALARS else _plain(v)
+                for k, v in value.items()}
     if kind is list or kind is tuple:
-        return [_plain(v) for v in value]
+        return [v if type(v) in _SCALARS else _plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, _MappingABC):
@@ -48,6 +49,8 @@ _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).e
 
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace: equal descriptions give equal strings (and hashes)."""
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"
     return _ENCODE(_plain(value))
 
 

@@ -125,7 +125,13 @@ def _open_store(store: Store | str | Path | None) -> tuple[Store, bool]:
 
 
 class _Loop:
-    """The shared loop: propose a batch, evaluate it through the Driver, feed results back."""
+    """The shared loop: propose into a window of ``batch`` outstanding candidates, evaluate them
+    through the Driver, feed results back in proposal order (see the module docstring).
+
+    A strategy subclasses it with ``candidate(taken, pending) -> (arch, key) | None`` (its next
+    proposal: ``taken`` holds the keys outstanding, ``pending`` how many there are; ``propose``
+    does the dedup and the constraint) and ``tell(evaluation)`` (a result, in proposal order).
+    """
 
     def __init__(self, strategy: str, space: Any, evaluate: Callable[[Any], Any], *, budget: int,
                  seed: int, objectives: Mapping[str, str] | None, constraint: Callable[[Any], bool] | None,
