@@ -193,3 +193,14 @@ def test_cli_timeout_reaches_the_search_and_bad_values_are_one_line(tmp_path):
                 ["nas", "search", "x.pt", "--timeout", "0"]):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 2 and "--timeout" in res.output and "positive" in res.output, res.output
+
+
+@pytest.mark.slow
+def test_ray_cancels_a_hung_evaluation_and_the_search_goes_on():
+    pytest.importorskip("ray")
+    kw = dict(budget=8, seed=4, batch=4)
+    plan = [e.key for e in random_search(BitString(10), onemax, **kw).history]
+    with make_executor("ray", workers=2) as ex:
+        r = random_search(BitString(10), StallOn([plan[1]]), executor=ex, timeout=3, **kw)
+    assert [e.key for e in r.history] == plan
+    assert [(e.status, e.error) for e in r.history if not e.ok] == [("failed", "timed out after 3 s")]

@@ -14,9 +14,10 @@ the other trials are not affected and the pool replaces the dead worker.
 
 Time-outs: ``submit(key, fn, description, timeout=seconds)`` limits one trial. The process pool
 enforces it: the worker still running the trial after ``timeout`` seconds is killed and replaced,
-and the trial comes back as ``failed`` ("timed out after N s"); Ray cancels the task (force:
-its worker process is killed), counting from when the task is expected to start (Ray queues
-about two tasks per CPU). The serial executor runs trials in this process and cannot interrupt
+and the trial comes back as ``failed`` ("timed out after N s"); a fresh worker's start-up is not
+counted. Ray cancels the task (force: its worker process is killed), counting from when the task
+is expected to start (Ray queues about two tasks per CPU; the workers are started once before
+the first timed task, and a worker Ray starts later has its start-up counted). The serial executor runs trials in this process and cannot interrupt
 one: a trial that overruns is waited for and then returned as timed out (so every executor
 gives the same outcome for an evaluation that finishes), and one that never returns hangs the
 run: use a pool (even of one worker) for evaluations that may hang.
@@ -348,12 +349,17 @@ class RayExecutor(Executor):
         self._refs: dict[Any, str] = {}
         self._limits: dict[Any, float] = {}            # ref -> its time-out (seconds)
         self._deadline: dict[Any, float] = {}          # ref -> deadline, once it is expected to run
+        self._warm = False
 
     @property
     def in_flight(self) -> int:
         return len(self._refs)
 
     def submit(self, key, fn, description, timeout=None):
+        if timeout is not None and not self._warm:
+            # start the workers first (spawn, imports), so that start-up is not counted as work
+            self.ray.get([self._remote.remote(_noop, {}, self.threads) for _ in range(self.cpus)])
+            self._warm = True
         ref = self._remote.remote(fn, description, self.threads)
         self._refs[ref] = key
         if timeout is not None:
@@ -413,6 +419,10 @@ class RayExecutor(Executor):
         self._deadline.clear()
         if self._owned:
             self.ray.shutdown()
+
+
+def _noop(description: dict) -> TrialResult:
+    return TrialResult("ok")
 
 
 def _ray_call(fn: TrialFn, description: dict, threads: int) -> TrialResult:
