@@ -63,6 +63,7 @@ def run(
     workers: int = typer.Option(1, help="parallel candidates (a process pool unless --backend ray)"),
     backend: str = typer.Option("serial", help="serial | process | ray"),
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+    timeout: Optional[float] = typer.Option(None, help="seconds each evaluation may take: a process pool or Ray kills a stuck one (stored as failed, timed out); serial runs cannot interrupt one"),
 ) -> None:
     """Evolve layers (or sample them at random with --strategy random) and print the best."""
     from ..evolve.search import EvolveError, rejection_counts, run_evolve
@@ -76,6 +77,9 @@ def run(
             strategy=strategy, dataset=dataset, anchors=anchors, budget=budget, population=population,
             sample_size=sample_size, selection=selection, steps=steps, batch_size=batch_size,
             norm_batch_size=norm_batch_size, batch_independent=batch_independent, seed=seed))
+        from ..runtime.executors import check_timeout
+
+        check_timeout(timeout, "--timeout ")
         from ..data import check_dataset
 
         check_dataset(cfg.dataset)
@@ -93,7 +97,7 @@ def run(
         raise fail(str(exc)) from None
     try:
         with guarded(f"finished candidates are kept in {store}; run the same command again to resume."):
-            result = run_evolve(cfg, store=db, name=name, executor=executor)
+            result = run_evolve(cfg, store=db, name=name, executor=executor, timeout=timeout)
     finally:
         executor.close()
         db.close()

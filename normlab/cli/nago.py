@@ -64,6 +64,7 @@ def run(
     threads: Optional[int] = typer.Option(None, help="torch threads for a serial run"),
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
     export: Optional[str] = typer.Option(None, help="write the best generators (Pareto front) as JSON here"),
+    timeout: Optional[float] = typer.Option(None, help="seconds each evaluation may take: a process pool or Ray kills a stuck one (stored as failed, timed out); serial runs cannot interrupt one"),
 ) -> None:
     """Search network generators with Bayesian optimisation (optuna), accuracy up and params
     down; every evaluation is stored, and re-running the same command resumes."""
@@ -78,6 +79,12 @@ def run(
     if threads is not None and threads < 1:
         raise fail(f"--threads {threads} is invalid: expected a positive integer")
     check_run(name=name, backend=backend, workers=workers, address=address)
+    from ..runtime.executors import check_timeout
+
+    try:
+        check_timeout(timeout, "--timeout ")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     try:
         cfg = load_config(config, preset=preset, name=name, dataset=dataset, norm=norm, budget=budget,
                           seed=seed, strategy=strategy, samples=samples, width=width, randwire_n=randwire_n,
@@ -126,7 +133,7 @@ def run(
                                        TextColumn("best acc {task.fields[best]}  last {task.fields[last]}"),
                                        console=console, transient=False) as bar:
             task = bar.add_task("nago", total=cfg.budget, best="-", last="-")
-            result = run_search(cfg, store=db, executor=executor, on_result=on_result)
+            result = run_search(cfg, store=db, executor=executor, on_result=on_result, timeout=timeout)
     except KeyboardInterrupt:
         raise fail("interrupted: finished evaluations are stored; run the same command to resume", 130) from None
     except NagoError as exc:

@@ -105,9 +105,16 @@ def search(
     name: Optional[str] = typer.Option(None, help="the search's name in the store"),
     workers: int = typer.Option(1), backend: str = typer.Option("serial", help="serial | process | ray"),
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+    timeout: Optional[float] = typer.Option(None, help="seconds each evaluation may take: a process pool or Ray kills a stuck one (stored as failed, timed out); serial runs cannot interrupt one"),
 ) -> None:
     """Evolutionary search over the supernet's paths, scored by one of the three scorers."""
     from ..nas.search import SCORERS, search_paths
+    from ..runtime.executors import check_timeout
+
+    try:
+        check_timeout(timeout, "--timeout ")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
     check_run(name=name, backend=backend, workers=workers)
     if scorer not in SCORERS:
@@ -130,7 +137,7 @@ def search(
             result = search_paths(checkpoint, scorer=scorer, budget=budget, population=population,
                                   sample_size=sample_size, crossover=crossover, seed=seed, allowed=ops,
                                   max_flops=max_flops, max_params=max_params, store=db, name=name,
-                                  executor=executor)
+                                  executor=executor, timeout=timeout)
     finally:
         executor.close()
         db.close()

@@ -391,7 +391,8 @@ def __getattr__(name: str) -> Any:
 
 
 def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = None,
-               executor: Any = None, progress: bool | None = None, batch: int | None = None) -> Any:
+               executor: Any = None, progress: bool | None = None, batch: int | None = None,
+               timeout: float | None = None) -> Any:
     """Run the layer search through ``normlab.search`` (evolution or random search) and return
     its SearchResult; ``result.invalid`` (the engine's ``infeasible``, kept in the store) counts
     candidates the validity rule never trained."""
@@ -400,7 +401,7 @@ def run_evolve(config: EvolveConfig, *, store: Any = None, name: str | None = No
     space, task = config.space, config.task
     common = dict(objectives=config.objectives, constraint=space.valid, store=store,
                   name=name or f"evolve-{config.strategy}", executor=executor, seed=config.seed,
-                  budget=config.budget, progress=progress, batch=batch)
+                  budget=config.budget, progress=progress, batch=batch, timeout=timeout)
     if config.strategy == "random":
         result = random_search(space, task, **common)
     else:

@@ -5,13 +5,15 @@ trial of normlab's runtime (Store + Driver + executor), multi-objective (accurac
     result = run_search(cfg, store="runs/normlab.sqlite")     # a SearchResult
     result.pareto_front()
 
-One store of truth. Optuna's study lives in memory only: it is rebuilt at every start from the
-stored evaluations (``study.add_trial(create_trial(params, distributions, values))`` in the
-order they were stored), so a search killed at any point resumes where it was: finished
-evaluations are never run again, evaluations left pending or running by the killed process are
-run first (a dead owner's lease is reaped), and optuna is told each of them before it proposes
-anything new. Resumed proposals differ from an uninterrupted run's (optuna's sampler state is
-not stored, only its history), which BO does not need.
+One store of truth, and resume that replays: optuna's study lives in memory only. Every start
+replays the search from its beginning with the same sampler seed: the sampler proposes (asks)
+in the same order, and each proposal already finished in the store is told its stored result
+instead of being evaluated again. The sampler thus sees the same history in the same order and
+its random state advances the same way, so a search killed at any point (kill -9 included)
+resumes into exactly the uninterrupted run: the same proposals, finished evaluations never run
+again, and the ones left pending or running by the killed process (a dead owner's lease is
+reaped) run at their place in the sequence. Successive-halving promotions are computed from the
+results fed back so far, in proposal order, not from whatever the store holds.
 
 Evaluation (``evaluate_generator``, the trial function): ``samples`` networks drawn from the
 generator with seeds seed, seed+1, ... are each trained briefly (``normlab.train.fit``) and
@@ -330,7 +332,7 @@ def evaluate_generator(description: Mapping[str, Any], context: RunContext | Non
 def _sampler(cfg: NagoConfig, told: int):
     import optuna
 
-    seed = cfg.seed * 1_000_003 + told           # a resumed run does not replay the first draws
+    seed = cfg.seed * 1_000_003 + told           # told=0: a resume replays the same draws
     if cfg.strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -410,10 +412,14 @@ FINISHED = ("ok", "diverged")
 
 def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, executor: Executor | None = None,
                context: RunContext | None = None,
-               on_result: Callable[[int, int, Evaluation], None] | None = None) -> SearchResult:
+               on_result: Callable[[int, int, Evaluation], None] | None = None,
+               timeout: float | None = None) -> SearchResult:
     """Run (or resume) the search ``cfg`` and return its SearchResult (read back from the store).
-    ``on_result(done, budget, evaluation)`` hears about every finished evaluation (``done`` counts
-    generators: a successive-halving promotion does not add one)."""
+    ``on_result(done, budget, evaluation)`` hears about every finished evaluation, those a resume
+    reads back from the store included (``done`` counts generators: a successive-halving
+    promotion does not add one). ``timeout`` (seconds) limits each evaluation: a pool or Ray kills
+    the stuck worker and the evaluation is stored as failed (the serial executor cannot interrupt
+    one; it records the time-out when the evaluation returns)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -423,42 +429,24 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
     try:
         config, identity = experiment_config(cfg)
         exp = db.experiment(cfg.name, NAGO_KIND, config, identity=identity)
-        driver = Driver(db, exp, evaluate_generator, executor, context=context)
+        try:
+            driver = Driver(db, exp, evaluate_generator, executor, context=context, timeout=timeout)
+        except ValueError as exc:
+            raise NagoError(str(exc)) from None
         db.reap_dead_owners()
         space = search_space(cfg)
-        rows = db.rows(experiment_id=exp.id)
-        finished = [r for r in rows if r["status"] in FINISHED]
-        leftover = [(r["id"], r["description"]) for r in rows if r["status"] not in FINISHED]
-        if leftover:
-            db.requeue_failed([tid for tid, _ in leftover])
-        drawn = sum(_rung(r["description"]) == 0 for r in rows)       # randwire: the next draw
         study = optuna.create_study(directions=["maximize" if d == "max" else "minimize"
                                                 for d in OBJECTIVES.values()],
-                                    sampler=_sampler(cfg, len(finished)))
+                                    sampler=_sampler(cfg, 0))
         by_key: dict[str, list[float] | None] = {}
+        told: list[dict[str, Any]] = []          # rows fed back so far, in proposal order (promotions)
         bo = cfg.strategy != "randwire"
-
-        def add(description: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> None:
-            vals = _values(metrics or {})
-            by_key[description["key"]] = vals
-            if bo:
-                params = dict(description["params"])
-                study.add_trial(optuna.trial.create_trial(
-                    params=params, distributions={k: space[k] for k in params}, values=vals,
-                    state=optuna.trial.TrialState.COMPLETE if vals else optuna.trial.TrialState.FAIL))
-
-        for r in finished:                           # rebuild optuna from the store, in stored order
-            if _rung(r["description"]) == 0:         # optuna sees the first fidelity of every generator
-                add(r["description"], r["metrics"])
-        done = sum(_rung(r["description"]) == 0 for r in finished)
+        done = drawn = repeats = 0
         capacity = max(1, int(getattr(executor, "capacity", 1)))
-        repeats = 0
         while True:
-            promoted = promotions(cfg, db.rows(experiment_id=exp.id)) if cfg.rungs > 1 else []
+            promoted = promotions(cfg, told) if cfg.rungs > 1 else []
             batch: list[tuple[Any, dict[str, Any]]] = []      # (optuna trial or None, description)
-            while leftover and len(batch) < capacity:        # a killed run's evaluations first
-                batch.append((None, leftover.pop(0)[1]))
-            while promoted and len(batch) < capacity:        # then the generators promoted a rung
+            while promoted and len(batch) < capacity:        # the generators promoted a rung first
                 batch.append((None, promoted.pop(0)))
             while len(batch) < capacity and done + sum(_rung(d) == 0 for _, d in batch) < cfg.budget:
                 if not bo:
@@ -482,10 +470,16 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
                 batch.append((trial, desc))
             if not batch:
                 break
-            ids, _ = db.insert_trials(exp, [d for _, d in batch])
-            status = db.status_of(ids)
-            todo = [(tid, d) for tid, (_, d) in zip(ids, batch) if status.get(tid) not in FINISHED]
+            ids, new = db.insert_trials(exp, [d for _, d in batch])
+            stored = {} if new == len(ids) else {r["id"]: r for r in db.rows(ids=ids)}
             results: dict[str, tuple[str, dict[str, Any], str | None]] = {}
+            for tid, row in stored.items():                 # finished before (resume): read back
+                if row["status"] in FINISHED:
+                    results[tid] = (row["status"], row["metrics"], row["error"])
+            todo = [(tid, d) for tid, (_, d) in zip(ids, batch) if tid not in results]
+            failed = [tid for tid, _ in todo if stored.get(tid, {}).get("status") == "failed"]
+            if failed:                                      # a rerun retries failed evaluations
+                db.requeue_failed(failed)
             if todo:
                 outcome = driver.dispatch(todo, poll_every=0.5)
                 for c in outcome.results:
@@ -495,6 +489,7 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
                 results[r["id"]] = (r["status"], r["metrics"], r["error"])
             for tid, (trial, desc) in zip(ids, batch):
                 state, metrics, error = results.get(tid, ("failed", {}, "not finished"))
+                told.append({"description": desc, "status": state, "metrics": metrics or {}})
                 vals = _values(metrics) if state == "ok" else None
                 if trial is not None:
                     if vals is not None:
@@ -503,7 +498,7 @@ def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, exec
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     by_key[desc["key"]] = vals
                 elif _rung(desc) == 0:
-                    add(desc, metrics if state == "ok" else None)
+                    by_key[desc["key"]] = vals
                 if _rung(desc) == 0:
                     done += 1
                 if on_result is not None:

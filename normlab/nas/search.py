@@ -133,7 +133,8 @@ def search_paths(checkpoint: str | Path, *, scorer: str = "rebn", budget: int = 
                  sample_size: int = 5, crossover: float = 0.0, rate: float = 0.1, seed: int = 0,
                  allowed: Sequence[Sequence[int]] | None = None, max_flops: float | None = None,
                  max_params: float | None = None, fixed_depth: bool = False, store: Any = None,
-                 name: str | None = None, executor: Any = None, progress: bool | None = None) -> Any:
+                 name: str | None = None, executor: Any = None, progress: bool | None = None,
+                 timeout: float | None = None) -> Any:
     """SPOS's evolutionary search over paths (normlab.search.evolution) scored by ``scorer``;
     FLOPs/params limits are checked before scoring; with a store, evaluations persist and a rerun
     resumes. ``allowed`` restricts each layer's ops (a shrunk space)."""
@@ -148,7 +149,8 @@ def search_paths(checkpoint: str | Path, *, scorer: str = "rebn", budget: int = 
     evaluate = SupernetScorer(str(checkpoint), scorer, fixed_depth=fixed_depth)
     return evolution(space, evaluate, budget=budget, population=population, sample_size=sample_size,
                      crossover=crossover, seed=seed, constraint=constraint, store=store,
-                     name=name or f"nas-{scorer}-s{seed}", executor=executor, progress=progress)
+                     name=name or f"nas-{scorer}-s{seed}", executor=executor, progress=progress,
+                     timeout=timeout)
 
 
 # -- the evidence ------------------------------------------------------------------------------

@@ -12,6 +12,22 @@ while it runs; its result is stored the moment it comes back. So:
 
 Two ways in: ``run(descriptions)`` for a fixed plan (the batch-size study), and
 ``submit``/``wait`` for a steady-state search that proposes after each result.
+
+Group commit (``commit_interval`` > 0, what the search engine uses): results are not committed
+one transaction each but queued and committed together: with the next trial's claim (one
+transaction for both), when ``commit_interval`` seconds have passed since the oldest queued one
+(a background thread sees to it while the driver waits), before any read, and when the driver
+closes or is interrupted. So a SIGKILL loses at most the results that came back in the last
+``commit_interval`` seconds (they are evaluated again on resume, nothing else is). While trials
+are fast (the last one came back within ``FAST`` seconds of its claim), claims are queued too,
+so a stream of quick evaluations costs one transaction per ``commit_interval``; once trials are
+slow, each claim is committed before its trial starts, as without group commit (the first slow
+one's within ``commit_interval``). Two drivers on one store may thus both run a trial claimed in
+the same interval; the first result is kept. On an in-memory
+store, which no other process can see, claims are always queued, and everything is written in
+batches of up to ``MEMORY_BATCH`` trials.
+
+``timeout`` (seconds) limits each trial; the executor enforces it (see executors).
 """
 
 from __future__ import annotations
@@ -23,11 +39,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .executors import Executor, SerialExecutor
-from .results import FINISHED, RunContext, TrialResult, canonical_json
+from .executors import Executor, SerialExecutor, check_timeout
+from .results import FINISHED, RunContext, TrialResult, canonical_json, trial_id_of_json
 from .store import ExperimentRecord, Store, new_owner
 
-__all__ = ["Driver", "Completed", "Outcome", "Sink"]
+__all__ = ["Driver", "Completed", "Outcome", "Sink", "MEMORY_BATCH"]
+
+MEMORY_BATCH = 1024                     # queued writes committed together at the most
+FAST = 0.01                             # seconds: a trial this quick has its successors' claims queued
 
 
 @dataclass
@@ -70,14 +89,21 @@ class _Heartbeat(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        every = max(0.05, self.driver.lease / 3)
-        while not self.stop.wait(every):
-            ids = list(self.driver._flight)
-            if ids:
-                try:
-                    self.driver.store.renew(self.driver.owner, ids, self.driver.lease)
-                except Exception:  # noqa: BLE001 - the next renewal or the result will tell
-                    pass
+        driver = self.driver
+        every = max(0.05, driver.lease / 3)
+        tick = min(every, driver.commit_interval) if driver.commit_interval > 0 else every
+        renewed = time.monotonic()
+        while not self.stop.wait(tick):
+            try:
+                if driver._queued and time.monotonic() - driver._oldest >= driver.commit_interval:
+                    driver.flush()
+                if time.monotonic() - renewed >= every:
+                    renewed = time.monotonic()
+                    ids = list(driver._flight)
+                    if ids:
+                        driver.store.renew(driver.owner, ids, driver.lease)
+            except Exception:  # noqa: BLE001 - the next renewal, flush or the result will tell
+                pass
 
 
 class Driver:
@@ -89,8 +115,18 @@ class Driver:
 
     def __init__(self, store: Store, experiment: ExperimentRecord, fn: Callable[..., Any],
                  executor: Executor | None = None, *, context: RunContext | None = None,
-                 lease: float = 120.0, sinks: Sequence[Sink] = (), owner: str | None = None) -> None:
+                 lease: float = 120.0, sinks: Sequence[Sink] = (), owner: str | None = None,
+                 timeout: float | None = None, commit_interval: float = 0.0) -> None:
         self.store = store
+        self.timeout = check_timeout(timeout)
+        self.commit_interval = float(commit_interval)
+        self._lock = threading.RLock()
+        self._starts: list[tuple[str, str]] = []            # queued (in-memory store only)
+        self._finishes: list[tuple[str, TrialResult]] = []  # queued results
+        self._queued = 0
+        self._oldest = 0.0
+        self._sent: dict[str, float] = {}                  # id -> when it was handed out
+        self._fast = False                                 # the last trial was quick
         self.experiment = experiment
         self.executor = executor or SerialExecutor()
         self.context = context or RunContext()
@@ -116,24 +152,74 @@ class Driver:
         """Store trials as pending (idempotent); returns their ids."""
         return self.store.add_trials(self.experiment, descriptions)
 
-    def submit(self, description: Mapping[str, Any], trial: str | None = None) -> str | None:
+    def submit(self, description: Mapping[str, Any], trial: str | None = None,
+               description_json: str | None = None) -> str | None:
         """Claim a trial and hand it to the executor; returns its id, or None when it could not
-        be claimed (finished already, or running under another driver's live lease)."""
+        be claimed (finished already, or running under another driver's live lease). With group
+        commit the trial need not be stored yet (it is inserted as it is claimed);
+        ``description_json`` is its canonical JSON when the caller has it."""
         description = dict(description)
-        tid = trial or self.add([description])[0]
-        if not self.store.claim(tid, self.owner, self.lease):
-            return None
+        if self.commit_interval > 0:
+            blob = description_json or canonical_json(description)
+            tid = trial or trial_id_of_json(self.experiment.id, blob)
+            with self._lock:
+                if self.store.memory or self._fast:     # nobody else sees it, or quick: claim in bulk
+                    self._queue_write(starts=(tid, blob))
+                    held = True
+                else:                                   # claim now, with what is queued
+                    held = self.store.write_trials(self.experiment, start=[*self._starts, (tid, blob)],
+                                                   finish=self._finishes, owner=self.owner,
+                                                   lease=self.lease)[-1]
+                    self._starts, self._finishes, self._queued = [], [], 0
+            if not held:
+                return None
+        else:
+            tid = trial or self.add([description])[0]
+            if not self.store.claim(tid, self.owner, self.lease):
+                return None
         self._flight[tid] = description
+        self._sent[tid] = time.monotonic()
         self._start_heartbeat()
-        self.executor.submit(tid, self.call, description)
+        if self.timeout is None:
+            self.executor.submit(tid, self.call, description)
+        else:
+            self.executor.submit(tid, self.call, description, timeout=self.timeout)
         return tid
 
+    def _queue_write(self, starts: tuple[str, str] | None = None,
+                     finishes: tuple[str, TrialResult] | None = None) -> None:
+        with self._lock:
+            if not self._queued:
+                self._oldest = time.monotonic()
+            if starts is not None:
+                self._starts.append(starts)
+            if finishes is not None:
+                self._finishes.append(finishes)
+            self._queued += 1
+            if self._queued >= MEMORY_BATCH or (
+                    not self.store.memory and time.monotonic() - self._oldest >= self.commit_interval):
+                self.flush()
+
+    def flush(self) -> None:
+        """Commit the queued writes (group commit) in one transaction."""
+        with self._lock:
+            if not self._queued:
+                return
+            self.store.write_trials(self.experiment, start=self._starts, finish=self._finishes,
+                                    owner=self.owner, lease=self.lease)
+            self._starts, self._finishes, self._queued = [], [], 0      # kept if the write failed
+
     def wait(self, timeout: float | None = None) -> list[Completed]:
-        """Results that came back (each stored before it is returned and told to the sinks)."""
+        """Results that came back, each stored (or, with group commit, queued for the next
+        commit) before it is returned and told to the sinks."""
         out = []
         for tid, result in self.executor.poll(timeout):
             description = self._flight.pop(tid)
-            self.store.finish(tid, result)
+            self._fast = time.monotonic() - self._sent.pop(tid, 0.0) < FAST
+            if self.commit_interval > 0:
+                self._queue_write(finishes=(tid, result))
+            else:
+                self.store.finish(tid, result)
             done = Completed(tid, description, result)
             for sink in self.sinks:
                 try:
@@ -144,12 +230,15 @@ class Driver:
         return out
 
     def interrupt(self) -> int:
-        """Give in-flight trials back to the store (pending) and stop the executor's workers."""
+        """Commit what came back, give in-flight trials back to the store (pending) and stop the
+        executor's workers."""
         ids = list(self._flight)
         try:
+            self.flush()
             self.store.release(self.owner, ids)
         finally:
             self._flight.clear()
+            self._sent.clear()
             self.executor.close()
         return len(ids)
 
@@ -157,6 +246,7 @@ class Driver:
         if self._beat is not None:
             self._beat.stop.set()
             self._beat = None
+        self.flush()
 
     def _start_heartbeat(self) -> None:
         if self._beat is None and not self.store.memory:
@@ -258,6 +348,7 @@ class Driver:
                 elif busy:
                     time.sleep(poll_every)
                 if busy and not todo:
+                    self.flush()
                     now = self.store.status_of(busy)
                     for tid in list(busy):
                         state = now.get(tid)

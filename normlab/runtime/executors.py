@@ -12,6 +12,16 @@ the process pool sends it to an idle worker at once (capacity = workers), Ray ke
 per CPU queued. A trial that raises, or whose worker process dies, comes back as ``failed``;
 the other trials are not affected and the pool replaces the dead worker.
 
+Time-outs: ``submit(key, fn, description, timeout=seconds)`` limits one trial. The process pool
+enforces it: the worker still running the trial after ``timeout`` seconds is killed and replaced,
+and the trial comes back as ``failed`` ("timed out after N s"); a fresh worker's start-up is not
+counted. Ray cancels the task (force: its worker process is killed), counting from when the task
+is expected to start (Ray queues about two tasks per CPU; the workers are started once before
+the first timed task, and a worker Ray starts later has its start-up counted). The serial executor runs trials in this process and cannot interrupt
+one: a trial that overruns is waited for and then returned as timed out (so every executor
+gives the same outcome for an evaluation that finishes), and one that never returns hangs the
+run: use a pool (even of one worker) for evaluations that may hang.
+
 Thread counts are set once per worker by its initialiser; pool workers also watch their parent
 and exit when the driver dies (SIGKILL included), so a killed driver leaves no orphans.
 """
@@ -32,7 +42,7 @@ from .results import TrialResult
 
 __all__ = ["BACKENDS", "Executor", "SerialExecutor", "PoolExecutor", "RayExecutor", "make_executor",
            "check_executor",
-           "call_trial", "ExecutorError", "threads_per_worker"]
+           "call_trial", "ExecutorError", "threads_per_worker", "check_timeout", "timed_out"]
 
 BACKENDS = ("serial", "process", "ray")
 TrialFn = Callable[[dict], Any]
@@ -40,6 +50,21 @@ TrialFn = Callable[[dict], Any]
 
 class ExecutorError(ValueError):
     """An executor that cannot start (bad settings, unreachable cluster): one line."""
+
+
+def timed_out(timeout: float, started: float | None = None) -> TrialResult:
+    """The result of a trial stopped (or overrun) at its time-out."""
+    return TrialResult.failure(f"timed out after {timeout:g} s", started)
+
+
+def check_timeout(timeout: Any, name: str = "timeout=") -> float | None:
+    """None, or a positive number of seconds (one clear error otherwise)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0 \
+            or timeout != timeout or timeout == float("inf"):
+        raise ExecutorError(f"{name}{timeout!r} is invalid: expected a positive number of seconds")
+    return float(timeout)
 
 
 def call_trial(fn: TrialFn, description: dict) -> TrialResult:
@@ -71,7 +96,7 @@ class Executor:
     def has_room(self) -> bool:
         return self.in_flight < self.capacity
 
-    def submit(self, key: str, fn: TrialFn, description: dict) -> None:
+    def submit(self, key: str, fn: TrialFn, description: dict, timeout: float | None = None) -> None:
         raise NotImplementedError
 
     def poll(self, timeout: float | None = None) -> list[tuple[str, TrialResult]]:
@@ -94,32 +119,38 @@ class SerialExecutor(Executor):
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
-        self._queue: list[tuple[str, TrialFn, dict]] = []
+        self._queue: list[tuple[str, TrialFn, dict, float | None]] = []
 
     @property
     def in_flight(self) -> int:
         return len(self._queue)
 
-    def submit(self, key, fn, description):
+    def submit(self, key, fn, description, timeout=None):
         if self._queue:
             raise RuntimeError("SerialExecutor holds one trial at a time: poll() it first")
-        self._queue.append((key, fn, description))
+        self._queue.append((key, fn, description, timeout))
 
     def poll(self, timeout=None):
         if not self._queue:
             return []
-        key, fn, description = self._queue[0]
-        import torch
-
-        previous = torch.get_num_threads()
+        key, fn, description, limit = self._queue[0]
+        previous = None
         if self.threads:
+            import torch
+
+            previous = torch.get_num_threads()
             torch.set_num_threads(int(self.threads))
+        started = time.perf_counter()
         try:
             result = call_trial(fn, description)
         finally:
             self._queue.pop(0)
-            if self.threads and previous != int(self.threads):
+            if previous is not None and previous != int(self.threads):
+                import torch
+
                 torch.set_num_threads(previous)      # serial runs leave no trace on the caller
+        if limit is not None and time.perf_counter() - started > limit:
+            result = timed_out(limit, result.started)     # cannot interrupt: the same verdict late
         return [(key, result)]
 
 
@@ -161,6 +192,9 @@ class PoolExecutor(Executor):
         self.threads = threads or threads_per_worker(workers)
         self._slots: list[ProcessPoolExecutor | None] = [None] * workers
         self._busy: dict[Future, tuple[int, str]] = {}
+        self._deadline: dict[Future, tuple[float, float]] = {}     # future -> (deadline, timeout)
+        self._starting: dict[Future, tuple[Future, float]] = {}    # future -> (its worker's start, timeout)
+        self._ready: dict[int, Future] = {}                         # slot -> a fresh worker's start
 
     def _slot(self, i: int) -> ProcessPoolExecutor:
         pool = self._slots[i]
@@ -170,13 +204,15 @@ class PoolExecutor(Executor):
             pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                        initargs=(self.threads, os.getpid()))
             self._slots[i] = pool
+            # done once the new worker has started (spawn, imports): time-outs count from there
+            self._ready[i] = pool.submit(os.getpid)
         return pool
 
     @property
     def in_flight(self) -> int:
         return len(self._busy)
 
-    def submit(self, key, fn, description):
+    def submit(self, key, fn, description, timeout=None):
         busy = {slot for slot, _ in self._busy.values()}
         free = [i for i in range(self.workers) if i not in busy]
         if not free:
@@ -188,19 +224,51 @@ class PoolExecutor(Executor):
             self._replace(slot)
             fut = self._slot(slot).submit(call_trial, fn, description)
         self._busy[fut] = (slot, key)
+        if timeout is not None:
+            ready = self._ready.get(slot)
+            if ready is not None and not ready.done():
+                self._starting[fut] = (ready, float(timeout))     # the clock starts with the worker
+            else:               # an idle worker alone in its pool: the trial starts now
+                self._deadline[fut] = (time.monotonic() + timeout, float(timeout))
 
-    def _replace(self, slot: int) -> None:
+    def _replace(self, slot: int, kill: bool = False) -> None:
         pool = self._slots[slot]
         self._slots[slot] = None
+        self._ready.pop(slot, None)
         if pool is not None:
+            procs = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
+            for p in procs:                       # a stuck trial: its worker is killed, not asked
+                if p.is_alive():
+                    p.kill()
             pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.join(5)
 
     def poll(self, timeout=None):
         if not self._busy:
             return []
-        done, _ = wait(list(self._busy), timeout=timeout, return_when=FIRST_COMPLETED)
+        wait_for = timeout
+        if self._deadline:
+            first = min(d for d, _ in self._deadline.values()) - time.monotonic()
+            wait_for = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        starts = {ready for ready, _ in self._starting.values()}
+        done, _ = wait([*self._busy, *starts], timeout=wait_for, return_when=FIRST_COMPLETED)
+        done = {f for f in done if f in self._busy}
         out = []
+        now = time.monotonic()
+        for fut, (ready, limit) in list(self._starting.items()):
+            if ready.done() or fut in done:
+                del self._starting[fut]
+                if fut not in done:
+                    self._deadline[fut] = (now + limit, limit)
+        for fut in [f for f, (d, _) in self._deadline.items() if f not in done and d <= now]:
+            slot, key = self._busy.pop(fut)
+            _, limit = self._deadline.pop(fut)
+            self._replace(slot, kill=True)
+            out.append((key, timed_out(limit, time.time() - limit)))
         for fut in done:
+            self._deadline.pop(fut, None)
+            self._starting.pop(fut, None)
             slot, key = self._busy.pop(fut)
             try:
                 out.append((key, fut.result()))
@@ -224,6 +292,9 @@ class PoolExecutor(Executor):
                     p.terminate()
             self._slots[i] = None
         self._busy.clear()
+        self._deadline.clear()
+        self._starting.clear()
+        self._ready.clear()
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -274,30 +345,68 @@ class RayExecutor(Executor):
             self._owned = True
         cpus = int(ray.cluster_resources().get("CPU", num_cpus or 1))
         self.capacity = max(2, 2 * cpus)
+        self.cpus = max(1, cpus)
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
         self._refs: dict[Any, str] = {}
+        self._limits: dict[Any, float] = {}            # ref -> its time-out (seconds)
+        self._deadline: dict[Any, float] = {}          # ref -> deadline, once it is expected to run
+        self._warm = False
 
     @property
     def in_flight(self) -> int:
         return len(self._refs)
 
-    def submit(self, key, fn, description):
-        self._refs[self._remote.remote(fn, description, self.threads)] = key
+    def submit(self, key, fn, description, timeout=None):
+        if timeout is not None and not self._warm:
+            # start the workers first (spawn, imports), so that start-up is not counted as work
+            self.ray.get([self._remote.remote(_noop, {}, self.threads) for _ in range(self.cpus)])
+            self._warm = True
+        ref = self._remote.remote(fn, description, self.threads)
+        self._refs[ref] = key
+        if timeout is not None:
+            self._limits[ref] = float(timeout)
+            self._start_clocks()
+
+    def _start_clocks(self) -> None:
+        """Tasks run about in submission order, one per CPU: a task's clock starts when fewer
+        than ``cpus`` tasks submitted before it are still out."""
+        now = time.monotonic()
+        for ref in list(self._refs)[:self.cpus]:
+            if ref in self._limits and ref not in self._deadline:
+                self._deadline[ref] = now + self._limits[ref]
 
     def poll(self, timeout=None):
         if not self._refs:
             return []
-        ready, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        wait_for = timeout
+        if self._deadline:
+            first = min(self._deadline.values()) - time.monotonic()
+            wait_for = max(0.0, first) if timeout is None else max(0.0, min(timeout, first))
+        ready, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=wait_for)
         if ready:
             more, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
             ready = list(dict.fromkeys([*ready, *more]))
         out = []
+        now = time.monotonic()
+        for ref in [r for r, d in self._deadline.items() if r not in ready and d <= now]:
+            key = self._refs.pop(ref)
+            limit = self._limits.pop(ref)
+            self._deadline.pop(ref)
+            try:
+                self.ray.cancel(ref, force=True)         # kills the worker process running it
+            except Exception:  # noqa: BLE001 - finished meanwhile: the verdict stands
+                pass
+            out.append((key, timed_out(limit, time.time() - limit)))
         for ref in ready:
+            self._limits.pop(ref, None)
+            self._deadline.pop(ref, None)
             key = self._refs.pop(ref)
             try:
                 out.append((key, self.ray.get(ref)))
             except Exception as exc:  # noqa: BLE001 - a dead worker fails its own trial
                 out.append((key, TrialResult.failure(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")))
+        if self._limits:
+            self._start_clocks()
         return out
 
     def close(self) -> None:
@@ -307,8 +416,14 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001
                 pass
         self._refs.clear()
+        self._limits.clear()
+        self._deadline.clear()
         if self._owned:
             self.ray.shutdown()
+
+
+def _noop(description: dict) -> TrialResult:
+    return TrialResult("ok")
 
 
 def _ray_call(fn: TrialFn, description: dict, threads: int) -> TrialResult:

@@ -7,33 +7,51 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Mapping as _MappingABC
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 __all__ = ["TrialResult", "RunContext", "canonical_json", "experiment_id", "trial_id",
-           "FINISHED", "STATUSES", "RESULT_STATUSES"]
+           "FINISHED", "STATUSES", "RESULT_STATUSES", "trial_id_of_json"]
 
 RESULT_STATUSES = ("ok", "diverged", "failed")
 FINISHED = ("ok", "diverged")                 # a rerun skips these; 'failed' runs again
 STATUSES = ("pending", "running", *RESULT_STATUSES)
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe: non-finite floats become strings, so every stored blob is valid JSON."""
-    if type(value) in (str, int, bool) or value is None:      # the common case, checked cheaply
+    kind = type(value)
+    if kind in _SCALARS:                                       # the common case, checked cheaply
         return value
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _SCALARS else _plain(v)
+                for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _SCALARS else _plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, dict) or isinstance(value, Mapping):
+    if isinstance(value, _MappingABC):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
 
 
+# one encoder, built once (json.dumps with options builds a new one per call)
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace: equal descriptions give equal strings (and hashes)."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), default=str)
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"
+    return _ENCODE(_plain(value))
 
 
 def experiment_id(kind: str, name: str, identity: Mapping[str, Any]) -> str:
@@ -45,8 +63,12 @@ def experiment_id(kind: str, name: str, identity: Mapping[str, Any]) -> str:
 def trial_id(experiment: str, description: Mapping[str, Any]) -> str:
     """A trial's identity: hash(experiment identity, canonical trial description). Two experiments
     that describe the same trial each run their own."""
-    blob = f"{experiment}\n{canonical_json(description)}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return trial_id_of_json(experiment, canonical_json(description))
+
+
+def trial_id_of_json(experiment: str, description_json: str) -> str:
+    """``trial_id`` from the description's canonical JSON (when the caller has it already)."""
+    return hashlib.sha256(f"{experiment}\n{description_json}".encode()).hexdigest()[:16]
 
 
 @dataclass

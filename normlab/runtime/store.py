@@ -12,8 +12,10 @@ Nothing study-specific is schema: the ``bench_trials`` view pulls model/norm/bat
 of the JSON, and ``rows(where={...})`` filters on any description field.
 
 Promises:
-- every state change is its own committed transaction: a process killed at any moment loses at
-  most the trials in flight, and those become claimable again when their lease runs out;
+- every state change is its own committed transaction (``write_trials`` commits several at once,
+  for a search's group commit; see the driver): a process killed at any moment loses at most the
+  trials in flight (and, with group commit, the results not committed yet), and those become
+  claimable again when their lease runs out;
 - ``claim`` is atomic (one UPDATE): two drivers never run the same trial at once, and a finished
   trial (ok, diverged) is never marked running again;
 - a store written by an older schema is migrated when opened for writing and read through an
@@ -496,6 +498,65 @@ class Store:
                 (result.status, canonical_json(result.metrics), canonical_json(result.history),
                  result.error, result.finished or time.time(), result.started, trial, *FINISHED))
             return cur.rowcount == 1
+
+    def write_trials(self, experiment: str | ExperimentRecord, *,
+                     start: Iterable[tuple[str, str]] = (), finish: Iterable[tuple[str, TrialResult]] = (),
+                     owner: str | None = None, lease: float = 120.0) -> list[bool]:
+        """Several writes in one transaction (a search's group commit): store the results in
+        ``finish`` (id, result) as ``finish`` does (the first result wins), and start each trial
+        of ``start`` (id, canonical description JSON): insert it as running under ``owner`` when
+        it is new, else claim it as ``claim`` does (a failed one too: a rerun retries it). A
+        trial both started and finished here is inserted with its result directly. Returns, for
+        each trial of ``start``, whether ``owner`` holds it (False: another driver's live lease)."""
+        self._check_writable()
+        exp = experiment.id if isinstance(experiment, ExperimentRecord) else experiment
+        now = time.time()
+        results = {tid: TrialResult.coerce(r) for tid, r in finish}
+        held: list[bool] = []
+        with self.transaction() as db:
+            for tid, blob in start:
+                result = results.pop(tid, None)
+                if result is None:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO trials (id, experiment_id, description, status, owner, "
+                        "lease_expires, attempts, created, started) VALUES (?, ?, ?, 'running', ?, ?, 1, ?, ?)",
+                        (tid, exp, blob, owner, now + lease, now, now))
+                else:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO trials (id, experiment_id, description, status, metrics, "
+                        "history, error, attempts, created, started, finished) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                        (tid, exp, blob, result.status, canonical_json(result.metrics),
+                         canonical_json(result.history), result.error, now, result.started or now,
+                         result.finished or now))
+                if cur.rowcount == 1:
+                    held.append(True)
+                    continue
+                cur = db.execute(
+                    "UPDATE trials SET status='running', owner=?, lease_expires=?, started=?, "
+                    "attempts=attempts+1 WHERE id=? AND (status IN ('pending', 'failed') OR "
+                    "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
+                    (owner, now + lease, now, tid, now))
+                held.append(cur.rowcount == 1)
+                if result is not None:
+                    results[tid] = result
+            if results:
+                db.executemany(
+                    "UPDATE trials SET status=?, metrics=?, history=?, error=?, finished=?, "
+                    "started=COALESCE(?, started), owner=NULL, lease_expires=NULL "
+                    f"WHERE id=? AND status NOT IN ({','.join('?' * len(FINISHED))})",
+                    [(r.status, canonical_json(r.metrics), canonical_json(r.history), r.error,
+                      r.finished or now, r.started, tid, *FINISHED) for tid, r in results.items()])
+        return held
+
+    def finished_results(self, experiment: str | ExperimentRecord) -> dict[str, tuple[str, dict[str, Any], str | None]]:
+        """id -> (status, metrics, error) of the experiment's finished (ok, diverged) trials."""
+        exp = experiment.id if isinstance(experiment, ExperimentRecord) else experiment
+        marks = ",".join("?" * len(FINISHED))
+        rows = self._execute(f"SELECT id, status, metrics, error FROM trials WHERE experiment_id=? "
+                             f"AND status IN ({marks})", (exp, *FINISHED))
+        return {r["id"]: (r["status"], json.loads(r["metrics"]) if r["metrics"] else {}, r["error"])
+                for r in rows}
 
     # -- trials: reads --------------------------------------------------------------------
 

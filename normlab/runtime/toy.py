@@ -12,7 +12,7 @@ from typing import Any
 
 from .results import RunContext, TrialResult
 
-__all__ = ["square", "sleepy"]
+__all__ = ["square", "sleepy", "StallOn"]
 
 
 def square(description: dict[str, Any], context: RunContext | None = None) -> TrialResult:
@@ -37,3 +37,21 @@ def sleepy(description: dict[str, Any], context: RunContext | None = None) -> Tr
     if description.get("die"):
         os._exit(3)
     return square(description, context)
+
+
+class StallOn:
+    """A search ``evaluate`` over bit strings for the time-out tests: the number of ones, except
+    that an architecture in ``stall`` never returns; ``log: PATH`` appends each evaluation's
+    key and worker pid to PATH when it starts."""
+
+    def __init__(self, stall: list[str], log: str | None = None) -> None:
+        self.stall, self.log = set(stall), log
+
+    def __call__(self, bits: Any) -> float:
+        key = "".join(str(int(b)) for b in bits)
+        if self.log:
+            with open(self.log, "a") as fh:
+                fh.write(f"{key} {os.getpid()}\n")
+        while key in self.stall:
+            time.sleep(3600)
+        return float(sum(bits))

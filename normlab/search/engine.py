@@ -8,12 +8,34 @@ and the strategies need the mutation operator, a deduplication by canonical key 
 population, none of which optuna's ask/tell expresses. Continuous, low-dimensional problems
 (the generator search's few parameters) should use optuna, and do.
 
-Determinism and resume: candidates are proposed in batches of ``batch`` from the state left by
-the previous batches, with one ``random.Random(seed)``; results are fed back in proposal order.
-So the sequence of evaluations depends on (seed, batch) only, never on the executor or on which
-trial finished first. Resume replays that sequence: a proposed candidate already finished in
-the store is not evaluated again, its stored scores are used, and the state (population, ages,
-random generator) comes out exactly as in an uninterrupted run; nothing is pickled.
+Determinism, and how the workers stay busy: the strategy sees results in proposal order, and
+``batch`` is a sliding window: candidate i is proposed right after result i - batch has been fed
+back (the first ``batch`` candidates from the initial state), one ``random.Random(seed)`` drawing
+every proposal. So what candidate i is depends on (seed, batch) only, never on the executor or on
+which evaluation finished first, and with ``batch=1`` this is the plain sequential search. The
+window keeps the executor full as results come: when the oldest outstanding evaluation comes
+back, the next candidate goes out at once, without waiting for the rest of a "generation".
+A slow evaluation holds back only the proposals that must see its result: while it runs, the
+other workers go on with the other ``batch - 1`` candidates of the window, so ``batch`` larger
+than the executor's capacity (the default for a pool is twice it) gives them work to go on with;
+``timeout`` bounds how long any one evaluation can hold the window (the pool and Ray kill the
+stuck worker; see ``normlab.runtime.executors``). Once every outstanding evaluation but the
+slowest has returned, the workers wait for it: proposing past it would make the sequence depend
+on timing.
+
+Resume replays that sequence: a proposed candidate already finished in the store is not
+evaluated again, its stored scores are used, and the state (population, ages, random generator)
+comes out exactly as in an uninterrupted run; nothing is pickled.
+
+Cost per evaluation: the engine adds a canonical JSON, a hash and one row of a batched SQLite
+write to the strategy's own work. Results are group-committed (``Driver(commit_interval=...)``):
+with a store on disk, a kill -9 loses at most the results of the last ``COMMIT_INTERVAL``
+seconds (0.25 s), which a resume evaluates again.
+
+Failing fast: when the first ``fail_fast`` evaluations (default 3) all fail with the same error
+(``evaluate`` returning None, a string, a mapping without an objective, raising the same
+exception...) and the budget is not spent yet, the search stops with one SearchError naming that
+error instead of spending the budget on it (``fail_fast=0``: never). What was evaluated is stored.
 """
 
 from __future__ import annotations
@@ -23,6 +45,7 @@ import math
 import pickle
 import random
 import sys
+import time
 import warnings
 from collections import deque
 from pathlib import Path
@@ -31,16 +54,30 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..runtime.driver import Driver
-from ..runtime.executors import Executor, SerialExecutor
-from ..runtime.results import TrialResult
+from ..runtime.executors import Executor, ExecutorError, SerialExecutor, check_timeout
+from ..runtime.results import FINISHED, TrialResult, canonical_json, trial_id_of_json
 from ..runtime.store import Store, check_name
 from .result import Evaluation, SearchResult, check_objectives
 from .space import SearchError, check_space, decode_arch, encode_arch, space_identity
 
-__all__ = ["random_search", "evolution", "EvaluateTrial", "SEARCH_KIND"]
+__all__ = ["random_search", "evolution", "EvaluateTrial", "SEARCH_KIND", "COMMIT_INTERVAL", "FAIL_FAST"]
 
 log = logging.getLogger("normlab.search")
 SEARCH_KIND = "search"
+COMMIT_INTERVAL = 0.25            # seconds: the most a kill -9 can lose of a search on disk
+FAIL_FAST = 3                     # the first evaluations failing alike before a search stops
+
+
+class _Slot:
+    """A proposed candidate until its result is fed back."""
+
+    __slots__ = ("arch", "key", "desc", "blob", "tid", "state", "metrics", "error")
+
+    def __init__(self, arch: Any, key: str, desc: dict[str, Any], blob: str, tid: str) -> None:
+        self.arch, self.key, self.desc, self.blob, self.tid = arch, key, desc, blob, tid
+        self.state: str | None = None            # ok | diverged | failed once the result is in
+        self.metrics: dict[str, Any] = {}
+        self.error: str | None = None
 
 
 class EvaluateTrial:
@@ -88,12 +125,19 @@ def _open_store(store: Store | str | Path | None) -> tuple[Store, bool]:
 
 
 class _Loop:
-    """The shared loop: propose a batch, evaluate it through the Driver, feed results back."""
+    """The shared loop: propose into a window of ``batch`` outstanding candidates, evaluate them
+    through the Driver, feed results back in proposal order (see the module docstring).
+
+    A strategy subclasses it with ``candidate(taken, pending) -> (arch, key) | None`` (its next
+    proposal: ``taken`` holds the keys outstanding, ``pending`` how many there are; ``propose``
+    does the dedup and the constraint) and ``tell(evaluation)`` (a result, in proposal order).
+    """
 
     def __init__(self, strategy: str, space: Any, evaluate: Callable[[Any], Any], *, budget: int,
                  seed: int, objectives: Mapping[str, str] | None, constraint: Callable[[Any], bool] | None,
                  store: Any, name: str | None, executor: Executor | None, batch: int | None,
-                 max_tries: int, progress: bool | None, settings: dict[str, Any], log_every: int) -> None:
+                 max_tries: int, progress: bool | None, settings: dict[str, Any], log_every: int,
+                 timeout: float | None = None, fail_fast: int = FAIL_FAST) -> None:
         check_space(space)
         if not callable(evaluate):
             raise SearchError(f"evaluate={evaluate!r} is not callable: expected evaluate(arch) -> float or mapping")
@@ -104,9 +148,15 @@ class _Loop:
         self.max_tries = _check_int("max_tries", max_tries, 1)
         self.objectives = check_objectives(objectives)
         self.strategy, self.space, self.constraint = strategy, space, constraint
+        try:
+            self.timeout = check_timeout(timeout)
+        except ExecutorError as exc:
+            raise SearchError(str(exc)) from None
+        self.fail_fast = _check_int("fail_fast", fail_fast, 0)
         self.executor = executor or SerialExecutor()
         capacity = max(1, int(getattr(self.executor, "capacity", 1)))
-        self.batch = _check_int("batch", batch, 1) if batch is not None else (1 if executor is None else capacity)
+        default = 1 if capacity == 1 or isinstance(self.executor, SerialExecutor) else 2 * capacity
+        self.batch = _check_int("batch", batch, 1) if batch is not None else default
         self.trial = EvaluateTrial(evaluate, space)
         if not isinstance(self.executor, SerialExecutor):
             try:
@@ -120,7 +170,8 @@ class _Loop:
         self.config = {**identity, "budget": self.budget}
         self.store, self.owns_store = _open_store(store)
         self.experiment = self.store.experiment(self.name, SEARCH_KIND, self.config, identity=identity)
-        self.driver = Driver(self.store, self.experiment, self.trial, self.executor)
+        self.driver = Driver(self.store, self.experiment, self.trial, self.executor, timeout=self.timeout,
+                             commit_interval=COMMIT_INTERVAL)
         self.rng = random.Random(self.seed)
         self.history: list[Evaluation] = []
         self.seen: set[str] = set()
@@ -172,41 +223,58 @@ class _Loop:
 
     # -- evaluating -----------------------------------------------------------------------
 
-    def evaluate_batch(self, cands: list[tuple[Any, str]], bar: Any) -> list[Evaluation]:
-        descs = [{"key": key, "arch": encode_arch(self.space, arch)} for arch, key in cands]
-        ids, new = self.store.insert_trials(self.experiment, descs)
-        status = {} if new == len(ids) else self.store.status_of(ids)     # all new: all pending
-        failed = [i for i in ids if status.get(i) == "failed"]
-        if failed:                                       # a rerun retries failed evaluations
-            self.store.requeue_failed(failed)
-        done = {i for i in ids if status.get(i) in ("ok", "diverged")}
-        self.reused += len(done)
-        results: dict[str, tuple[str, dict[str, Any], str | None]] = {}
-        if done:
-            for r in self.store.rows(ids=list(done)):
-                results[r["id"]] = (r["status"], r["metrics"], r["error"])
-        todo = [(i, d) for i, d in zip(ids, descs) if i not in done]
-        if todo:
-            outcome = self.driver.dispatch(todo, poll_every=0.5)
-            for c in outcome.results:
-                results[c.id] = (c.result.status, c.result.metrics, c.result.error)
-            missing = [i for i, _ in todo if i not in results]     # finished by another driver
-            for r in self.store.rows(ids=missing) if missing else ():
-                results[r["id"]] = (r["status"], r["metrics"], r["error"])
-        out = []
-        for (arch, key), tid in zip(cands, ids):
-            state, metrics, err = results[tid]
-            ok = state == "ok"
-            scores = {k: float(v) for k, v in metrics.items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            if ok:
-                missing_obj = [k for k in self.objectives if k not in scores]
-                if missing_obj:
-                    ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
-                                      f"the objectives need {', '.join(missing_obj)}")
-            out.append(Evaluation(len(self.history) + len(out), key, arch, scores,
-                                  "ok" if ok else "failed", err))
-        return out
+    def _slot(self, arch: Any, key: str) -> _Slot:
+        """A proposal as a trial: its description, canonical JSON and id; its stored result when
+        a previous run finished it (resume)."""
+        desc = {"key": key, "arch": encode_arch(self.space, arch)}
+        blob = canonical_json(desc)
+        slot = _Slot(arch, key, desc, blob, trial_id_of_json(self.experiment.id, blob))
+        stored = self._stored.get(slot.tid)
+        if stored is not None:
+            slot.state, slot.metrics, slot.error = stored
+            self.reused += 1
+        return slot
+
+    def _evaluation(self, slot: _Slot) -> Evaluation:
+        ok, err = slot.state == "ok", slot.error
+        scores = {k: float(v) for k, v in slot.metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if ok:
+            missing_obj = [k for k in self.objectives if k not in scores]
+            if missing_obj:
+                ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
+                                  f"the objectives need {', '.join(missing_obj)}")
+        return Evaluation(len(self.history), slot.key, slot.arch, scores, "ok" if ok else "failed", err)
+
+    def _check_failing(self, ev: Evaluation, trial_state: str | None) -> None:
+        """Fail fast: the first ``fail_fast`` evaluations all failed with the same error."""
+        if not self.fail_fast or self._any_ok:
+            return
+        if ev.ok:
+            self._any_ok = True
+            return
+        if trial_state == "diverged":               # a verdict on the candidate, not a broken evaluate
+            self._same_failures = (None, 0)
+            return
+        first = (ev.error or "failed").strip().splitlines()[0] if (ev.error or "").strip() else "failed"
+        last, count = self._same_failures
+        count = count + 1 if first == last else 1
+        self._same_failures = (first, count)
+        if count >= self.fail_fast and len(self.history) < self.budget:
+            raise SearchError(f"search '{self.name}' stopped: its first {count} evaluations all failed with "
+                              f"the same error, so evaluate looks broken: {first} (the evaluations so far "
+                              f"are kept; fail_fast=0 goes on regardless)")
+
+    def _feed(self, slot: _Slot, bar: Any) -> None:
+        ev = self._evaluation(slot)
+        self.history.append(ev)
+        self.tell(ev)
+        if bar is not None:
+            bar.show(self._best_text() + self._counts_text())
+        if self.log_every and len(self.history) % self.log_every == 0:
+            log.info("%s '%s': %d/%d evaluated, best %s", self.strategy, self.name,
+                     len(self.history), self.budget, self._best_text())
+        self._check_failing(ev, slot.state)
 
     def run(self) -> SearchResult:
         from contextlib import nullcontext
@@ -216,36 +284,87 @@ class _Loop:
             bar_ctx = _ProgressBar(self.strategy, self.budget, self.objectives)
         try:
             with bar_ctx as bar:
-                self.driver.store.reap_dead_owners()
-                while len(self.history) < self.budget:
-                    size = min(self.batch, self.budget - len(self.history))
-                    cands = self.next_batch(size)
-                    if not cands:
-                        self.stopped = (f"no new architecture found in {self.max_tries} tries after "
-                                        f"{len(self.history)} evaluations: the space looks exhausted")
-                        warnings.warn(f"search '{self.name}' stopped early: {self.stopped}", stacklevel=3)
-                        break
-                    for arch, key in cands:
-                        self.seen.add(key)
-                    for ev in self.evaluate_batch(cands, bar):
-                        self.history.append(ev)
-                        self.tell(ev)
-                        if bar is not None:
-                            bar.show(self._best_text() + self._counts_text())
-                        if self.log_every and len(self.history) % self.log_every == 0:
-                            log.info("%s '%s': %d/%d evaluated, best %s", self.strategy, self.name,
-                                     len(self.history), self.budget, self._best_text())
+                self._loop(bar)
             # the count of infeasible candidates is kept with the search (a replay after a
             # kill proposes the same candidates, so it recounts the same number)
+            self.driver.flush()
             self.config = {**self.config, "infeasible": self.infeasible}
             if not self.store.readonly:
                 self.store.experiment(self.name, SEARCH_KIND, self.config, identity=self.identity)
         finally:
-            self.driver.close()
-            if self.owns_store:
-                self.store.close()
+            try:
+                self.driver.close()
+            finally:
+                if self.owns_store:
+                    self.store.close()
         return SearchResult(self.name, self.strategy, self.objectives, self.history, self.config,
                             self.stopped, self.infeasible)
+
+    def _loop(self, bar: Any) -> None:
+        """Propose into the window, run what is proposed, feed results back in proposal order
+        (see the module docstring: one proposal after each result fed back)."""
+        driver, store = self.driver, self.store
+        store.reap_dead_owners()
+        self._stored = store.finished_results(self.experiment)
+        self._any_ok, self._same_failures = False, (None, 0)
+        window: deque[_Slot] = deque()             # proposed, not fed back yet, in proposal order
+        queue: deque[_Slot] = deque()              # proposed, waiting for room in the executor
+        flight: dict[str, _Slot] = {}              # running here
+        busy: dict[str, _Slot] = {}                # running under another driver: waited for
+        blocked = False                            # no candidate found: wait for the window to drain
+        try:
+            while len(self.history) < self.budget:
+                if not blocked and len(window) < self.batch and len(self.history) + len(window) < self.budget:
+                    found = self.candidate({s.key for s in window}, pending=len(window))
+                    if found is None:
+                        blocked = True
+                    else:
+                        arch, key = found
+                        self.seen.add(key)
+                        slot = self._slot(arch, key)
+                        window.append(slot)
+                        if slot.state is None:
+                            queue.append(slot)
+                        continue                       # fill the window before anything else
+                if not window:                         # blocked with nothing outstanding
+                    self.stopped = (f"no new architecture found in {self.max_tries} tries after "
+                                    f"{len(self.history)} evaluations: the space looks exhausted")
+                    warnings.warn(f"search '{self.name}' stopped early: {self.stopped}", stacklevel=4)
+                    break
+                while queue and driver.has_room:
+                    slot = queue.popleft()
+                    if driver.submit(slot.desc, trial=slot.tid, description_json=slot.blob) is None:
+                        busy[slot.tid] = slot
+                    else:
+                        flight[slot.tid] = slot
+                if window[0].state is not None:        # feed one back, then propose one
+                    self._feed(window.popleft(), bar)
+                    if not window:
+                        blocked = False
+                    continue
+                if flight:
+                    for done in driver.wait(timeout=0.5 if busy else None):
+                        slot = flight.pop(done.id)
+                        slot.state, slot.metrics, slot.error = (done.result.status, done.result.metrics,
+                                                                done.result.error)
+                elif busy:
+                    time.sleep(0.5)
+                if busy:
+                    self._check_elsewhere(busy, queue)
+        except BaseException:
+            driver.interrupt()
+            raise
+
+    def _check_elsewhere(self, busy: dict[str, _Slot], queue: deque) -> None:
+        """Trials another driver was running: take its result, or the trial back if it gave up."""
+        self.driver.flush()
+        now = self.store.status_of(busy)
+        finished = [tid for tid in busy if now.get(tid) in (*FINISHED, "failed")]
+        for r in self.store.rows(ids=finished) if finished else ():
+            slot = busy.pop(r["id"])
+            slot.state, slot.metrics, slot.error = r["status"], r["metrics"], r["error"]
+        for tid in list(busy):          # given back, or its lease may run out: try to claim it again
+            queue.append(busy.pop(tid))
 
     def _counts_text(self) -> str:
         """What did not count as a success so far: failed (or rejected) evaluations, and
@@ -367,19 +486,25 @@ def random_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, se
                   objectives: Mapping[str, str] | None = None,
                   constraint: Callable[[Any], bool] | None = None, store: Any = None,
                   name: str | None = None, executor: Executor | None = None, batch: int | None = None,
-                  max_tries: int = 1000, progress: bool | None = None, log_every: int = 0) -> SearchResult:
+                  max_tries: int = 1000, progress: bool | None = None, log_every: int = 0,
+                  timeout: float | None = None, fail_fast: int = FAIL_FAST) -> SearchResult:
     """Evaluate ``budget`` distinct feasible architectures sampled from ``space``.
 
     ``evaluate(arch)`` returns a float (higher is better: objective ``score``) or a mapping name
     -> float with ``objectives`` saying which to ``"max"``/``"min"``. ``constraint(arch)`` is
     checked before evaluation (an infeasible arch is never evaluated). ``store`` (a path or a
     Store) keeps every evaluation and makes a rerun resume; without it nothing is written to
-    disk. ``executor`` runs several evaluations at once (``batch`` at a time, default its
-    capacity); the sequence depends on (seed, batch) only. See the module docstring.
+    disk. ``executor`` runs several evaluations at once, up to ``batch`` outstanding (default:
+    twice its capacity, 1 for the serial executor); the sequence depends on (seed, batch) only.
+    ``timeout`` (seconds) limits each evaluation: one that runs longer is stored as failed ("timed
+    out after N s"); a process pool or Ray kills and replaces its worker, the serial executor
+    cannot interrupt it (it waits, then records the time-out). ``fail_fast``: stop with one error
+    when the first that many evaluations fail alike (0: never). See the module docstring.
     """
     return _Random("random", space, evaluate, budget=budget, seed=seed, objectives=objectives,
                    constraint=constraint, store=store, name=name, executor=executor, batch=batch,
-                   max_tries=max_tries, progress=progress, settings={}, log_every=log_every).run()
+                   max_tries=max_tries, progress=progress, settings={}, log_every=log_every,
+                   timeout=timeout, fail_fast=fail_fast).run()
 
 
 def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, population: int = 50,
@@ -387,7 +512,8 @@ def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, popula
               crossover: float = 0.0, objectives: Mapping[str, str] | None = None,
               constraint: Callable[[Any], bool] | None = None, store: Any = None,
               name: str | None = None, executor: Executor | None = None, batch: int | None = None,
-              max_tries: int = 1000, progress: bool | None = None, log_every: int | None = None) -> SearchResult:
+              max_tries: int = 1000, progress: bool | None = None, log_every: int | None = None,
+              timeout: float | None = None, fail_fast: int = FAIL_FAST) -> SearchResult:
     """Regularized (aging) evolution, Real et al. 2019, "Regularized Evolution for Image
     Classifier Architecture Search": the first ``population`` evaluations are random samples;
     then each child is a mutation of a tournament winner (``sample_size`` members drawn at
@@ -416,5 +542,5 @@ def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, popula
                       constraint=constraint, store=store, name=name, executor=executor, batch=batch,
                       max_tries=max_tries, progress=progress, settings=settings,
                       log_every=population if log_every is None else log_every,
-                      population=population, sample_size=sample_size, selection=selection,
+                      timeout=timeout, fail_fast=fail_fast, population=population, sample_size=sample_size, selection=selection,
                       regularized=bool(regularized), crossover=float(crossover)).run()
