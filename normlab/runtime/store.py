@@ -419,22 +419,8 @@ class Store:
         this host (killed with -9: a driver waiting for its trial takes it over at once rather
         than after the lease), can be claimed."""
         self._check_writable()
-        now = time.time()
         with self.transaction() as db:
-            cur = db.execute(
-                "UPDATE trials SET status='running', owner=?, lease_expires=?, started=?, "
-                "attempts=attempts+1 WHERE id=? AND (status='pending' OR "
-                "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
-                (owner, now + lease, now, trial, now))
-            if cur.rowcount == 1:
-                return True
-            held = db.execute("SELECT owner FROM trials WHERE id=? AND status='running'", (trial,)).fetchone()
-            if held is None or not held[0] or not _dead_local(held[0]):
-                return False
-            cur = db.execute(
-                "UPDATE trials SET owner=?, lease_expires=?, started=?, attempts=attempts+1 "
-                "WHERE id=? AND status='running' AND owner=?", (owner, now + lease, now, trial, held[0]))
-            return cur.rowcount == 1
+            return _claim(db, trial, owner, lease, time.time(), ("pending",))
 
     def renew(self, owner: str, trials: Iterable[str], lease: float = 120.0) -> int:
         """Extend the leases ``owner`` holds on ``trials``; returns how many it still holds."""
@@ -532,12 +518,7 @@ class Store:
                 if cur.rowcount == 1:
                     held.append(True)
                     continue
-                cur = db.execute(
-                    "UPDATE trials SET status='running', owner=?, lease_expires=?, started=?, "
-                    "attempts=attempts+1 WHERE id=? AND (status IN ('pending', 'failed') OR "
-                    "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
-                    (owner, now + lease, now, tid, now))
-                held.append(cur.rowcount == 1)
+                held.append(_claim(db, tid, owner, lease, now, ("pending", "failed")))
                 if result is not None:
                     results[tid] = result
             if results:
@@ -613,6 +594,28 @@ class Store:
             d["history"] = json.loads(d["history"]) if d["history"] else []
             out.append(d)
         return out
+
+
+def _claim(db: sqlite3.Connection, trial: str, owner: str | None, lease: float, now: float,
+           claimable: tuple[str, ...]) -> bool:
+    """Inside a transaction: mark ``trial`` running for ``owner`` if its status is one of
+    ``claimable``, or it is running under a lease that ran out or whose owner is a dead process
+    of this host (killed with -9: a driver waiting for its trial takes it over at once rather
+    than after the lease). Whether ``owner`` now holds it."""
+    marks = ",".join("?" * len(claimable))
+    cur = db.execute(
+        "UPDATE trials SET status='running', owner=?, lease_expires=?, started=?, "
+        f"attempts=attempts+1 WHERE id=? AND (status IN ({marks}) OR "
+        "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
+        (owner, now + lease, now, trial, *claimable, now))
+    if cur.rowcount == 1:
+        return True
+    held = db.execute("SELECT owner FROM trials WHERE id=? AND status='running'", (trial,)).fetchone()
+    if held is None or not held[0] or not _dead_local(held[0]):
+        return False
+    cur = db.execute("UPDATE trials SET owner=?, lease_expires=?, started=?, attempts=attempts+1 "
+                     "WHERE id=? AND status='running' AND owner=?", (owner, now + lease, now, trial, held[0]))
+    return cur.rowcount == 1
 
 
 def _dead_local(owner: str) -> bool:
