@@ -417,6 +417,8 @@ _WAITER = textwrap.dedent("""
     from normlab.runtime import Driver, SerialExecutor, Store, toy
 
     path, marker = sys.argv[1:]
+    print("ready", flush=True)
+    sys.stdin.readline()                  # imports done before the peer's trial starts: go
     store = Store(path)
     exp = store.experiment("t", "test", {"v": 1})
     plan = [{"x": 0, "seconds": 6.0, "marker": marker}]
@@ -432,19 +434,25 @@ def test_a_waiting_driver_takes_over_a_dead_local_peers_trial_without_waiting_ou
     """Issue 28: dead local owners were reaped only at start, so a driver already waiting for a
     peer's trial sat out the peer's whole lease (here 10 minutes) after the peer was killed -9."""
     path, marker = tmp_path / "s.sqlite", tmp_path / "marker"
+    (tmp_path / "waiter.py").write_text(_WAITER)
+    second = subprocess.Popen([sys.executable, str(tmp_path / "waiter.py"), str(path), str(marker)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert second.stdout.readline().strip() == "ready"            # its imports are done (slow when loaded)
     first = _driver(tmp_path, path, marker, 1, 6.0, 1, 600)       # one 6 s trial, 10-minute lease
     deadline = time.time() + 60
     while not _runs(marker)[0] and time.time() < deadline:
         time.sleep(0.1)
-    (tmp_path / "waiter.py").write_text(_WAITER)
-    second = subprocess.Popen([sys.executable, str(tmp_path / "waiter.py"), str(path), str(marker)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        second.stdin.write("go\n")
+        second.stdin.flush()
         assert second.stdout.readline().strip() == "waiting"      # past its start: waiting for the trial
         time.sleep(0.5)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        out, err = second.communicate(timeout=120)               # not 600 s: taken over at once
+        second.wait(timeout=120)                                  # not 600 s: taken over at once
+        # read through the text wrappers: readline() above may already hold the JSON line in its
+        # buffer, which communicate() (reading the raw pipes) would miss
+        out, err = second.stdout.read(), second.stderr.read()
     finally:
         for proc in (first, second):
             if proc.poll() is None:
