@@ -200,7 +200,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, store: Any = None, name: str = "nb201
         adj = holm([r["p"] if math.isfinite(r["p"]) else 1.0 for r in raw]) if raw else []
         for r, pa in zip(raw, adj):
             r["p_holm"] = pa
-            r["verdict"] = _verdict(r)
+            r["verdict"] = ("[STAND-IN table: synthetic, says nothing about NB201] " if table.standin else "") + _verdict(r)
             comparisons.append(r)
     return {"config": {**cfg.__dict__, "strategies": list(cfg.strategies)}, "table": table.source,
             "standin": table.standin, "optimum_valid": optimum, "optimum_test": test_best,
