@@ -188,7 +188,7 @@ def correlate_table(source: str, dataset: str, *, n: int | None = 1000, seed: in
         verdict += f" The table agrees with itself (seed {ceiling['seeds'][0]} vs {ceiling['seeds'][1]}) to tau {ceiling['kendall']:.2f}."
     report = {"n": len(rows), "space": "nb201", "dataset": dataset,
               "title": f"NAS-Bench-201 {dataset}: do data-free proxies rank like the table?", "table": table.source, "standin": table.standin,
-              "truth": "mean test accuracy over the table's seeds", "truth_label": f"table mean test accuracy on {dataset} (%)",
+              "truth": "mean test accuracy over the table's seeds" + (" (STAND-IN table, not evidence)" if table.standin else ""), "truth_label": f"table mean test accuracy on {dataset} (%)",
               "truth_scale": 1.0, "paths": [int(i) for i in rows], "archs": archs, "standalone_acc": truth.tolist(),
               "proxies": {k: v.tolist() for k, v in scores.items()}, "correlation": corr,
               "seconds_per_subnet": seconds, "wall_seconds": wall, "early_stage_tau": {},
