@@ -92,7 +92,12 @@ def index_to_arch(index: int) -> str:
 
 def all_archs() -> list[str]:
     """Every architecture, in the table's index order."""
-    return [index_to_arch(i) for i in range(NUM_ARCHS)]
+    return list(_all_archs())
+
+
+@lru_cache(maxsize=1)
+def _all_archs() -> tuple[str, ...]:
+    return tuple(index_to_arch(i) for i in range(NUM_ARCHS))
 
 
 def resolve_arch(text: str) -> str:

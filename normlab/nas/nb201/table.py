@@ -187,13 +187,21 @@ def read_official(path: str | Path, hp: str = "full") -> NB201Table:
     infos = _get(data, "arch2infos", str(path))
     if len(archs) != NUM_ARCHS:
         raise NB201Error(f"{path} lists {len(archs)} architectures: expected {NUM_ARCHS}")
-    seeds: dict[str, list[int]] = {}
-    for d in DATASETS:
-        found = set()
-        for i in range(len(archs)):
-            found.update(int(s) for s in _get(_get(infos, i, "arch2infos") if i in infos else {}, hp,
-                                               f"arch2infos[{i}]")["dataset_seed"].get(d, []))
-        seeds[d] = sorted(found)
+    expected = all_archs()
+    bad = next((i for i, (x, y) in enumerate(zip(archs, expected)) if arch_string(x) != y), None)
+    if bad is not None:                     # our index codec and the file must agree on every row
+        raise NB201Error(f"{path}: row {bad} is {archs[bad]}, expected {expected[bad]} (not the NB201 order)")
+    archs = expected
+    missing = [i for i in range(len(archs)) if i not in infos]
+    if missing:
+        raise NB201Error(f"not a complete NAS-Bench-201 file: arch2infos has no row {missing[0]} "
+                         f"({len(missing)} rows missing)")
+    seeds: dict[str, list[int]] = {d: [] for d in DATASETS}
+    for i in range(len(archs)):
+        per = _get(_get(infos[i], hp, f"arch2infos[{i}]"), "dataset_seed", f"arch2infos[{i}][{hp!r}]")
+        for d in DATASETS:
+            seeds[d].extend(int(s) for s in per.get(d, []))
+    seeds = {d: sorted(set(v)) for d, v in seeds.items()}
     valid = {d: np.full((len(archs), len(seeds[d])), np.nan) for d in DATASETS}
     test = {d: np.full((len(archs), len(seeds[d])), np.nan) for d in DATASETS}
     cols = {d: {c: np.full(len(archs), np.nan) for c in COLUMNS} for d in DATASETS}
@@ -224,9 +232,6 @@ def read_official(path: str | Path, hp: str = "full") -> NB201Table:
             for c, vals in acc_cols.items():
                 if vals:
                     cols[d][c][i] = float(np.mean(vals))
-    if archs != all_archs():
-        bad = next(i for i, (a, b) in enumerate(zip(archs, all_archs())) if arch_string(a) != b)
-        raise NB201Error(f"{path}: row {bad} is {archs[bad]}, expected {all_archs()[bad]} (not the NB201 order)")
     return NB201Table(archs, seeds, valid, test, cols, source=str(path), meta={"hp": hp, "file": path.name})
 
 
