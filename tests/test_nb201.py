@@ -327,6 +327,19 @@ def test_official_file_is_read_as_plain_data_and_converted(tmp_path):
     assert back.archs == t.archs and back.columns["cifar100"]["params"].tolist() == t.columns["cifar100"]["params"].tolist()
 
 
+def test_numpy_scalars_pickled_under_numpy_1_are_read(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"meta_archs": [np.float64(1.5), np.float32(2.0)], "arch2infos": {}}, buf,
+               _use_new_zipfile_serialization=False)
+    legacy = buf.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")   # as numpy 1.x wrote it
+    path = tmp_path / "old.pth"
+    path.write_bytes(legacy)
+    with pytest.raises(nb201.NB201Error, match="lists 2 architectures"):     # read, then judged on content
+        nb201.read_official(path)
+
+
 class Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned > /dev/null",))

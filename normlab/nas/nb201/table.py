@@ -148,20 +148,25 @@ class NB201Table:
 # -- readers -----------------------------------------------------------------------------------
 
 def _torch_load_plain(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: plain containers, numbers, strings, tensors, and numpy
+    scalars (numbers, no code); files pickled under numpy 1.x name the scalar constructor
+    ``numpy.core.multiarray.scalar``, so it is allowed under that name too."""
     import torch
 
-    safe: list[Any] = []
-    try:                                  # numpy scalars and dtypes: plain numbers, no code
+    try:
         from numpy._core.multiarray import scalar
-    except ImportError:                   # pragma: no cover - older numpy
+    except ImportError:                   # pragma: no cover - numpy < 2
         from numpy.core.multiarray import scalar  # type: ignore[no-redef]
-    safe = [scalar, np.dtype] + [getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType")
-                                 if hasattr(np, "dtypes") and hasattr(np.dtypes, n)]
+    dtypes = [getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType")
+              if hasattr(np, "dtypes") and hasattr(np.dtypes, n)]
+    safe: list[Any] = [scalar, np.dtype, *dtypes, (scalar, "numpy.core.multiarray.scalar")]
     try:
         with torch.serialization.safe_globals(safe):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure: one line, never a full unpickle
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        first = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "Unsupported" in ln),
+                     text.splitlines()[0] if text else type(exc).__name__)
         raise NB201Error(f"cannot read {path} as plain data (torch.load weights_only=True): {first}") from None
 
 
