@@ -124,7 +124,10 @@ def proxy_scores(archs: Sequence[str], dataset: str, *, C: int = 16, N: int = 5,
     failed = [a for a in archs if rows[a]["status"] != "ok"]
     if failed:
         err = (rows[failed[0]]["error"] or "").strip().splitlines()
-        raise RuntimeError(f"{len(failed)} cells failed to score; first {failed[0]}: {err[-1] if err else '?'}")
+        from ...models.nb201 import NB201Error
+
+        raise NB201Error(f"{len(failed)} cells failed to score (run again to retry them); first {failed[0]}: "
+                         f"{err[-1] if err else '?'}")
     scores = {p: np.array([rows[a]["metrics"][p] for a in archs], dtype=float) for p in PROXIES}
     seconds = {p: float(np.mean([rows[a]["metrics"][f"seconds_{p}"] for a in archs])) for p in PROXIES}
     if db is not store:
