@@ -246,6 +246,21 @@ def test_tpe_proposals_depend_on_the_scores_it_was_told():
     assert np.mean([e.scores["score"] for e in down.history[20:]]) < later
 
 
+@pytest.mark.slow
+def test_tpe_on_a_process_pool_proposes_what_it_proposes_serially():
+    from normlab.runtime import make_executor
+
+    space = nb201.NB201Space()
+    serial = tpe_search(space, score_of, budget=20, seed=1, startup=5, batch=3)
+    ex = make_executor("process", 2)
+    try:
+        pooled = tpe_search(space, score_of, budget=20, seed=1, startup=5, batch=3, executor=ex)
+    finally:
+        ex.close()
+    assert [e.key for e in pooled.history] == [e.key for e in serial.history]
+    assert len({e.key for e in serial.history}) == 20
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
