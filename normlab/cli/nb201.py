@@ -64,7 +64,8 @@ def show(arch: str = typer.Argument(..., help="NB201 string, six-digit op code (
     console.print(_label(t), highlight=False)
     for d in t.datasets:
         c = t.cell(a, d)
-        console.print(f"{d}: valid {c['valid_mean']:.2f}% {c['valid']}, test {c['test_mean']:.2f}%, "
+        seeds = ", ".join(f"seed {k}: {v:.2f}" for k, v in c["valid"].items())
+        console.print(f"{d}: valid {c['valid_mean']:.2f}% ({seeds}), test {c['test_mean']:.2f}%, "
                       f"params {c['params']:.6f} M, flops {c['flops']:.2f} M, latency {1e3 * c['latency']:.2f} ms, "
                       f"train {c['train_time']:.0f} s", highlight=False)
 
