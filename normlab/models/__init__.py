@@ -88,8 +88,24 @@ def _nas(norm: NormSpec, act: str, cin: int, classes: int, width: float, space=N
         raise ModelError(f"nas: {exc}") from None
 
 
+def _nb201(norm: NormSpec, act: str, cin: int, classes: int, width: float, arch=None, C: int = 16,
+           N: int = 5) -> nn.Module:
+    """The NAS-Bench-201 network of cell ``arch`` (its NB201 string; default the paper's ResNet-like
+    cell) at ``C`` channels (scaled by ``width``) and ``N`` cells per stage."""
+    from .nb201 import RESNET_CELL, NB201Error, NB201Net
+
+    if act != "relu":
+        raise ModelError(f"act={act!r} is invalid for nb201: its ops are ReLU-conv-norm (expected relu)")
+    try:
+        c = C if width == 1.0 or isinstance(C, bool) or not isinstance(C, int) else max(1, round(C * width))
+        return NB201Net(RESNET_CELL if arch is None else arch, C=c, N=N, norm=norm, in_channels=cin,
+                        num_classes=classes)
+    except NB201Error as exc:
+        raise ModelError(f"nb201: {exc}") from None
+
+
 #: models that take options (``create_model(name, ..., **options)``)
-OPTION_MODELS: dict[str, Callable[..., nn.Module]] = {"nago": _nago, "nas": _nas}
+OPTION_MODELS: dict[str, Callable[..., nn.Module]] = {"nago": _nago, "nas": _nas, "nb201": _nb201}
 
 
 def available_models() -> list[str]:

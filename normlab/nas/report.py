@@ -17,7 +17,8 @@ LABELS = {"bn_indicator": "BN indicator", "rebn_acc": "ReBN accuracy", "abs_angl
 
 
 def correlation_table(report: Mapping[str, Any]) -> ReportTable:
-    table = ReportTable(f"rank correlation with stand-alone accuracy (n={report['n']})",
+    truth = report.get("truth", "stand-alone accuracy")
+    table = ReportTable(f"rank correlation with {truth} (n={report['n']})",
                         ["proxy", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "ms / subnet"],
                         note="bootstrap percentile intervals; higher is better")
     best = max((c.get("kendall", float("-inf")), k) for k, c in report["correlation"].items())[1]
@@ -41,7 +42,9 @@ def write_correlation_report(report: Mapping[str, Any], out_dir: str | Path) -> 
     """scatter.png/.svg, early.png/.svg, report.html and report.md in ``out_dir``."""
     plt = pyplot()
     out = Path(out_dir)
-    truth = [100 * a for a in report["standalone_acc"]]
+    scale = report.get("truth_scale", 100.0)          # the supernet study stores fractions, NB201 percent
+    truth = [scale * a for a in report["standalone_acc"]]
+    truth_label = report.get("truth_label", "stand-alone test accuracy (%)")
     keys = list(report["proxies"])
     cols = 3
     rows = (len(keys) + cols - 1) // cols
@@ -51,11 +54,28 @@ def write_correlation_report(report: Mapping[str, Any], out_dir: str | Path) -> 
         tau = report["correlation"].get(key, {}).get("kendall")
         ax.set_title(f"{LABELS.get(key, key)}: tau = {tau:.2f}" if tau is not None else LABELS.get(key, key))
         ax.set_xlabel(LABELS.get(key, key))
-        ax.set_ylabel("stand-alone test accuracy (%)")
+        ax.set_ylabel(truth_label)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     scatter = save_figure(fig, out / "scatter")
+    early = None
+    if any(report.get("early_stage_tau", {}).values()):     # only the supernet study has epochs
+        early = _early_figure(report, out)
+    table = correlation_table(report)
+    md = markdown_table(table) + f"\n{report['verdict']}\n"
+    (out / "report.md").write_text(md)
+    figures = [("each proxy against " + truth_label, scatter[0])]
+    if early is not None:
+        figures.append(("tau over supernet epochs", early))
+    page = html_page(report.get("title", "BN-NAS / SPOS / ABS: do the proxies rank like the real accuracy?"),
+                     [html_table(table)], figures=figures, intro=str(report["verdict"]), markdown=md)
+    (out / "report.html").write_text(page)
+    return {"scatter": scatter[0], "early": early, "html": out / "report.html", "markdown": out / "report.md"}
+
+
+def _early_figure(report: Mapping[str, Any], out: Path) -> Path:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for key, taus in report.get("early_stage_tau", {}).items():
         if taus:
@@ -66,13 +86,4 @@ def write_correlation_report(report: Mapping[str, Any], out_dir: str | Path) -> 
     ax.set_title("the early-stage claim: ranking quality during supernet training")
     ax.grid(alpha=0.3)
     ax.legend()
-    early = save_figure(fig, out / "early")
-    table = correlation_table(report)
-    md = markdown_table(table) + f"\n{report['verdict']}\n"
-    (out / "report.md").write_text(md)
-    page = html_page("BN-NAS / SPOS / ABS: do the proxies rank like the real accuracy?", [html_table(table)],
-                     figures=[("each proxy against stand-alone accuracy", scatter[0]),
-                              ("tau over supernet epochs", early[0])],
-                     intro=str(report["verdict"]), markdown=md)
-    (out / "report.html").write_text(page)
-    return {"scatter": scatter[0], "early": early[0], "html": out / "report.html", "markdown": out / "report.md"}
+    return save_figure(fig, out / "early")[0]
