@@ -9,7 +9,7 @@ from rich.table import Table
 
 from .app import app
 from .common import DEFAULT_STORE, check_out_dir, console, fail, interruptible, open_store
-from .results import print_report
+from .results import MARGIN_HELP, check_margin, print_report
 
 
 def _dry_run(exp, workers: int) -> None:
@@ -60,6 +60,7 @@ def bench(
     mlflow: Optional[str] = typer.Option(None, help="MLflow tracking URI: log every trial"),
     download: bool = typer.Option(False, help="download the dataset if missing"),
     data_root: Optional[str] = typer.Option(None, help="where downloadable datasets live"),
+    margin: float = typer.Option(1.0, help=MARGIN_HELP),
 ) -> None:
     """Run the batch-size study: train every model x norm x batch size x seed, store each
     result, and print the report. Re-running the same command resumes."""
@@ -73,6 +74,7 @@ def bench(
         raise fail("--name is empty: expected letters, digits, '.', '_' or '-'")
     if config is None and preset is None:
         preset = "quick"
+    margin = check_margin(margin)
     executor = None
     try:
         exp = load_experiment(config, preset=preset, name=name, dataset=dataset,
@@ -139,7 +141,7 @@ def bench(
                   f"({outcome.ok} ok, {outcome.diverged} diverged, {outcome.failed} failed)"
                   + (f", {outcome.elsewhere} finished by another run" if outcome.elsewhere else "")
                   + f"; store: {store}", highlight=False)
-    print_report(summarize(rows, exp.name), report_dir)
+    print_report(summarize(rows, exp.name, margin=margin), report_dir)
     if outcome.ran and outcome.failed == outcome.ran and not outcome.skipped:
         first = next((r.result.error for r in outcome.results if r.result.error), "") or ""
         raise fail(f"every trial failed; the first error: {first.splitlines()[0] if first else '?'}", code=1)

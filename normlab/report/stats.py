@@ -286,8 +286,9 @@ class Verdict:
                 f"(difference), {self.p_equiv_adj:.3g} (equivalence within ±{self.margin:g}); {c.method}, "
                 f"n={c.n}")
 
-    def text(self, unit: str = "points") -> str:
-        """The verdict in words with its evidence."""
+    def text(self, unit: str = "points", *, predicate: bool = False) -> str:
+        """The verdict in words with its evidence; ``predicate``: to follow a subject ("the claim
+        that ... holds / does not hold / is inconclusive at 3 seeds")."""
         if self.verdict == HOLDS:
             tail = (f" (but the difference is also shown to lie within ±{self.margin:g} {unit})"
                     if self.negligible else "")
@@ -305,7 +306,8 @@ class Verdict:
         else:
             more = (f"; not decidable at any reasonable number of seeds if the true difference is the "
                     f"observed one ({self.needed_for or 'more than ' + str(MAX_SEEDS) + ' seeds'})")
-        return f"inconclusive at {self.comparison.n} seeds: {self.evidence(unit)}{more}"
+        return (f"{'is ' if predicate else ''}inconclusive at {self.comparison.n} seeds: "
+                f"{self.evidence(unit)}{more}")
 
 
 class Family:
