@@ -558,3 +558,53 @@ def test_estimate_times_with_the_workers_threads_and_counts_steps_updates_and_ev
     # per run: 4 steps x (forward+backward 10 ms + update 10 ms) + one evaluation (the test set
     # fits one evaluation batch: 10 ms)
     assert est["seconds"] == pytest.approx(4 * (4 * 0.02 + 0.01))
+
+
+def test_a_trial_is_bit_reproducible_for_a_seed_and_thread_count():
+    """Two runs of one description give identical metrics, history and weights; the thread count
+    is part of the description when the experiment pins it and is recorded in the metrics."""
+    import torch
+
+    from normlab.bench.run import run_trial
+    from normlab.data import load_dataset
+    from normlab.models import create_model
+    from normlab.train import TrainConfig, fit
+
+    exp = load_experiment(**{**TINY, "norms": ["bn"], "batch_sizes": [4], "steps": 6, "threads": 1})
+    [trial] = plan(exp)
+    assert trial["threads"] == 1
+    assert "threads" not in plan(load_experiment(**TINY))[0]           # unpinned: old identities kept
+    assert "threads" not in load_experiment(**TINY).identity()
+    before = torch.get_num_threads()
+    a, b = run_trial(trial), run_trial(trial)
+    assert torch.get_num_threads() == before                          # the pin is undone afterwards
+    assert a.status == b.status == "ok"
+    def drop(m):                                                      # timings differ, nothing else
+        return {k: v for k, v in m.items() if "sec" not in k}
+
+    assert drop(a.metrics) == drop(b.metrics) and a.metrics["test_acc"] == b.metrics["test_acc"]
+    assert [drop(h) for h in a.history] == [drop(h) for h in b.history]
+    assert a.metrics["threads"] == 1 and a.metrics["cpu_capability"] and a.metrics["torch"]
+
+    data = load_dataset(TINY["dataset"])
+    cfg = TrainConfig.from_dict(trial["train"])
+
+    def weights(threads):
+        torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(0)
+            model = create_model("resnet20", norm="bn", in_channels=data.in_channels,
+                                 num_classes=data.num_classes, width=0.25)
+            fit(model, data, cfg)
+            return model.state_dict()
+        finally:
+            torch.set_num_threads(before)
+
+    for threads in {1, max(1, before)}:
+        x, y = weights(threads), weights(threads)
+        assert all(torch.equal(x[k], y[k]) for k in x)                 # bit for bit
+
+
+def test_threads_setting_is_validated():
+    with pytest.raises(ExperimentError, match="threads=0 is invalid"):
+        load_experiment(**{**TINY, "threads": 0})

@@ -14,7 +14,7 @@ __all__ = ["Experiment", "ExperimentError", "load_experiment", "preset_path", "a
 
 _NUMERIC = {"epochs", "steps", "lr", "lrs", "batch_sizes", "seeds", "base_batch_size",
             "momentum", "weight_decay", "warmup_epochs", "width", "fixed_batch_size",
-            "fixed_norm_batch_size", "data_seed"}
+            "fixed_norm_batch_size", "data_seed", "threads"}
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
 AXES = ("models", "norms", "batch_sizes", "seeds", "lrs")     # what a trial varies along
 _NOT_RESULTS = ("name", "data_root", "download")              # never change a trial's result
@@ -93,6 +93,7 @@ class Experiment(BaseModel):
     augment: bool = True
     eval_mode: Literal["running", "batch"] = "running"
     data_seed: int = 0
+    threads: int | None = None                # torch threads per trial: pins the result (see run_trial)
     data_root: str | None = None
     download: bool = False
 
@@ -201,6 +202,9 @@ class Experiment(BaseModel):
         for key in ("fixed_batch_size", "fixed_norm_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} is invalid: expected a positive integer")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ValueError(f"threads={self.threads} is invalid: expected a positive integer (torch threads "
+                             f"per trial), or leave it out for the executor's share of the cores")
         if not 0 < self.width <= 16:
             raise ValueError(f"width={self.width} is invalid: expected a number in (0, 16]")
         import torch
@@ -222,6 +226,8 @@ class Experiment(BaseModel):
         data = self.model_dump()
         for key in (*AXES, *_NOT_RESULTS, "lr"):
             data.pop(key, None)
+        if data.get("threads") is None:       # unpinned: the identity of experiments from before
+            data.pop("threads", None)
         return data
 
     def batch_independent(self) -> set[tuple[str, str]]:
@@ -341,6 +347,8 @@ def plan(exp: Experiment) -> list[dict[str, Any]]:
                                        "seed": seed, "lr": lr, "width": exp.width, "act": exp.act,
                                        "data_seed": exp.data_seed,
                                        "train": exp.train_config(batch_size, seed, lr)})
+                        if exp.threads is not None:     # part of what was computed: see run_trial
+                            trials[-1]["threads"] = exp.threads
     return trials
 
 
