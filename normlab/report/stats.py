@@ -96,6 +96,15 @@ def p_values(diff: Any, se: Any, df: Any, margin: float) -> tuple[Any, Any]:
     return p_diff, p_equiv
 
 
+def noninferiority_p(diff: float, se: float, df: float, margin: float) -> float:
+    """One-sided p of "diff <= -margin" (non-inferiority of a to b by ``margin``)."""
+    from scipy.stats import t as student
+
+    if se == 0:
+        return 0.0 if diff > -margin else 1.0
+    return float(student.sf((diff + margin) / se, df))
+
+
 def holm(p_diff: Any, p_equiv: Any | None = None) -> tuple[Any, Any]:
     """Holm's step-down adjustment over the last axis, for k claims tested for a difference and
     (optionally) for equivalence: 2k hypotheses of which at most k can be true, since a claim's
@@ -180,7 +189,12 @@ class Comparison:
     standard error and degrees of freedom, and the spread that sizes a bigger study.
 
     ``direction``: +1 when the claim is "a is above b", -1 "a is below b", 0 "a differs from b".
-    ``samples``: 1 for paired seeds, 2 for two independent groups (Welch)."""
+    ``kind``: "difference" (the claim is that a difference exists: holds when it is shown) or
+    "noninferior" (the claim is that a is not worse than b by more than the margin, in the
+    ``direction`` given: holds when that is shown by a one-sided test, does not hold when a is
+    shown to be worse).
+    ``samples``: 1 for paired seeds, 2 for two independent groups (Welch). ``unit``: what n counts
+    (seeds, architectures, searches)."""
 
     claim: str
     diff: float
@@ -191,6 +205,8 @@ class Comparison:
     direction: int = 1
     samples: int = 1
     method: str = "paired t-test"
+    kind: str = "difference"
+    unit: str = "seeds"
 
     @property
     def testable(self) -> bool:
@@ -239,12 +255,13 @@ def unpaired(a: Sequence[float], b: Sequence[float], claim: str, *, direction: i
 
 
 def estimate(diff: float, se: float, n: int, claim: str, *, direction: int = 1, sd: float | None = None,
-             method: str = "bootstrap standard error, normal approximation") -> Comparison:
+             method: str = "bootstrap standard error, normal approximation", kind: str = "difference",
+             unit: str = "seeds") -> Comparison:
     """A difference whose standard error comes from elsewhere (e.g. a paired bootstrap of two
     rank correlations over the same architectures): normal approximation (df = inf). ``sd``, the
     spread of one unit, defaults to se * sqrt(n) (what sizes a bigger study)."""
     return Comparison(claim, float(diff), float(se), math.inf, int(n),
-                      float(sd if sd is not None else se * math.sqrt(n)), direction, 1, method)
+                      float(sd if sd is not None else se * math.sqrt(n)), direction, 1, method, kind, unit)
 
 
 @dataclass(frozen=True)
@@ -272,7 +289,7 @@ class Verdict:
     @property
     def word(self) -> str:
         if self.verdict == INCONCLUSIVE:
-            return f"inconclusive at {self.comparison.n} seeds"
+            return f"inconclusive at {self.comparison.n} {self.comparison.unit}"
         return self.verdict
 
     def evidence(self, unit: str = "points") -> str:
@@ -282,31 +299,39 @@ class Verdict:
             return f"{c.diff:+.2f} {unit} (n={c.n}: too few to test)"
         lo, hi = c.interval(self.alpha)
         pct = round(100 * (1 - 2 * self.alpha))
+        second = ("equivalence within ±" if c.kind == "difference" else "not worse by more than ")
         return (f"{c.diff:+.2f} {unit}, {pct}% CI [{lo:+.2f}, {hi:+.2f}], adjusted p={self.p_diff_adj:.3g} "
-                f"(difference), {self.p_equiv_adj:.3g} (equivalence within ±{self.margin:g}); {c.method}, "
-                f"n={c.n}")
+                f"(difference), {self.p_equiv_adj:.3g} ({second}{self.margin:g}); {c.method}, "
+                f"n={c.n} {c.unit}")
 
     def text(self, unit: str = "points", *, predicate: bool = False) -> str:
         """The verdict in words with its evidence; ``predicate``: to follow a subject ("the claim
         that ... holds / does not hold / is inconclusive at 3 seeds")."""
+        c = self.comparison
         if self.verdict == HOLDS:
-            tail = (f" (but the difference is also shown to lie within ±{self.margin:g} {unit})"
-                    if self.negligible else "")
+            if c.kind == "noninferior":
+                tail = f" (not worse by more than {self.margin:g} {unit} is shown)"
+            else:
+                tail = (f" (but the difference is also shown to lie within ±{self.margin:g} {unit})"
+                        if self.negligible else "")
             return f"holds{tail}: {self.evidence(unit)}"
         if self.verdict == DOES_NOT_HOLD:
-            why = ("the opposite difference is shown" if self.opposite
-                   else f"equivalence within ±{self.margin:g} {unit} is shown")
+            if c.kind == "noninferior":
+                why = "it is shown to be worse"
+            else:
+                why = ("the opposite difference is shown" if self.opposite
+                       else f"equivalence within ±{self.margin:g} {unit} is shown")
             return f"does not hold ({why}): {self.evidence(unit)}"
         if self.needed is not None:
-            more = (f"; about {self.needed} seeds would decide it ({self.needed_for}, at power "
+            more = (f"; about {self.needed} {c.unit} would decide it ({self.needed_for}, at power "
                     f"{POWER:g}, if the true difference is the observed one and the spread is this "
                     f"study's, each claim at alpha/{self.family_size})")
         elif self.comparison.n < 2:
-            more = "; the spread is unknown with one seed"
+            more = f"; the spread is unknown with n={self.comparison.n}"
         else:
-            more = (f"; not decidable at any reasonable number of seeds if the true difference is the "
-                    f"observed one ({self.needed_for or 'more than ' + str(MAX_SEEDS) + ' seeds'})")
-        return (f"{'is ' if predicate else ''}inconclusive at {self.comparison.n} seeds: "
+            more = (f"; not decidable with up to {MAX_SEEDS} {c.unit} if the true difference is the "
+                    f"observed one")
+        return (f"{'is ' if predicate else ''}inconclusive at {self.comparison.n} {c.unit}: "
                 f"{self.evidence(unit)}{more}")
 
 
@@ -353,7 +378,10 @@ class Family:
         adj_e = np.full(len(cs), nan)
         if idx:
             pd_, pe = p_values([cs[i].diff for i in idx], [cs[i].se for i in idx], [cs[i].df for i in idx],
-                            self.margin)
+                               self.margin)
+            for j, i in enumerate(idx):             # non-inferiority: one one-sided test
+                if cs[i].kind == "noninferior":
+                    pe[j] = noninferiority_p(cs[i].direction * cs[i].diff, cs[i].se, cs[i].df, self.margin)
             ad, ae = holm(pd_, pe)
             raw_d[idx], raw_e[idx], adj_d[idx], adj_e[idx] = pd_, pe, ad, ae
         m = max(1, len(idx))
@@ -362,7 +390,10 @@ class Family:
             diff_shown = bool(adj_d[i] < self.alpha)
             equiv_shown = bool(adj_e[i] < self.alpha)
             kw: dict[str, Any] = {}
-            if diff_shown and (c.direction == 0 or np.sign(c.diff) == c.direction):
+            if c.kind == "noninferior":
+                worse = diff_shown and np.sign(c.diff) == -(c.direction or 1)
+                word = HOLDS if equiv_shown else DOES_NOT_HOLD if worse else INCONCLUSIVE
+            elif diff_shown and (c.direction == 0 or np.sign(c.diff) == c.direction):
                 word = HOLDS
                 kw["negligible"] = equiv_shown
             elif diff_shown:
@@ -371,16 +402,20 @@ class Family:
                 word = DOES_NOT_HOLD
             else:
                 word = INCONCLUSIVE
-                if c.testable:
-                    level = self.alpha / m
-                    n_d = seeds_needed(c.diff, c.sd, alpha=level, target=self.power, samples=c.samples)
-                    n_e = seeds_needed(c.diff, c.sd, alpha=level, target=self.power, equivalence=True,
-                                       margin=self.margin, samples=c.samples)
-                    options = [(n, w) for n, w in ((n_d, "to show the difference"),
-                                                   (n_e, f"to show equivalence within ±{self.margin:g}"))
-                               if n is not None]
-                    if options:
-                        kw["needed"], kw["needed_for"] = min(options)
+            if word == INCONCLUSIVE and c.testable:
+                level = self.alpha / m
+                n_d = seeds_needed(c.diff, c.sd, alpha=level, target=self.power, samples=c.samples)
+                n_e = (seeds_needed(c.diff, c.sd, alpha=level, target=self.power, equivalence=True,
+                                    margin=self.margin, samples=c.samples) if c.kind == "difference" else
+                       seeds_needed(c.direction * c.diff + self.margin, c.sd, alpha=2 * level,
+                                    target=self.power, samples=c.samples))
+                options = [(n, w) for n, w in ((n_d, "to show the difference"),
+                                               (n_e, f"to show equivalence within ±{self.margin:g}"
+                                                if c.kind == "difference" else
+                                                f"to show it is not worse by more than {self.margin:g}"))
+                           if n is not None]
+                if options:
+                    kw["needed"], kw["needed_for"] = min(options)
             out.append(Verdict(c, word, float(raw_d[i]), float(raw_e[i]), float(adj_d[i]), float(adj_e[i]),
                                self.alpha, self.margin, m, **kw))
         return out
@@ -441,3 +476,30 @@ def best_text(order: Sequence[str], verdict: Verdict | None, values: Mapping[str
         if not (float(p) < level and c.diff > 0):
             tied.append(name)
     return "tied: " + ", ".join(tied)
+
+
+def strategy_verdicts(finals: Mapping[str, Sequence[float]], baselines: Sequence[str], *, what: str,
+                      margin: float = MARGIN, alpha: float = ALPHA, scale: float = 100.0,
+                      unit: str = "points") -> list[str]:
+    """The searches' claims ("evolution beats random search", "TPE beats RandWire") as one family:
+    every strategy in ``finals`` (name -> its final value per search, e.g. the best fitness after
+    the budget, one search per seed) against every baseline there, Welch's t over the searches
+    (unpaired: a search's seed does not pair it with another strategy's), under the same rule as
+    every report (:class:`Family`). Returns one sentence per claim and the family's sentence."""
+    family = Family(alpha=alpha, margin=margin)
+    pairs = []
+    for arm, values in finals.items():
+        if arm in baselines:
+            continue
+        for base in baselines:
+            if base in finals and base != arm:
+                c = unpaired(values, finals[base], f"{arm} above {base}", scale=scale)
+                family.add(Comparison(c.claim, c.diff, c.se, c.df, c.n, c.sd, c.direction, c.samples,
+                                      c.method, c.kind, "searches"))
+                pairs.append((arm, base))
+    if not pairs:
+        return []
+    lines = [f"{arm} against {base} ({what} after the budget, {len(finals[arm])} vs {len(finals[base])} "
+             f"searches): the claim that {arm} beats {base} {v.text(unit, predicate=True)}."
+             for (arm, base), v in zip(pairs, family.decide())]
+    return lines + [family.describe()]
