@@ -539,3 +539,21 @@ def test_reduced_quick_run_end_to_end(tmp_path):
     r = _cli("report", "nago-quick", "q-rw", "--store", store, "--out", str(tmp_path / "rep"))
     assert r.exit_code == 0, r.output
     assert (tmp_path / "rep" / "report.html").stat().st_size > 10000
+
+
+def test_strategies_are_decided_under_the_shared_rule():
+    from normlab.nago.report import strategy_claims
+    from normlab.search import Evaluation, SearchResult
+
+    def search(strategy, seed, best):
+        evs = [Evaluation(i, f"k{i}", {}, {"accuracy": v, "params": 1000.0}) for i, v in enumerate([0.5, best])]
+        return SearchResult(f"{strategy}{seed}", strategy, {"accuracy": "max", "params": "min"}, evs, {})
+
+    results = ([search("tpe", s, 0.95 + 0.001 * s) for s in range(4)]
+               + [search("random", s, 0.85 + 0.002 * s) for s in range(4)]
+               + [search("randwire", s, 0.95 - 0.001 * s) for s in range(4)])
+    lines = strategy_claims(results)
+    assert len(lines) == 3 and "2 comparison(s)" in lines[-1]
+    assert "the claim that tpe beats random holds" in lines[0]
+    # +0.3 points with a tiny spread: a difference is shown, and it is also inside the margin
+    assert "the claim that tpe beats randwire holds (but the difference is also shown to lie within ±1" in lines[1]

@@ -429,8 +429,8 @@ class Family:
                 f"Holm-adjusted over the family (with Shaffer's constraint that a claim's two null "
                 f"hypotheses cannot both be true), family-wise error rate {self.alpha:g}. "
                 f"'holds' = difference shown in the claimed direction; 'does not hold' = equivalence "
-                f"(or the opposite difference) shown; otherwise 'inconclusive at n seeds', with the "
-                f"seeds a study of the observed spread would need (power {self.power:g}, each claim "
+                f"(or the opposite difference) shown; otherwise 'inconclusive at n', with the n "
+                f"(seeds, searches, ...) a study of the observed spread would need (power {self.power:g}, each claim "
                 f"at alpha/{max(1, self.size)}, true difference = the observed one).")
 
 
