@@ -90,8 +90,8 @@ def test_presets_validate():
     assert {"quick", "study", "paper-cifar10"} <= set(available_presets())
     quick = load_experiment(preset="quick")
     assert quick.dataset == "digits" and min(quick.batch_sizes) == 2 and max(quick.batch_sizes) >= 32
-    assert len(quick.seeds) >= 3
-    assert {"bn", "gn:groups=4", "bgn:groups=auto", "bgn:groups=1", "bgn:groups=16"} <= set(quick.norms)
+    assert len(quick.seeds) >= 5 and quick.threads == 1                  # decided claims; pinned rounding
+    assert {"bn", "gn:groups=4", "bgn:groups=auto"} <= set(quick.norms)
     assert any(n.startswith("evonorm") for n in quick.norms)
     study = load_experiment(preset="study")                  # both ends of the BGN paper's claim
     assert study.dataset == "fashion-mnist" and min(study.batch_sizes) == 2 and max(study.batch_sizes) >= 128

@@ -50,6 +50,9 @@ def bench(
     steps: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
     width: Optional[float] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, help="torch threads per trial, pinned (part of the trial: "
+                                          "another count rounds differently); default the preset's, else "
+                                          "the executor's share of the cores"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost"),
     workers: int = typer.Option(1, help="parallel trials (a process pool unless --backend ray)"),
     backend: str = typer.Option("serial", help="serial | process | ray"),
@@ -81,7 +84,7 @@ def bench(
                               models=model or None, norms=norm or None,
                               batch_sizes=batch_size or None, seeds=seed or None,
                               batch_mode=batch_mode, epochs=epochs, steps=steps, lr=lr,
-                              width=width, download=download or None, data_root=data_root)
+                              width=width, threads=threads, download=download or None, data_root=data_root)
         if address and backend != "ray":
             raise ExperimentError(f"--address {address} needs --backend ray (got --backend {backend})")
         if isinstance(workers, bool) or workers < 1:
