@@ -608,3 +608,52 @@ def test_a_trial_is_bit_reproducible_for_a_seed_and_thread_count():
 def test_threads_setting_is_validated():
     with pytest.raises(ExperimentError, match="threads=0 is invalid"):
         load_experiment(**{**TINY, "threads": 0})
+
+
+def test_bgn_groups_tuned_chooses_g_on_validation_and_reports_its_test_accuracy(tmp_path):
+    """bgn:groups=tuned: one trial per G of the grid on the training data less a validation split
+    (stored), G chosen by validation accuracy, the cell shows the chosen G's test accuracy only."""
+    from normlab.bench.experiment import TUNED
+    from normlab.bench.run import run_trial
+    from normlab.bench.report import tuning_table, verdicts
+
+    exp = load_experiment(**{**TINY, "norms": ["bn", "bgn:groups=tuned"], "seeds": [0, 1],
+                             "tune": {"grid": [1, 4], "val_fraction": 0.25}})
+    assert exp.norms == ["bn", TUNED] and exp.trained_norms() == ["bn", "bgn:groups=1", "bgn:groups=4"]
+    trials = plan(exp)
+    tune = [t for t in trials if "tune" in t]
+    assert len(tune) == 2 * 2 * 2 and {t["norm"] for t in tune} == {"bgn:groups=1", "bgn:groups=4"}
+    assert "tune" in exp.identity() and "tune" not in load_experiment(**TINY).identity()
+    r = run_trial(tune[0])
+    assert r.status == "ok" and 0 <= r.metrics["val_acc"] <= 1 and 0 <= r.metrics["test_acc"] <= 1
+    assert "test_acc" not in r.history[-1] and "val_acc" in r.history[-1]
+
+    # the choice, from stored-looking rows: G=4 wins on validation but G=1 has the better test accuracy
+    rows = []
+    def add(norm, b, seed, acc, val=None):
+        d = {"model": "resnet20", "norm": norm, "dataset": "mnist5k", "batch_size": b, "batch_mode": "norm",
+             "seed": seed}
+        m = {"test_acc": acc}
+        if val is not None:
+            d["tune"] = {"norm": TUNED, "val_fraction": 0.1}
+            m["val_acc"] = val
+        rows.append({"experiment": "e", "status": "ok", "metrics": m, "description": d})
+    for seed in range(3):
+        add("bn", 2, seed, 0.80 + 0.01 * seed)
+        add("bgn:groups=1", 2, seed, 0.99, val=0.70)
+        add("bgn:groups=4", 2, seed, 0.85 + 0.01 * seed, val=0.90)
+    [s] = summarize(rows)
+    assert s.config == {}                                               # tune rows are not another configuration
+    cell = s.groups["resnet20"][TUNED][2]
+    assert cell.accs == pytest.approx([0.85, 0.86, 0.87]) and cell.text().endswith("[groups=4]")
+    table = tuning_table(s, "resnet20")
+    assert [r[0] for r in table.rows] == ["bgn:groups=1", "bgn:groups=4"] and (1, 1) in table.emphasis
+    assert any(line.startswith(f"{TUNED} against BN at b=2") for line in verdicts(s, "resnet20"))
+    assert "bgn:groups=4" not in s.groups["resnet20"]                   # validation runs are not cells
+
+
+def test_tune_settings_are_validated():
+    with pytest.raises(ExperimentError, match="tune.grid"):
+        load_experiment(**{**TINY, "norms": ["bgn:groups=tuned"], "tune": {"grid": [0]}})
+    with pytest.raises(ExperimentError, match="val_fraction"):
+        load_experiment(**{**TINY, "norms": ["bgn:groups=tuned"], "tune": {"val_fraction": 1.5}})

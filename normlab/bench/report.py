@@ -19,13 +19,13 @@ from ..report import ReportTable, Stat, describe, html_page, html_table, markdow
 from ..report.stats import ALPHA, MARGIN, Comparison, Family, best_claim, best_text, paired
 
 __all__ = ["Summary", "Cell", "summarize", "write_report", "markdown", "tables", "compare", "verdicts",
-           "Decided", "MARGIN"]
+           "Decided", "MARGIN", "tuning_table"]
 
 PAPER_BN_DROP = "9.6 on ImageNet ResNet-50, batch 32 -> 2 (BGN paper)"
 
 # Description fields that are the study's axes (or follow from them): never a configuration.
 _AXES = {"model", "norm", "batch_size", "seed", "train.seed", "train.batch_size",
-         "train.norm_batch_size", "train.lr"}
+         "train.norm_batch_size", "train.lr", "tune.norm", "tune.val_fraction"}
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Cell:
     diverged: int = 0
     failed: int = 0
     seeds: list[int] = field(default_factory=list)       # the seed of each accuracy, for pairing
+    vals: list[float] = field(default_factory=list)      # validation accuracies (tuning trials)
+    note: str = ""                                       # e.g. the G a tuned cell chose
 
     def by_seed(self) -> dict[int, float]:
         return dict(zip(self.seeds, self.accs))
@@ -50,7 +52,7 @@ class Cell:
         if not self.accs:
             return "diverged" if self.diverged else ("failed" if self.failed else "-")
         extra = f" ({self.diverged} div.)" if self.diverged else ""
-        return self.stat.text() + extra
+        return self.stat.text() + extra + (f" {self.note}" if self.note else "")
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Summary:
     pending: int = 0
     config: dict[str, Any] = field(default_factory=dict)   # settings that differ between configurations
     shared: set[str] = field(default_factory=set)       # norms trained once per seed (no batch statistics)
+    tuning: dict[str, dict[str, dict[int, dict[str, Cell]]]] = field(default_factory=dict)
+    # model -> tuned norm -> batch size -> grid norm -> cell (val accs in .vals, test accs in .accs)
     margin: float = MARGIN                              # points: smaller differences do not matter
     alpha: float = ALPHA
     _decided: dict = field(default_factory=dict, repr=False, compare=False)
@@ -234,6 +238,19 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = repr(value) if isinstance(value, list) else value
 
 
+def _chosen(grid: dict[str, Cell]) -> Cell:
+    """A tuned norm's cell at one batch size: the grid entry with the best mean validation
+    accuracy over its seeds (ties: the first in grid order), reported by its test accuracies."""
+    done = {n: c for n, c in grid.items() if c.vals}
+    if not done:
+        failed = Cell(diverged=sum(c.diverged for c in grid.values()), failed=sum(c.failed for c in grid.values()))
+        return failed
+    best = max(done, key=lambda n: statistics.fmean(done[n].vals))
+    c = done[best]
+    return Cell(list(c.accs), c.diverged, c.failed, list(c.seeds), list(c.vals),
+                note=f"[{best.partition(':')[2]}]")
+
+
 def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
               margin: float = MARGIN) -> list[Summary]:
     """One Summary per configuration found in ``rows`` (one when every trial shares its
@@ -256,11 +273,21 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
         pending = 0
         shared: set[str] = set()
         dataset = mode = ""
+        tuning: dict[str, dict[str, dict[int, dict[str, Cell]]]] = {}
         for r, _ in members:
             d = r["description"]
             dataset, mode = d.get("dataset", ""), d.get("batch_mode", "both")
-            cell = groups.setdefault(d["model"], {}).setdefault(d["norm"], {}).setdefault(d["batch_size"], Cell())
             sizes.add(d["batch_size"])
+            if isinstance(d.get("tune"), dict):        # a validation trial of a tuned norm
+                tuned = str(d["tune"].get("norm", "tuned"))
+                groups.setdefault(d["model"], {}).setdefault(tuned, {})
+                cell = (tuning.setdefault(d["model"], {}).setdefault(tuned, {}).setdefault(d["batch_size"], {})
+                        .setdefault(d["norm"], Cell()))
+                val = r["metrics"].get("val_acc")
+                if r["status"] == "ok" and isinstance(val, (int, float)) and math.isfinite(val):
+                    cell.vals.append(val)
+            else:
+                cell = groups.setdefault(d["model"], {}).setdefault(d["norm"], {}).setdefault(d["batch_size"], Cell())
             acc = r["metrics"].get("test_acc")
             if "same_run_as" in r["metrics"]:
                 shared.add(d["norm"])
@@ -273,13 +300,52 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
                 cell.failed += 1
             else:
                 pending += 1
+        for model, per in tuning.items():
+            for tuned, by_size in per.items():
+                for b, grid in by_size.items():
+                    groups[model][tuned][b] = _chosen(grid)
         name = experiment or (members[0][0].get("experiment") or "-")
-        out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config, shared, float(margin)))
+        out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config, shared, tuning,
+                           float(margin)))
+    return out
+
+
+def tuning_table(summary: Summary, model: str) -> ReportTable | None:
+    """Validation accuracy of every grid entry of each tuned norm at each batch size (mean over
+    seeds); the chosen entry emphasised. The evidence on which G suits which batch size."""
+    per = summary.tuning.get(model)
+    if not per:
+        return None
+    out = None
+    for tuned, by_size in per.items():
+        entries = sorted({n for grid in by_size.values() for n in grid},
+                         key=lambda n: int(n.split("groups=")[1]) if n.split("groups=")[-1].isdigit() else 0)
+        out = ReportTable(f"{tuned}: validation accuracy per group count ({model})",
+                          ["grid", *[f"b={b}" for b in summary.batch_sizes]],
+                          note="top-1 % on the held-out validation split, mean ± 95% interval over seeds; "
+                               "bold: chosen (the test set never chooses); the table above shows the "
+                               "chosen G's test accuracy")
+        for n in entries:
+            cells, bold = [], []
+            for i, b in enumerate(summary.batch_sizes):
+                c = by_size.get(b, {}).get(n)
+                cells.append(describe(c.vals).text() if c and c.vals else "-")
+                chosen = summary.groups[model][tuned].get(b)
+                if chosen is not None and chosen.note == f"[{n.partition(':')[2]}]":
+                    bold.append(1 + i)
+            out.add([n, *cells], emphasise=bold)
     return out
 
 
 def tables(summaries: list[Summary]) -> list[ReportTable]:
-    return [s.table(model) for s in summaries for model in s.groups]
+    out = []
+    for s in summaries:
+        for model in s.groups:
+            out.append(s.table(model))
+            t = tuning_table(s, model)
+            if t is not None:
+                out.append(t)
+    return out
 
 
 def markdown(summaries: list[Summary]) -> str:
@@ -291,6 +357,9 @@ def markdown(summaries: list[Summary]) -> str:
         for model in s.groups:
             parts.append(markdown_table(s.table(model)))
             parts += [f"- {v}" for v in verdicts(s, model)]
+            t = tuning_table(s, model)
+            if t is not None:
+                parts += ["", markdown_table(t)]
             parts.append("")
     return "\n".join(parts)
 
@@ -350,6 +419,9 @@ def write_report(summaries: list[Summary] | Summary, out_dir: str | Path) -> dic
             found = verdicts(s, model)
             if found:
                 sections.append("<ul>" + "".join(f"<li>{_html.escape(v)}</li>" for v in found) + "</ul>")
+            t = tuning_table(s, model)
+            if t is not None:
+                sections.append(html_table(t))
     page = html_page(f"normlab report: {name}", sections,
                      [("Accuracy against batch size", png)], intro=intro, markdown=md)
     (out / "report.html").write_text(page)

@@ -41,8 +41,25 @@ def run_trial(trial: dict[str, Any], context: RunContext | None = None) -> Trial
                              in_channels=data.in_channels, num_classes=data.num_classes,
                              width=trial.get("width", 1.0), **trial.get("model_options", {}))
         cfg = TrainConfig.from_dict({**trial["train"], "device": os.environ.get("NORMLAB_DEVICE", "auto")})
-        result = fit(model, data, cfg)
-        metrics = {**result.metrics, "wall_seconds": time.time() - start, **_machine()}
+        tune = trial.get("tune")
+        if tune:                # a validation trial of bgn:groups=tuned: fit on the training data less
+            from ..data import holdout        # the held-out split, whose accuracy chooses G
+            from ..train import evaluate
+
+            fit_data, test_data = holdout(data, float(tune["val_fraction"]), trial.get("data_seed", 0))
+            result = fit(model, fit_data, cfg)
+
+            def val(d):                                     # fit's "test" split was the validation set
+                return {k.replace("test", "val"): v for k, v in d.items()}
+            metrics = val(result.metrics)
+            result.history = [val(h) for h in result.history]
+            if result.status == "ok":
+                metrics.update(evaluate(model, test_data, "test", mode=cfg.eval_mode, batch_size=cfg.eval_batch_size,
+                                        device=next(model.parameters()).device))
+        else:
+            result = fit(model, data, cfg)
+            metrics = dict(result.metrics)
+        metrics = {**metrics, "wall_seconds": time.time() - start, **_machine()}
         return TrialResult(result.status, metrics=metrics, history=result.history,
                            error=result.message or None, started=start, finished=time.time())
     except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on

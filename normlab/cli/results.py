@@ -26,7 +26,7 @@ def check_margin(margin: float) -> float:
 
 
 def print_report(summaries, out_dir: Path) -> None:
-    from ..bench.report import verdicts, write_report
+    from ..bench.report import tuning_table, verdicts, write_report
     from ..report import rich_table
 
     if len(summaries) > 1:
@@ -37,6 +37,9 @@ def print_report(summaries, out_dir: Path) -> None:
             console.print(rich_table(s.table(model)))
             for line in verdicts(s, model):
                 console.print(f"- {line}", highlight=False)
+            tuned = tuning_table(s, model)
+            if tuned is not None:
+                console.print(rich_table(tuned))
             drop = s.drop(model)
             if drop:
                 worst = max(drop, key=lambda n: drop[n])
