@@ -69,7 +69,7 @@ class Tune(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    grid: list[int] = Field(default_factory=lambda: [1, 4, 16, 64])
+    grid: list[int] = Field(default_factory=lambda: [1, 4, 16])
     val_fraction: float = 0.1
 
     @field_validator("grid")
