@@ -76,5 +76,7 @@ def _machine() -> dict[str, Any]:
     """What the result depends on besides the description: threads, ATen kernel level, torch."""
     import torch
 
+    pins = {k.lower(): os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+            if os.environ.get(k)}                 # kernel-level pins, when the user set them
     return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, **pins}
