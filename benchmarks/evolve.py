@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="keep the runs as searches 'evo' and 'rnd'")
     ap.add_argument("--anchors", default="resnet20@0.25")
     ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--margin", type=float, default=1.0, help="equivalence margin (fitness points) of the claim "
+                    "'evolution beats random search', decided under the shared rule (normlab.report.stats)")
     args = ap.parse_args()
     base = dict(dataset=args.dataset, anchors=args.anchors, steps=args.steps, lr=args.lr,
                 reject_steps=args.reject_steps, reject_acc=0.2, budget=args.budget, population=8,
@@ -67,6 +69,11 @@ def main() -> None:
         text = "  ".join(f"@{n}: {statistics.mean(c[n - 1] for c in cs):.3f}"
                          f"±{statistics.pstdev(c[n - 1] for c in cs):.3f}" for n in marks)
         print(f"{strategy:9s} best-so-far mean±sd over {len(cs)} seeds  {text}")
+    from normlab.report.stats import strategy_verdicts
+
+    finals = {"evolution": [c[-1] for c in curves["evolution"]], "random search": [c[-1] for c in curves["random"]]}
+    for line in strategy_verdicts(finals, ["random search"], what="best fitness", margin=args.margin):
+        print(f"- {line}")
     print(f"{3600 * total_cands / total_time:.0f} candidates/hour (1 process), "
           f"{rejected / total_cands:.0%} rejected early (quality/stability/diverged)")
     print(f"best layer: {best.get('formula')} fitness {best.get('fit', float('nan')):.3f} "

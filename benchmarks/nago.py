@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--store", default="/tmp/nago-bench.sqlite")
     ap.add_argument("--report", default=None, help="write the HTML report (normlab nago report) here")
+    ap.add_argument("--margin", type=float, default=1.0, help="equivalence margin (accuracy points) of the "
+                    "strategy claims, decided under the shared rule (normlab.report.stats)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results: dict[str, list] = {s: [] for s in ARMS}
@@ -100,10 +102,15 @@ def main() -> None:
         cost = [sum(e.scores.get("samples", 0) * e.scores.get("train_steps", 0) for e in r.history) for r in rs]
         print(f"| {s} | {ms(at_k)} | {ms(final)} | {ms(size, '.1f')}k | {ms(front, '.1f')} | {ms(hv)} "
               f"| {ms(cost, '.0f')} | {ms(minutes[s], '.1f')} |")
+    from normlab.nago.report import strategy_claims
+
+    print()
+    for line in strategy_claims([r for rs in results.values() for r in rs], margin=args.margin):
+        print(f"- {line}")
     if args.report:
         from normlab.nago.report import write_report
 
-        page = write_report([r for rs in results.values() for r in rs], args.report)
+        page = write_report([r for rs in results.values() for r in rs], args.report, margin=args.margin)
         print(f"\nreport: {page}")
 
 

@@ -209,3 +209,25 @@ def test_debian_fashion_mnist(tmp_path):
     d = load_dataset("fashion-mnist", root=tmp_path)
     assert (d.size("train"), d.size("test")) == (60000, 10000)
     assert torch.bincount(d.test_y).tolist() == [1000] * 10
+
+
+def test_holdout_carves_a_stratified_validation_split_from_training():
+    import torch
+
+    from normlab.data import DataError, holdout, load_dataset
+
+    data = load_dataset("digits")
+    fit_data, test_data = holdout(data, 0.2, seed=0)
+    n = data.size("train")
+    assert fit_data.size("train") + fit_data.size("test") == n
+    assert abs(fit_data.size("test") - round(0.2 * n)) <= 1
+    assert torch.equal(test_data.train_x, fit_data.train_x)                # same training rest
+    assert torch.equal(test_data.test_x, data.test_x)                      # the real test set
+    # every class keeps its share of the validation split: stratified
+    for c in range(10):
+        share = float((fit_data.test_y == c).float().mean())
+        assert abs(share - float((data.train_y == c).float().mean())) < 0.02
+    assert fit_data.mean != data.mean                                      # statistics of the rest only
+    assert holdout(data, 0.2, seed=0)[0].test_y.tolist() == fit_data.test_y.tolist()   # seeded
+    with pytest.raises(DataError, match="val_fraction"):
+        holdout(data, 1.0)

@@ -533,3 +533,23 @@ def test_cli_report_bad_input_is_one_line(tmp_path):
         res = runner.invoke(app, ["evolve", "report", *args, "--store", str(store), "--out", str(tmp_path / "r")])
         lines = [line for line in res.output.strip().splitlines() if line.strip()]
         assert res.exit_code == 2 and len(lines) == 1 and match in lines[0], res.output
+
+
+def test_evolution_against_random_is_decided_under_the_shared_rule():
+    from normlab.evolve.report import strategy_claims
+    from normlab.search import Evaluation, SearchResult
+
+    def search(strategy, seed, best):
+        evs = [Evaluation(i, f"k{i}", Genome.from_code("max.0.1"), {"a": v, "b": v})
+               for i, v in enumerate([best - 0.05, best])]
+        return SearchResult(f"{strategy}{seed}", strategy, {"a": "max", "b": "max"}, evs, {"seed": seed})
+
+    far = [search("evolution", s, 0.90 + 0.002 * s) for s in range(4)] + \
+          [search("random", s, 0.80 + 0.003 * s) for s in range(4)]
+    [line, family] = strategy_claims(far)
+    assert line.startswith("evolution against random search (best fitness after the budget, 4 vs 4 searches)")
+    assert "beats random search holds" in line and "Welch" in line and "1 comparison(s)" in family
+    close = [search("evolution", s, 0.90 + 0.01 * (s % 2)) for s in range(3)] + \
+            [search("random", s, 0.90 + 0.01 * ((s + 1) % 2)) for s in range(3)]
+    assert "is inconclusive at 3 searches" in strategy_claims(close)[0]
+    assert strategy_claims(far[:4]) == []                       # no baseline: no claim

@@ -554,3 +554,21 @@ def test_generator_key_is_exactly_what_the_networks_are_built_from():
     assert GeneratorParams(bottom=a).key().endswith("ws(4,2,0.503)")
     assert GeneratorParams().key() == "ws(4,2,0.50)/er(2,0.50)/ws(4,2,0.50)"    # two decimals when exact
     assert a.label() == "ws(4,2,0.50)"                                   # the display label stays short
+
+
+def test_strategies_are_decided_under_the_shared_rule():
+    from normlab.nago.report import strategy_claims
+    from normlab.search import Evaluation, SearchResult
+
+    def search(strategy, seed, best):
+        evs = [Evaluation(i, f"k{i}", {}, {"accuracy": v, "params": 1000.0}) for i, v in enumerate([0.5, best])]
+        return SearchResult(f"{strategy}{seed}", strategy, {"accuracy": "max", "params": "min"}, evs, {})
+
+    results = ([search("tpe", s, 0.95 + 0.001 * s) for s in range(4)]
+               + [search("random", s, 0.85 + 0.002 * s) for s in range(4)]
+               + [search("randwire", s, 0.95 - 0.001 * s) for s in range(4)])
+    lines = strategy_claims(results)
+    assert len(lines) == 3 and "2 comparison(s)" in lines[-1]
+    assert "the claim that tpe beats random holds" in lines[0]
+    # +0.3 points with a tiny spread: a difference is shown, and it is also inside the margin
+    assert "the claim that tpe beats randwire holds (but the difference is also shown to lie within ±1" in lines[1]

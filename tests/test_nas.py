@@ -664,3 +664,27 @@ def test_checkpoints_are_plain_and_older_ones_still_load(tiny_checkpoint, tmp_pa
     with pytest.raises(TypeError, match="only tensors and plain data"):
         write_checkpoint({**state, "net": Supernet(WIDER)}, tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_correlation_verdict_uses_the_shared_rule():
+    from normlab.nas.report import correlation_verdict
+    from normlab.search import rank_correlation
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=60)
+
+    def report(bn, rebn):
+        return {"standalone_acc": truth.tolist(), "proxies": {"bn_indicator": bn.tolist(), "rebn_acc": rebn.tolist()},
+                "correlation": {"bn_indicator": rank_correlation(bn, truth, bootstrap=10).to_dict(),
+                                "rebn_acc": rank_correlation(rebn, truth, bootstrap=10).to_dict()},
+                "seconds_per_subnet": {"bn_indicator": 1e-5, "rebn_acc": 1e-2}}
+
+    good = correlation_verdict(report(truth + 0.05 * rng.normal(size=60), truth + 0.05 * rng.normal(size=60)),
+                               bootstrap=200)
+    assert "ranks architectures like their stand-alone accuracy (Kendall tau 0.9" in good
+    assert good.count(" holds") == 2 and "Holm" in good and "2 comparison(s)" in good
+    assert "1,000x faster" in good
+    noise = correlation_verdict(report(rng.normal(size=60), truth + 0.05 * rng.normal(size=60)), bootstrap=200)
+    assert "ranks at least as well as ReBN (tau 0.9" in noise
+    assert "does not hold (it is shown to be worse)" in noise
+    assert "inconclusive at 60 architectures" in noise or "does not hold (equivalence" in noise

@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Experiment", "ExperimentError", "load_experiment", "preset_path", "available_presets",
+__all__ = ["Experiment", "ExperimentError", "Tune", "TUNED", "load_experiment", "preset_path", "available_presets",
            "plan", "check_plan", "safe_name", "AXES"]
 
 _NUMERIC = {"epochs", "steps", "lr", "lrs", "batch_sizes", "seeds", "base_batch_size",
             "momentum", "weight_decay", "warmup_epochs", "width", "fixed_batch_size",
-            "fixed_norm_batch_size", "data_seed"}
+            "fixed_norm_batch_size", "data_seed", "threads"}
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
 AXES = ("models", "norms", "batch_sizes", "seeds", "lrs")     # what a trial varies along
 _NOT_RESULTS = ("name", "data_root", "download")              # never change a trial's result
@@ -44,11 +44,46 @@ def expand_spec(spec: str) -> list[str]:
     return [f"{name}:{','.join(combo)}" for combo in itertools.product(*choices)]
 
 
+def _is_tuned(spec: str) -> bool:
+    name, _, rest = spec.replace(" ", "").partition(":")
+    return name.lower() == "bgn" and rest.lower() == "groups=tuned"
+
+
 def safe_name(name: str) -> str:
     """A name that is safe as a folder name: letters, digits, '.', '_' and '-' (anything else,
     '/' and '..' included, becomes '_'). For names read back from a store someone else wrote."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(name)).lstrip(".") or "experiment"
     return cleaned[:100]
+
+
+TUNED = "bgn:groups=tuned"          # BGN with its group count chosen on a validation split
+
+
+class Tune(BaseModel):
+    """``bgn:groups=tuned``: at each model x batch size, BGN is trained once per G in ``grid`` (and
+    seed) on the training data less a held-out ``val_fraction`` (stratified, split by
+    ``data_seed``); the G with the best mean validation accuracy over the seeds is chosen, and the
+    report shows the test accuracy of the chosen G's runs only, so the test set never picks the
+    winner. Every run is a stored trial."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grid: list[int] = Field(default_factory=lambda: [1, 4, 16])
+    val_fraction: float = 0.1
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: list[int]) -> list[int]:
+        if not v or any(isinstance(g, bool) or g < 1 for g in v) or len(set(v)) != len(v):
+            raise ValueError(f"tune.grid={v} is invalid: expected distinct positive group counts, e.g. [1, 4, 16]")
+        return sorted(v)
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 < v < 1:
+            raise ValueError(f"tune.val_fraction={v} is invalid: expected a number in (0, 1), e.g. 0.1")
+        return v
 
 
 class ExperimentError(ValueError):
@@ -92,6 +127,8 @@ class Experiment(BaseModel):
     augment: bool = True
     eval_mode: Literal["running", "batch"] = "running"
     data_seed: int = 0
+    threads: int | None = None                # torch threads per trial: pins the result (see run_trial)
+    tune: Tune = Field(default_factory=Tune)  # how bgn:groups=tuned chooses G (used only when named)
     data_root: str | None = None
     download: bool = False
 
@@ -143,7 +180,7 @@ class Experiment(BaseModel):
 
         if not v:
             raise ValueError("norms is empty: expected at least one norm spec")
-        specs = [str(parse_spec(s)) for spec in v for s in expand_spec(spec)]
+        specs = [TUNED if _is_tuned(s) else str(parse_spec(s)) for spec in v for s in expand_spec(spec)]
         repeated = sorted({s for s in specs if specs.count(s) > 1})
         if repeated:
             raise ValueError(f"norms={v} names {repeated[0]} more than once (specs are compared "
@@ -199,6 +236,9 @@ class Experiment(BaseModel):
         for key in ("fixed_batch_size", "fixed_norm_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} is invalid: expected a positive integer")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ValueError(f"threads={self.threads} is invalid: expected a positive integer (torch threads "
+                             f"per trial), or leave it out for the executor's share of the cores")
         if not 0 < self.width <= 16:
             raise ValueError(f"width={self.width} is invalid: expected a number in (0, 16]")
         import torch
@@ -206,7 +246,7 @@ class Experiment(BaseModel):
         from ..models import create_model
 
         for model in self.models:          # every norm must fit every model's channel counts
-            for norm in self.norms:
+            for norm in self.trained_norms():
                 try:
                     with torch.device("meta"):         # shapes only: nothing is allocated
                         create_model(model, norm=norm, act=self.act, width=self.width)
@@ -214,12 +254,25 @@ class Experiment(BaseModel):
                     raise ValueError(f"{model} with norm '{norm}': {exc}") from None
         return self
 
+    def trained_norms(self) -> list[str]:
+        """The norm specs that are trained: ``bgn:groups=tuned`` stands for its G grid."""
+        out: list[str] = []
+        for n in self.norms:
+            for spec in ([f"bgn:groups={g}" for g in self.tune.grid] if n == TUNED else [n]):
+                if spec not in out:
+                    out.append(spec)
+        return out
+
     def identity(self) -> dict[str, Any]:
         """What identifies the experiment in the store: every setting that can change a result,
         without the axes (adding a seed or a norm keeps the finished trials) and the name."""
         data = self.model_dump()
         for key in (*AXES, *_NOT_RESULTS, "lr"):
             data.pop(key, None)
+        if data.get("threads") is None:       # unpinned: the identity of experiments from before
+            data.pop("threads", None)
+        if TUNED not in self.norms:           # tuning settings matter only when something is tuned
+            data.pop("tune", None)
         return data
 
     def batch_independent(self) -> set[tuple[str, str]]:
@@ -232,7 +285,7 @@ class Experiment(BaseModel):
 
         out = set()
         for model in self.models:
-            for norm in self.norms:
+            for norm in self.trained_norms():
                 with torch.device("meta"):
                     net = create_model(model, norm=norm, act=self.act, width=self.width)
                 if not batch_dependent_layers(net):
@@ -356,15 +409,21 @@ def plan(exp: Experiment) -> list[dict[str, Any]]:
     is hash(experiment identity, description) (``normlab.runtime.trial_id``)."""
     trials = []
     for model in exp.models:
-        for norm in exp.norms:
-            for batch_size in exp.batch_sizes:
-                for lr in exp.lrs or [exp.lr]:
-                    for seed in exp.seeds:
-                        trials.append({"model": model, "norm": norm, "dataset": exp.dataset,
-                                       "batch_size": batch_size, "batch_mode": exp.batch_mode,
-                                       "seed": seed, "lr": lr, "width": exp.width, "act": exp.act,
-                                       "data_seed": exp.data_seed,
-                                       "train": exp.train_config(batch_size, seed, lr)})
+        for name in exp.norms:
+            tuned = name == TUNED            # one validation trial per G of the grid
+            for norm in ([f"bgn:groups={g}" for g in exp.tune.grid] if tuned else [name]):
+                for batch_size in exp.batch_sizes:
+                    for lr in exp.lrs or [exp.lr]:
+                        for seed in exp.seeds:
+                            trials.append({"model": model, "norm": norm, "dataset": exp.dataset,
+                                           "batch_size": batch_size, "batch_mode": exp.batch_mode,
+                                           "seed": seed, "lr": lr, "width": exp.width, "act": exp.act,
+                                           "data_seed": exp.data_seed,
+                                           "train": exp.train_config(batch_size, seed, lr)})
+                            if exp.threads is not None:     # part of what was computed: see run_trial
+                                trials[-1]["threads"] = exp.threads
+                            if tuned:
+                                trials[-1]["tune"] = {"norm": TUNED, "val_fraction": exp.tune.val_fraction}
     return trials
 
 
@@ -390,7 +449,7 @@ def check_plan(exp: Experiment):
     n = max(2, min(exp.norm_batches()))
     shape = (n, info.in_channels, *info.image_size)
     for model in exp.models:
-        for norm in exp.norms:
+        for norm in exp.trained_norms():
             try:
                 with torch.device("meta"):
                     net = create_model(model, norm=norm, act=exp.act, width=exp.width,

@@ -10,21 +10,22 @@ HTML page and markdown.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..report import ReportTable, Stat, describe, html_page, html_table, markdown_table, pyplot, save_figure
+from ..report.stats import ALPHA, MARGIN, Comparison, Family, best_claim, best_text, paired
 
 __all__ = ["Summary", "Cell", "summarize", "write_report", "markdown", "tables", "compare", "verdicts",
-           "Comparison"]
+           "Decided", "MARGIN", "tuning_table"]
 
-ALPHA = 0.05
 PAPER_BN_DROP = "9.6 on ImageNet ResNet-50, batch 32 -> 2 (BGN paper)"
 
 # Description fields that are the study's axes (or follow from them): never a configuration.
 _AXES = {"model", "norm", "batch_size", "seed", "train.seed", "train.batch_size",
-         "train.norm_batch_size", "train.lr"}
+         "train.norm_batch_size", "train.lr", "tune.norm", "tune.val_fraction"}
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Cell:
     diverged: int = 0
     failed: int = 0
     seeds: list[int] = field(default_factory=list)       # the seed of each accuracy, for pairing
+    vals: list[float] = field(default_factory=list)      # validation accuracies (tuning trials)
+    note: str = ""                                       # e.g. the G a tuned cell chose
 
     def by_seed(self) -> dict[int, float]:
         return dict(zip(self.seeds, self.accs))
@@ -49,7 +52,7 @@ class Cell:
         if not self.accs:
             return "diverged" if self.diverged else ("failed" if self.failed else "-")
         extra = f" ({self.diverged} div.)" if self.diverged else ""
-        return self.stat.text() + extra
+        return self.stat.text() + extra + (f" {self.note}" if self.note else "")
 
 
 @dataclass
@@ -65,12 +68,19 @@ class Summary:
     pending: int = 0
     config: dict[str, Any] = field(default_factory=dict)   # settings that differ between configurations
     shared: set[str] = field(default_factory=set)       # norms trained once per seed (no batch statistics)
+    tuning: dict[str, dict[str, dict[int, dict[str, Cell]]]] = field(default_factory=dict)
+    # model -> tuned norm -> batch size -> grid norm -> cell (val accs in .vals, test accs in .accs)
+    margin: float = MARGIN                              # points: smaller differences do not matter
+    alpha: float = ALPHA
+    _decided: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
 
     def best(self, model: str) -> dict[int, str]:
+        """The norm with the highest mean at each batch size (a description, not a verdict: the
+        verdict, best or tied, is :meth:`decide`'s)."""
         out = {}
         for b in self.batch_sizes:
             cands = [(c.mean, n) for n, row in self.groups[model].items()
@@ -88,127 +98,136 @@ class Summary:
                 out[norm] = 100 * (row[sizes[-1]].mean - row[sizes[0]].mean)
         return out
 
+    def decide(self, model: str) -> "Decided":
+        """Every claim this report states about ``model``, decided as one family
+        (:class:`normlab.report.stats.Family`, margin ``self.margin`` points)."""
+        key = (model, self.margin, self.alpha)
+        if key not in self._decided:
+            self._decided[key] = _decide(self, model)
+        return self._decided[key]
+
     def table(self, model: str) -> ReportTable:
-        best = self.best(model)
+        decided = self.decide(model)
         drop = self.drop(model)
         title = f"{self.experiment}: {model} on {self.dataset}"
         if self.config:
             title += f" [{self.label}]"
         out = ReportTable(title, ["norm", *[f"b={b}" for b in self.batch_sizes], "drop"],
-                          note=f"top-1 %, mean ± 95% interval over seeds (n = seeds); * = differs from "
-                               f"BN at that batch size (paired t-test over seeds, p < {ALPHA}); batch = "
-                               f"{self.batch_mode}; drop = largest batch minus smallest, points"
+                          note=f"top-1 %, mean ± 95% interval over seeds (n = seeds); batch = "
+                               f"{self.batch_mode}; drop = largest batch minus smallest, points; "
+                               f"best = the top norm when it beats the runner-up under the report's "
+                               f"rule (see the verdicts), else the norms tied with it"
                                + (f"; {', '.join(sorted(self.shared))}: no batch statistics, so each "
                                   f"seed trained once and is shown at every batch size"
                                   if self.shared else ""))
-        bn = self.groups[model].get("bn")
         for norm, row in self.groups[model].items():
-            cells = []
-            for b in self.batch_sizes:
-                text = row[b].text() if b in row else "-"
-                if norm != "bn" and bn and b in bn and b in row:
-                    c = compare(row[b], bn[b])
-                    if c is not None and c.significant:
-                        text += " *"
-                cells.append(text)
+            cells = [row[b].text() if b in row else "-" for b in self.batch_sizes]
             d = drop.get(norm)
             out.add([norm, *cells, f"{d:+.1f}" if d is not None else "-"],
-                    emphasise=[1 + i for i, b in enumerate(self.batch_sizes) if best.get(b) == norm])
-        out.add(["best", *[best.get(b, "-") for b in self.batch_sizes], ""])
+                    emphasise=[1 + i for i, b in enumerate(self.batch_sizes)
+                               if norm in decided.leaders.get(b, ())])
+        out.add(["best", *[decided.best.get(b, "-") for b in self.batch_sizes], ""])
         return out
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """a - b in points, paired by seed, with a two-sided paired t-test (None when fewer than
-    two shared seeds: no test is possible)."""
-
-    diff: float
-    n: int
-    p: float | None
-
-    @property
-    def significant(self) -> bool:
-        return self.p is not None and self.p < ALPHA
-
-    def text(self) -> str:
-        if self.p is None:
-            return f"{self.diff:+.1f} points (n={self.n}: too few seeds to test)"
-        verdict = "significant" if self.significant else "within noise"
-        return f"{self.diff:+.1f} points ({verdict}, paired t-test p={self.p:.3f}, n={self.n})"
+def _names(text: str) -> list[str]:
+    """'best: a' / 'tied: a, b' -> the names."""
+    _, _, rest = text.partition(": ")
+    return [n.strip() for n in rest.split(", ") if n.strip()] if rest else []
 
 
-def compare(a: Cell, b: Cell) -> Comparison | None:
-    """Paired comparison of two cells over the seeds both have (a minus b, in points)."""
+@dataclass
+class Decided:
+    """The report's family for one model: the verdict sentences, and best-or-tied per batch size."""
+
+    family: Family
+    lines: list[str]
+    best: dict[int, str]
+    leaders: dict[int, list[str]]
+
+
+def compare(a: Cell, b: Cell, claim: str = "", *, direction: int = 1) -> Comparison:
+    """``a`` minus ``b`` in points, paired over the seeds both cells have."""
     pa, pb = a.by_seed(), b.by_seed()
     shared = sorted(set(pa) & set(pb))
-    if not shared:
-        return None
-    xs, ys = [pa[k] for k in shared], [pb[k] for k in shared]
-    diff = 100 * sum(x - y for x, y in zip(xs, ys)) / len(shared)
-    p = None
-    if len(shared) >= 2:
-        deltas = [x - y for x, y in zip(xs, ys)]
-        if max(deltas) == min(deltas):              # identical differences: no variance to test
-            p = 0.0 if deltas[0] != 0 else 1.0
-        else:
-            from scipy.stats import ttest_rel
-
-            p = float(ttest_rel(xs, ys).pvalue)
-    return Comparison(diff, len(shared), p)
+    return paired([pa[k] for k in shared], [pb[k] for k in shared], claim, direction=direction)
 
 
-def verdicts(summary: "Summary", model: str) -> list[str]:
-    """Plain sentences, one per claim of the BGN paper, measured on this data."""
+def _decide(summary: "Summary", model: str) -> Decided:
     rows = summary.groups[model]
-    out = []
+    family = Family(alpha=summary.alpha, margin=summary.margin)
+    claims: list[tuple[int, Any]] = []          # (index in family, how to write it)
+
+    def add(comparison: Comparison, write: Any) -> None:
+        claims.append((family.add(comparison), write))
+
     bn = rows.get("bn")
     sizes = sorted(b for b in summary.batch_sizes if bn and b in bn and bn[b].accs) if bn else []
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
-        c = compare(bn[large], bn[small])
-        if c is not None:
-            holds = "holds" if c.significant and c.diff > 0 else "does not hold"
-            out.append(f"BN drops {c.diff:.1f} points from b={large} to b={small} "
-                       f"(paper: {PAPER_BN_DROP}); {c.text()}: the claim that BN degrades at small "
-                       f"batch {holds} here.")
+        add(compare(bn[large], bn[small], f"BN at b={large} above b={small}"),
+            lambda v, s=small, l=large: (f"BN from b={l} to b={s}: {-v.comparison.diff:+.1f} points (paper: "
+                                         f"{PAPER_BN_DROP}); the claim that BN degrades at small batch "
+                                         f"{v.text(predicate=True)}."))
         if large >= 128 and len(sizes) >= 3:
             mid = max(b for b in sizes if b < large)
-            c = compare(bn[large], bn[mid])
-            if c is not None:
-                holds = "holds" if c.significant and c.diff < 0 else "does not hold"
-                out.append(f"BN at b={large} against b={mid}: {c.text()}: the claim that BN "
-                           f"saturates at very large batch {holds} here.")
+            add(compare(bn[large], bn[mid], f"BN at b={large} below b={mid}", direction=-1),
+                lambda v, m=mid, l=large: (f"BN at b={l} against b={m}: the claim that BN saturates "
+                                           f"(is worse) at very large batch {v.text(predicate=True)}."))
     bgns = [n for n in rows if n.startswith("bgn")]
-    if bn and bgns and sizes:
+    if bn and sizes:
         small = sizes[0]
-        cands = [(rows[n][small].mean, n) for n in bgns if small in rows[n] and rows[n][small].accs]
-        if cands:
-            best_bgn = max(cands)[1]
-            c = compare(rows[best_bgn][small], bn[small])
-            if c is not None:
-                if c.significant:
-                    word = "is better than" if c.diff > 0 else "is worse than"
-                else:
-                    word = "is not significantly different from"
-                out.append(f"BGN ({best_bgn}) at b={small} {word} BN at b={small}: {c.text()}.")
+        for n in bgns:
+            if small in rows[n] and rows[n][small].accs:
+                add(compare(rows[n][small], bn[small], f"{n} above BN at b={small}"),
+                    lambda v, n=n, s=small: f"{n} against BN at b={s}: the claim that BGN beats BN at "
+                                            f"small batch {v.text(predicate=True)}.")
+    best: dict[int, str] = {}
+    leaders: dict[int, list[str]] = {}
+    pending_best = []
     for b in summary.batch_sizes:
-        best = summary.best(model).get(b)
-        if best and bn and b in bn and best != "bn" and bn[b].accs:
-            cell = rows[best][b]
-            c = compare(cell, bn[b])
-            if c is not None:
-                lost = (f" ({cell.diverged} of {cell.diverged + len(cell.accs)} seeds diverged; the "
-                        f"mean is of the rest)" if cell.diverged else "")
-                out.append(f"b={b}: best is {best}, {c.text()} over BN{lost}.")
-    sweep = [n for n in bgns if "groups=" in n]
+        values = {n: row[b].by_seed() for n, row in rows.items() if b in row and row[b].accs}
+        order, c = best_claim(values, f"b={b}")
+        if c is None:
+            if order:
+                best[b], leaders[b] = f"best: {order[0]} (alone)", order[:1]
+            continue
+        i = family.add(c)
+        pending_best.append((b, i, order, values))
+    sweep = [n for n in bgns if "groups=" in n and n.split("groups=")[1].split(",")[0].isdigit()]
+    pending_sweep = []
     if len(sweep) >= 2:
         for b in summary.batch_sizes:
-            vals = [(rows[n][b].mean, n) for n in sweep if b in rows[n] and rows[n][b].accs]
-            if len(vals) >= 2:
-                out.append(f"b={b}: best BGN group count {max(vals)[1]}; accuracy over the G sweep spans "
-                           f"{100 * (max(vals)[0] - min(vals)[0]):.1f} points (sensitivity to G).")
-    return out
+            values = {n: rows[n][b].by_seed() for n in sweep if b in rows[n] and rows[n][b].accs}
+            order, c = best_claim(values, f"b={b} (BGN group count)")
+            if c is None:
+                continue
+            same = next((i for bb, i, o, _ in pending_best if bb == b and o[:2] == order[:2]), None)
+            pending_sweep.append((b, family.add(c) if same is None else same, order, values))
+    verdicts = family.decide()
+    lines = [write(verdicts[i]) for i, write in claims]
+    for b, i, order, values in pending_best:
+        text = best_text(order, verdicts[i], values)
+        best[b], leaders[b] = text, _names(text)
+        cell = rows[order[0]][b]
+        lost = (f" ({cell.diverged} of {cell.diverged + len(cell.accs)} seeds of {order[0]} diverged; its "
+                f"mean is of the rest)" if cell.diverged else "")
+        lines.append(f"b={b}: {text} ({order[0]} against the runner-up {order[1]}: "
+                     f"{verdicts[i].text()}){lost}.")
+    for b, i, order, values in pending_sweep:
+        text = best_text(order, verdicts[i], values)
+        spread = [100 * statistics.fmean(v.values()) for v in values.values()]
+        lines.append(f"b={b}, BGN group count: {text} (top against runner-up: {verdicts[i].text()}); "
+                     f"the G sweep's means span {max(spread) - min(spread):.1f} points (sensitivity to G).")
+    if family.size:
+        lines.append(family.describe())
+    return Decided(family, lines, best, leaders)
+
+
+def verdicts(summary: "Summary", model: str) -> list[str]:
+    """Plain sentences, one per claim of the BGN paper measured on this data, each decided under
+    the report's one family (:meth:`Summary.decide`), and what the family was."""
+    return summary.decide(model).lines
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -219,9 +238,23 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = repr(value) if isinstance(value, list) else value
 
 
-def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list[Summary]:
+def _chosen(grid: dict[str, Cell]) -> Cell:
+    """A tuned norm's cell at one batch size: the grid entry with the best mean validation
+    accuracy over its seeds (ties: the first in grid order), reported by its test accuracies."""
+    done = {n: c for n, c in grid.items() if c.vals}
+    if not done:
+        failed = Cell(diverged=sum(c.diverged for c in grid.values()), failed=sum(c.failed for c in grid.values()))
+        return failed
+    best = max(done, key=lambda n: statistics.fmean(done[n].vals))
+    c = done[best]
+    return Cell(list(c.accs), c.diverged, c.failed, list(c.seeds), list(c.vals),
+                note=f"[{best.partition(':')[2]}]")
+
+
+def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
+              margin: float = MARGIN) -> list[Summary]:
     """One Summary per configuration found in ``rows`` (one when every trial shares its
-    settings), in first-seen order."""
+    settings), in first-seen order; its verdicts use equivalence ``margin`` (points)."""
     flats = []
     for r in rows:
         f: dict[str, Any] = {}
@@ -240,11 +273,21 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list
         pending = 0
         shared: set[str] = set()
         dataset = mode = ""
+        tuning: dict[str, dict[str, dict[int, dict[str, Cell]]]] = {}
         for r, _ in members:
             d = r["description"]
             dataset, mode = d.get("dataset", ""), d.get("batch_mode", "both")
-            cell = groups.setdefault(d["model"], {}).setdefault(d["norm"], {}).setdefault(d["batch_size"], Cell())
             sizes.add(d["batch_size"])
+            if isinstance(d.get("tune"), dict):        # a validation trial of a tuned norm
+                tuned = str(d["tune"].get("norm", "tuned"))
+                groups.setdefault(d["model"], {}).setdefault(tuned, {})
+                cell = (tuning.setdefault(d["model"], {}).setdefault(tuned, {}).setdefault(d["batch_size"], {})
+                        .setdefault(d["norm"], Cell()))
+                val = r["metrics"].get("val_acc")
+                if r["status"] == "ok" and isinstance(val, (int, float)) and math.isfinite(val):
+                    cell.vals.append(val)
+            else:
+                cell = groups.setdefault(d["model"], {}).setdefault(d["norm"], {}).setdefault(d["batch_size"], Cell())
             acc = r["metrics"].get("test_acc")
             if "same_run_as" in r["metrics"]:
                 shared.add(d["norm"])
@@ -257,13 +300,52 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None) -> list
                 cell.failed += 1
             else:
                 pending += 1
+        for model, per in tuning.items():
+            for tuned, by_size in per.items():
+                for b, grid in by_size.items():
+                    groups[model][tuned][b] = _chosen(grid)
         name = experiment or (members[0][0].get("experiment") or "-")
-        out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config, shared))
+        out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config, shared, tuning,
+                           float(margin)))
+    return out
+
+
+def tuning_table(summary: Summary, model: str) -> ReportTable | None:
+    """Validation accuracy of every grid entry of each tuned norm at each batch size (mean over
+    seeds); the chosen entry emphasised. The evidence on which G suits which batch size."""
+    per = summary.tuning.get(model)
+    if not per:
+        return None
+    out = None
+    for tuned, by_size in per.items():
+        entries = sorted({n for grid in by_size.values() for n in grid},
+                         key=lambda n: int(n.split("groups=")[1]) if n.split("groups=")[-1].isdigit() else 0)
+        out = ReportTable(f"{tuned}: validation accuracy per group count ({model})",
+                          ["grid", *[f"b={b}" for b in summary.batch_sizes]],
+                          note="top-1 % on the held-out validation split, mean ± 95% interval over seeds; "
+                               "bold: chosen (the test set never chooses); the table above shows the "
+                               "chosen G's test accuracy")
+        for n in entries:
+            cells, bold = [], []
+            for i, b in enumerate(summary.batch_sizes):
+                c = by_size.get(b, {}).get(n)
+                cells.append(describe(c.vals).text() if c and c.vals else "-")
+                chosen = summary.groups[model][tuned].get(b)
+                if chosen is not None and chosen.note == f"[{n.partition(':')[2]}]":
+                    bold.append(1 + i)
+            out.add([n, *cells], emphasise=bold)
     return out
 
 
 def tables(summaries: list[Summary]) -> list[ReportTable]:
-    return [s.table(model) for s in summaries for model in s.groups]
+    out = []
+    for s in summaries:
+        for model in s.groups:
+            out.append(s.table(model))
+            t = tuning_table(s, model)
+            if t is not None:
+                out.append(t)
+    return out
 
 
 def markdown(summaries: list[Summary]) -> str:
@@ -275,6 +357,9 @@ def markdown(summaries: list[Summary]) -> str:
         for model in s.groups:
             parts.append(markdown_table(s.table(model)))
             parts += [f"- {v}" for v in verdicts(s, model)]
+            t = tuning_table(s, model)
+            if t is not None:
+                parts += ["", markdown_table(t)]
             parts.append("")
     return "\n".join(parts)
 
@@ -319,8 +404,9 @@ def write_report(summaries: list[Summary] | Summary, out_dir: str | Path) -> dic
     md = markdown(summaries)
     (out / "report.md").write_text(md)
     name = summaries[0].experiment if summaries else "-"
-    intro = ("Top-1 test accuracy (%), mean ± 95% interval over seeds with n; best norm per batch "
-             "size highlighted; \"drop\" is the accuracy at the largest batch size minus at the smallest.")
+    intro = ("Top-1 test accuracy (%), mean ± 95% interval over seeds with n; the best norm per batch "
+             "size highlighted when it beats the runner-up under the report's rule, else the norms tied "
+             "for best; \"drop\" is the accuracy at the largest batch size minus at the smallest.")
     if len(summaries) > 1:
         intro += (" Trials of different configurations are reported separately; they differ in: "
                   + ", ".join(summaries[0].config) + ".")
@@ -333,6 +419,9 @@ def write_report(summaries: list[Summary] | Summary, out_dir: str | Path) -> dic
             found = verdicts(s, model)
             if found:
                 sections.append("<ul>" + "".join(f"<li>{_html.escape(v)}</li>" for v in found) + "</ul>")
+            t = tuning_table(s, model)
+            if t is not None:
+                sections.append(html_table(t))
     page = html_page(f"normlab report: {name}", sections,
                      [("Accuracy against batch size", png)], intro=intro, markdown=md)
     (out / "report.html").write_text(page)

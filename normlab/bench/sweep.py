@@ -61,7 +61,7 @@ def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
     data = load_dataset(exp.dataset, root=exp.data_root, download=exp.download, seed=exp.data_seed)
     n_train, n_test = data.size("train"), data.size("test")
     shape = (data.in_channels, *data.image_size)
-    threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
+    threads = exp.threads or (threads_per_worker(workers) if workers > 1 else torch.get_num_threads())
     timings: dict[tuple, float | None] = {}
     eval_timings: dict[tuple, float | None] = {}     # one evaluation of the test set
     flops: dict[str, int] = {}

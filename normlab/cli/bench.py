@@ -9,7 +9,7 @@ from rich.table import Table
 
 from .app import app
 from .common import DEFAULT_STORE, check_out_dir, check_run, console, fail, interruptible, open_store
-from .results import print_report
+from .results import MARGIN_HELP, check_margin, print_report
 
 
 def _dry_run(exp, workers: int) -> None:
@@ -50,6 +50,9 @@ def bench(
     steps: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
     width: Optional[float] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, help="torch threads per trial, pinned (part of the trial: "
+                                          "another count rounds differently); default the preset's, else "
+                                          "the executor's share of the cores"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost"),
     workers: int = typer.Option(1, help="parallel trials (a process pool unless --backend ray)"),
     backend: str = typer.Option("serial", help="serial | process | ray"),
@@ -60,6 +63,7 @@ def bench(
     mlflow: Optional[str] = typer.Option(None, help="MLflow tracking URI: log every trial"),
     download: bool = typer.Option(False, help="download the dataset if missing"),
     data_root: Optional[str] = typer.Option(None, help="where downloadable datasets live"),
+    margin: float = typer.Option(1.0, help=MARGIN_HELP),
 ) -> None:
     """Run the batch-size study: train every model x norm x batch size x seed, store each
     result, and print the report. Re-running the same command resumes."""
@@ -74,13 +78,14 @@ def bench(
     check_run(name=name, backend=backend, workers=workers, address=address)
     if config is None and preset is None:
         preset = "quick"
+    margin = check_margin(margin)
     executor = None
     try:
         exp = load_experiment(config, preset=preset, name=name, dataset=dataset,
                               models=model or None, norms=norm or None,
                               batch_sizes=batch_size or None, seeds=seed or None,
                               batch_mode=batch_mode, epochs=epochs, steps=steps, lr=lr,
-                              width=width, download=download or None, data_root=data_root)
+                              width=width, threads=threads, download=download or None, data_root=data_root)
         if not connect_timeout > 0:
             raise ExperimentError(f"--connect-timeout {connect_timeout} is invalid: expected seconds > 0")
         check_plan(exp)                               # data present, shapes, batch <= training set
@@ -136,7 +141,7 @@ def bench(
                   f"({outcome.ok} ok, {outcome.diverged} diverged, {outcome.failed} failed)"
                   + (f", {outcome.elsewhere} finished by another run" if outcome.elsewhere else "")
                   + f"; store: {store}", highlight=False)
-    print_report(summarize(rows, exp.name), report_dir)
+    print_report(summarize(rows, exp.name, margin=margin), report_dir)
     if outcome.ran and outcome.failed == outcome.ran and not outcome.skipped:
         first = next((r.result.error for r in outcome.results if r.result.error), "") or ""
         raise fail(f"every trial failed; the first error: {first.splitlines()[0] if first else '?'}", code=1)

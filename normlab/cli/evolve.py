@@ -246,7 +246,9 @@ def report(names: List[str] = typer.Argument(..., help="layer searches (all seed
                                      "(bn_relu, gn_relu, evonorm_b0, evonorm_s0; '' for none); trained once "
                                      "on the searches' proxy task and stored"),
            top: int = typer.Option(5, help="how many of the best layers to list"),
-           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+           margin: float = typer.Option(1.0, help="equivalence margin in fitness points for the claim "
+                                        "'evolution beats random search' (shared rule, see normlab report)")) -> None:
     """HTML report: best fitness against candidates evaluated (evolution vs random search, mean
     and spread over seeds, the fixed BN-ReLU line), the Pareto front over the anchors, the top
     layers with their score per anchor, the rejection counts and the compute they saved."""
@@ -255,6 +257,9 @@ def report(names: List[str] = typer.Argument(..., help="layer searches (all seed
 
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
+    from .results import check_margin
+
+    margin = check_margin(margin)
     try:
         layers = fixed_genomes(fixed.split(","))
     except EvolveError as exc:
@@ -277,9 +282,13 @@ def report(names: List[str] = typer.Argument(..., help="layer searches (all seed
                         console.print(f"{label} (fixed line) did not train: "
                                       f"{(runs[0]['error'] or '').splitlines()[0]}", highlight=False)
             rerank = _stored_rerank(db, names[0])
-            paths = write_evolve_report(results, folder, fixed=scores, rerank=rerank, top=top)
+            paths = write_evolve_report(results, folder, fixed=scores, rerank=rerank, top=top, margin=margin)
     finally:
         db.close()
+    from ..evolve.report import strategy_claims
+
+    for line in strategy_claims(results, margin=margin):
+        console.print(f"- {line}", highlight=False)
     console.print(f"report: {paths['html']} (and {paths['markdown'].name}, {paths['progress'].name}"
                   + (f", {paths['pareto'].name}" if "pareto" in paths else "") + ")", highlight=False)
 

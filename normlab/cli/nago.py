@@ -220,21 +220,29 @@ def _load_nago(store: str, name: str) -> list:
 def report(names: List[str] = typer.Argument(..., help="NAGO searches to compare (e.g. a TPE run, its random "
                                                        "and randwire baselines)"),
            out: str = typer.Option(..., "--out", help="folder for report.html, report.md and the figures"),
-           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store")) -> None:
+           store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
+           margin: float = typer.Option(1.0, help="equivalence margin in accuracy points for the claims "
+                                        "'BO beats random search / RandWire' (shared rule, see normlab report)")) -> None:
     """HTML report: Pareto fronts, best-so-far curves (BO vs random vs RandWire), the best
-    generator's graphs at the three levels, and a table of the best generators."""
+    generator's graphs at the three levels, a table of the best generators, and the strategies'
+    claims decided under the shared rule."""
+    from .results import check_margin
+
+    margin = check_margin(margin)
     results = [r for name in names for r in _load_nago(store, name)]
     folder = check_out_dir(out, "--out")
     _need_extras()
-    from ..nago.report import best_table, write_report
+    from ..nago.report import best_table, strategy_claims, write_report
 
-    page = write_report(results, folder)
+    page = write_report(results, folder, margin=margin)
     table = Table(title="the best generators")
     for col in ("generator", "search", "accuracy (mean ± std)", "params"):
         table.add_column(col)
     for row in best_table(results, top=5).rows:
         table.add_row(row[0], row[1], row[3], row[5])
     console.print(table)
+    for line in strategy_claims(results, margin=margin):
+        console.print(f"- {line}", highlight=False)
     console.print(f"wrote {page}", highlight=False)
 
 

@@ -12,8 +12,21 @@ from .app import app
 from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, open_store
 
 
+MARGIN_HELP = ("equivalence margin in accuracy points: a claim 'does not hold' only when its difference is "
+               "shown to lie within ±margin (TOST); default 1")
+
+
+def check_margin(margin: float) -> float:
+    """--margin: a positive, finite number of points."""
+    import math
+
+    if isinstance(margin, bool) or not (math.isfinite(margin) and margin > 0):
+        raise fail(f"--margin {margin} is invalid: expected a positive number of accuracy points, e.g. 1")
+    return float(margin)
+
+
 def print_report(summaries, out_dir: Path) -> None:
-    from ..bench.report import verdicts, write_report
+    from ..bench.report import tuning_table, verdicts, write_report
     from ..report import rich_table
 
     if len(summaries) > 1:
@@ -24,6 +37,9 @@ def print_report(summaries, out_dir: Path) -> None:
             console.print(rich_table(s.table(model)))
             for line in verdicts(s, model):
                 console.print(f"- {line}", highlight=False)
+            tuned = tuning_table(s, model)
+            if tuned is not None:
+                console.print(rich_table(tuned))
             drop = s.drop(model)
             if drop:
                 worst = max(drop, key=lambda n: drop[n])
@@ -110,11 +126,13 @@ def report(
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
     experiment: Optional[str] = typer.Option(None, help="which experiment (default: each)"),
     out: Optional[str] = typer.Option(None, help="report folder (default runs/<experiment>)"),
+    margin: float = typer.Option(1.0, help=MARGIN_HELP),
 ) -> None:
     """Print the batch-size report and write its plot, HTML page and markdown (opens the store
     read-only)."""
     from ..bench import KIND, safe_name, summarize
 
+    margin = check_margin(margin)
     db = open_store(store, readonly=True)
     with db:
         known = db.experiment_names(kind=KIND)
@@ -126,4 +144,4 @@ def report(
         work = [(n, db.rows(experiment=n, kind=KIND)) for n in names]
     for name, rows in work:
         folder = Path(out) / safe_name(name) if out and len(work) > 1 else Path(out or f"runs/{safe_name(name)}")
-        print_report(summarize(rows, name), check_out_dir(folder, "--out"))
+        print_report(summarize(rows, name, margin=margin), check_out_dir(folder, "--out"))

@@ -14,13 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .base import DataError, DatasetInfo, ImageData, crop_flip, default_root
+from .base import DataError, DatasetInfo, ImageData, crop_flip, default_root, holdout
 from .downloads import TORCHVISION, downloadable_info, read_idx, torchvision_set
 from .folder import imagefolder, imagefolder_info, verify_images
 from .shipped import digits, mnist5k, synthetic, synthetic_info
 
 __all__ = ["ImageData", "DatasetInfo", "DataError", "load_dataset", "check_dataset",
-           "available_datasets", "default_root", "crop_flip", "read_idx", "DATASETS", "SHIPPED"]
+           "available_datasets", "default_root", "crop_flip", "read_idx", "DATASETS", "SHIPPED",
+           "holdout"]
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": digits,

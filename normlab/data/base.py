@@ -155,3 +155,30 @@ def in_memory(name: str, x: Tensor, y: Tensor, tx: Tensor, ty: Tensor, scale: fl
                      in_channels=x.shape[1], image_size=(x.shape[2], x.shape[3]), mean=mean,
                      std=std, augment=augment, train_x=x, train_y=y.long(), test_x=tx,
                      test_y=ty.long(), scale=scale, info=info)
+
+
+def holdout(data: ImageData, fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """A validation split carved from the training data (stratified, seeded): returns
+    ``(fit_data, test_data)``, where ``fit_data`` trains on the rest of the training split and
+    its "test" split is the held-out validation set, and ``test_data`` has the same training rest
+    and the real test split. Both are normalized with the statistics of the training rest, so
+    the validation set plays no part in training. In-memory data only."""
+    if not data.in_memory:
+        raise DataError(f"{data.name}: a validation split needs in-memory data (not a folder dataset)")
+    if not 0 < fraction < 1:
+        raise DataError(f"val_fraction={fraction!r} is invalid: expected a number in (0, 1)")
+    from sklearn.model_selection import train_test_split
+
+    y = data.train_y
+    idx = torch.arange(len(y)).numpy()
+    try:
+        rest, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=y.numpy())
+    except ValueError as exc:
+        raise DataError(f"{data.name}: cannot hold out {fraction:g} of {len(y)} training images for "
+                        f"validation ({exc})") from None
+    rest, val = torch.as_tensor(rest), torch.as_tensor(val)
+    x = data.train_x
+    common = dict(scale=data.scale, augment=data.augment, num_classes=data.num_classes, **data.info)
+    fit_data = in_memory(f"{data.name}/train-val", x[rest], y[rest], x[val], y[val], **common)
+    test_data = in_memory(f"{data.name}/train-test", x[rest], y[rest], data.test_x, data.test_y, **common)
+    return fit_data, test_data

@@ -26,7 +26,7 @@ from ..layers.genome import Genome, canonical, formula, reference
 from .search import EvolveError, ProxyTask, _anchors, anchor_name, rejection_counts
 
 __all__ = ["EVOLVE_KIND", "LayerTrial", "task_of", "evaluate_layers", "layer_table", "fitness_view",
-           "top_layers", "rejection_table", "write_evolve_report", "FIXED_LABELS", "fixed_genomes"]
+           "top_layers", "rejection_table", "write_evolve_report", "strategy_claims", "FIXED_LABELS", "fixed_genomes"]
 
 EVOLVE_KIND = "evolve"
 FIXED_LABELS = {"bn_relu": "BN-ReLU", "gn_relu": "GN-ReLU", "evonorm_b0": "EvoNorm-B0",
@@ -205,12 +205,27 @@ def rejection_table(results: Sequence[Any]) -> Any:
     return table
 
 
+def strategy_claims(results: Sequence[Any], *, margin: float = 1.0) -> list[str]:
+    """"Evolution beats random search" (and any other strategy against random search): the best
+    fitness after the whole budget, one value per search (seed), under the shared rule
+    (normlab.report.stats.strategy_verdicts: Welch's t, Holm over the family, margin in points)."""
+    from ..report.stats import strategy_verdicts
+
+    finals: dict[str, list[float]] = {}
+    for r in fitness_view(results):
+        curve = r.best_so_far("fitness")
+        if curve and not math.isnan(curve[-1]):
+            finals.setdefault(r.name, []).append(curve[-1])
+    return strategy_verdicts(finals, ["random search"], what="best fitness", margin=margin)
+
+
 def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
                         fixed: Mapping[str, Mapping[str, float]] | None = None,
-                        rerank: Any = None, top: int = 5) -> dict[str, Path]:
+                        rerank: Any = None, top: int = 5, margin: float = 1.0) -> dict[str, Path]:
     """progress.png/.svg, pareto.png/.svg (K >= 2 anchors), report.html and report.md in
     ``out_dir``. ``fixed``: label -> score per anchor of fixed layers (BN-ReLU: the dashed line);
-    ``rerank``: a ReportTable from :func:`layer_table` to include."""
+    ``rerank``: a ReportTable from :func:`layer_table` to include; ``margin``: the equivalence
+    margin (points) of the strategy claims (:func:`strategy_claims`)."""
     from ..report import ReportTable, html_page, html_table, markdown_table
     from ..search import Evaluation, SearchResult
     from ..search.plots import plot_pareto, plot_progress
@@ -272,17 +287,25 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
         curve.add([label, str(len(curves)), *cells])
     for label, value in lines.items():
         curve.add([f"{label} (fixed)", "", f"{100 * value:.1f}", *[""] * (len(_marks(results)) - 1)])
+    claims = strategy_claims(results, margin=margin)
 
     tables = [curve, best, rejection_table(results)] + ([rerank] if rerank is not None else [])
     md = "\n".join(markdown_table(t) for t in tables)
+    if claims:
+        md += "\n" + "\n".join(f"- {line}" for line in claims) + "\n"
     (out / "report.md").write_text(md)
     task = task_of(results[0])
     intro = (f"{len(results)} layer search(es) on {task.dataset}, anchors {', '.join(anchors)}, "
              f"{task.steps} steps of batch {task.batch_size}"
              + (f" (normalization batch {task.norm_batch_size})" if task.norm_batch_size else "")
              + f", lr {task.lr:g}. Fitness is the mean anchor accuracy.")
+    import html as _html
+
+    sections = [html_table(t) for t in tables]
+    if claims:
+        sections.insert(1, "<ul>" + "".join(f"<li>{_html.escape(line)}</li>" for line in claims) + "</ul>")
     page = html_page("normlab evolve: evolved normalization-activation layers",
-                     [html_table(t) for t in tables], figures=figures, intro=intro, markdown=md)
+                     sections, figures=figures, intro=intro, markdown=md)
     (out / "report.html").write_text(page)
     paths.update(html=out / "report.html", markdown=out / "report.md")
     return paths

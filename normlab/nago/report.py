@@ -14,7 +14,7 @@ from ..report import ReportTable, html_page, html_table, markdown_table
 from ..search.plots import plot_pareto, plot_progress
 from ..search.result import Evaluation, SearchResult
 
-__all__ = ["write_report", "best_table", "by_strategy", "arm"]
+__all__ = ["write_report", "best_table", "by_strategy", "arm", "strategy_claims"]
 
 
 def arm(result: SearchResult) -> str:
@@ -62,8 +62,23 @@ def best_table(results: Sequence[SearchResult], top: int = 10) -> ReportTable:
     return table
 
 
-def write_report(results: Sequence[SearchResult], out_dir: str | Path, title: str | None = None) -> Path:
-    """report.html and report.md (plus the figures, PNG and SVG) in ``out_dir``; returns the page."""
+def strategy_claims(results: Sequence[SearchResult], *, margin: float = 1.0) -> list[str]:
+    """"BO beats random search" and "BO beats RandWire" (every arm against the baselines random
+    and randwire): the best mean accuracy a search found over its whole budget, one value per
+    search (seed), under the shared rule (normlab.report.stats.strategy_verdicts: Welch's t,
+    Holm over the family, margin in points)."""
+    from ..report.stats import strategy_verdicts
+
+    finals = {name: [max(e.scores["accuracy"] for e in r.ok if "accuracy" in e.scores)
+                     for r in group if any("accuracy" in e.scores for e in r.ok)]
+              for name, group in by_strategy(results).items()}
+    return strategy_verdicts(finals, ["random", "randwire"], what="best accuracy", margin=margin)
+
+
+def write_report(results: Sequence[SearchResult], out_dir: str | Path, title: str | None = None, *,
+                 margin: float = 1.0) -> Path:
+    """report.html and report.md (plus the figures, PNG and SVG) in ``out_dir``; returns the page.
+    The strategies' claims (:func:`strategy_claims`, equivalence ``margin`` in points) are in both."""
     from .draw import draw_generator
     from .generator import GeneratorParams
 
@@ -96,9 +111,13 @@ def write_report(results: Sequence[SearchResult], out_dir: str | Path, title: st
         intro += (f". Best generator: {html.escape(best.key)} from {html.escape(where.name)}, accuracy "
                   f"{_acc(best)} at {best.scores.get('params', 0) / 1e3:.1f}k params.")
     table = best_table(results)
-    md = markdown_table(table)
+    claims = strategy_claims(results, margin=margin)
+    md = markdown_table(table) + "".join(f"\n- {line}" for line in claims) + ("\n" if claims else "")
     (out / "report.md").write_text(md)
     page = out / "report.html"
-    page.write_text(html_page(title or "NAGO: network-generator search", [html_table(table)], figures=figures,
+    sections = [html_table(table)]
+    if claims:
+        sections.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in claims) + "</ul>")
+    page.write_text(html_page(title or "NAGO: network-generator search", sections, figures=figures,
                               intro=intro, markdown=md))
     return page

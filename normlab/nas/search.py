@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .report import correlation_verdict
 from .scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
 from .space import PathSpace
 from .supernet import NasError, SpaceConfig, Supernet
@@ -251,37 +252,11 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
               "seconds_per_subnet": seconds, "bn_indicator_subnets_per_second": bn_rate,
               "supernet_seconds": {"spos": t_spos, "bn": t_bn},
               "supernet_epochs": {"spos": spos.epochs, "bn": bn.epochs}, "early_stage_tau": early,
-              "repeats": repeats, "standalone_runs": [r.tolist() for r in runs], "noise_ceiling": ceiling,
-              "verdict": verdict(corr, seconds, (ceiling or {}).get("kendall"))}
+              "repeats": repeats, "standalone_runs": [r.tolist() for r in runs], "noise_ceiling": ceiling}
+    report["verdict_seed"] = seed
+    report["verdict"] = correlation_verdict(report, seed=seed)         # the shared rule (report.stats)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
-
-
-def verdict(corr: Mapping[str, Any], seconds: Mapping[str, float], ceiling: float | None = None) -> str:
-    """BN-NAS's claims, plainly: is the BN indicator's tau as good as ReBN's (its interval overlaps
-    ReBN's tau, or it is higher), and is it orders of magnitude faster per subnet? With the noise
-    ceiling (tau between two trainings of the same paths), say how much ranking there is to find."""
-    bn, rebn = corr.get("bn_indicator", {}), corr.get("rebn_acc", {})
-    if "kendall" not in bn or "kendall" not in rebn:
-        return "not enough data to judge BN-NAS's claims"
-    speed = seconds["rebn_acc"] / max(seconds["bn_indicator"], 1e-12)
-    t, lo, hi = bn["kendall"], bn["kendall_ci"][0], bn["kendall_ci"][1]
-    if t >= rebn["kendall"] and lo > 0:
-        rank = f"holds: the BN indicator ranks at least as well as ReBN (tau {t:.2f} vs {rebn['kendall']:.2f})"
-    elif hi >= rebn["kendall"]:
-        rank = (f"is not refuted but not shown either: tau {t:.2f} [{lo:.2f}, {hi:.2f}] vs ReBN's "
-                f"{rebn['kendall']:.2f}; the interval contains ReBN's tau"
-                + (" and also 0 (more architectures are needed)" if lo <= 0 else ""))
-    else:
-        rank = (f"does not hold here: the BN indicator ranks worse than ReBN (tau {t:.2f}, "
-                f"interval up to {hi:.2f}, vs {rebn['kendall']:.2f})")
-    out = f"BN-NAS's ranking claim {rank}; scoring is {speed:,.0f}x faster per subnet than ReBN."
-    if ceiling is not None:
-        out += (f" The ground truth agrees with itself only to tau {ceiling:.2f} (two trainings with different "
-                f"seeds), so no proxy can show a ranking above that here"
-                + ("; the architectures differ less than training noise: use more data or epochs."
-                   if ceiling < 0.3 else "."))
-    return out
 
 
 # -- ABS ---------------------------------------------------------------------------------------
