@@ -742,3 +742,53 @@ def test_two_nas_runs_at_once_on_one_store_and_folder_share_the_work(tmp_path):
     assert len({k[1] for k in trials if k[0] == "nas-run/search"}) == 1      # one supernet, one search
     assert len(trials) == 8 + 2 and all(v[:2] == ("ok", 1) for v in trials.values())
     assert outs[0][0].splitlines()[-3:] == outs[1][0].splitlines()[-3:]      # the same retrained paths
+
+
+@pytest.mark.slow
+def test_kill_9_during_nas_retrain_resumes_to_the_uninterrupted_result(tiny_checkpoint, tmp_path):
+    """Probe of issue 28: `nas retrain` killed with -9 after its first path, then rerun, stores
+    what an uninterrupted retrain stores (nothing finished is trained again)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from normlab.nas.search import search_paths
+    from normlab.runtime import Store
+
+    with Store(tmp_path / "a.sqlite") as store:
+        search_paths(tiny_checkpoint, scorer="bn", budget=6, population=4, sample_size=2, store=store,
+                     name="s", progress=False)
+    shutil.copy(tmp_path / "a.sqlite", tmp_path / "b.sqlite")
+
+    def cmd(db):
+        return [sys.executable, "-m", "normlab.cli", "nas", "retrain", "s", "--top", "3", "--epochs", "2",
+                "--dataset", "digits", "--train-limit", "256", "--store", str(tmp_path / db), "--name", "rt"]
+
+    def rows(db):
+        with Store(tmp_path / db, readonly=True) as store:
+            return {r["description"]["key"]: r for r in store.rows(experiment="rt")}
+
+    assert subprocess.run(cmd("a.sqlite"), capture_output=True).returncode == 0
+    proc = subprocess.Popen(cmd("b.sqlite"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(r["status"] == "ok" for r in _safe_rows(rows, "b.sqlite")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {k: r["finished"] for k, r in rows("b.sqlite").items() if r["status"] == "ok"}
+    assert first and subprocess.run(cmd("b.sqlite"), capture_output=True).returncode == 0
+    a, b = rows("a.sqlite"), rows("b.sqlite")
+    assert a.keys() == b.keys() and all(r["status"] == "ok" for r in b.values())
+    for k in a:
+        assert {m: v for m, v in a[k]["metrics"].items() if m != "seconds"} == \
+            {m: v for m, v in b[k]["metrics"].items() if m != "seconds"}
+    assert all(b[k]["finished"] == t for k, t in first.items())          # not trained again
+
+
+def _safe_rows(rows, db):
+    try:
+        return list(rows(db).values())
+    except Exception:                                       # noqa: BLE001  (the experiment is not there yet)
+        return []
