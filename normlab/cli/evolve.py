@@ -65,7 +65,7 @@ def run(
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
 ) -> None:
     """Evolve layers (or sample them at random with --strategy random) and print the best."""
-    from ..evolve.search import EvolveError, rejection_counts, run_evolve
+    from ..evolve.search import rejection_counts, run_evolve
     from ..runtime import make_executor
 
     if config is not None and preset is not None:
