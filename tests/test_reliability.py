@@ -135,3 +135,38 @@ def test_runs_output_writes_the_table_format_to_the_file(onemax_store, tmp_path)
     assert r.exit_code == 0 and "wrote 3 row(s)" in r.output and "bits" not in r.output
     text = out.read_text()
     assert "3 trial(s)" in text and text.count("bits") == 3 and "\x1b[" not in text
+
+
+# -- probes: evolve and nago on a local Ray cluster ------------------------------------------------
+
+@pytest.mark.slow
+def test_evolve_and_nago_run_on_a_local_ray_cluster_and_resume(tmp_path):
+    """Probe of issue 28: `--backend ray` starts a local Ray instance (one worker here: the suite
+    runs on 2 cores); every candidate is stored, nago matches a serial run, a rerun adds nothing."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "normlab.cli", *map(str, args)], capture_output=True,
+                              text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, timeout=600)
+
+    evolve = ("evolve", "run", "--budget", "3", "--population", "2", "--sample-size", "1", "--steps", "5",
+              "--store", "e.sqlite", "--name", "ev")
+    nago = ("nago", "run", "--dataset", "digits", "--budget", "2", "--steps", "5", "--samples", "1",
+            "--width", "4")
+    for args in (evolve + ("--backend", "ray", "--workers", "1"), nago + ("--store", "r.sqlite", "--backend", "ray"),
+                 nago + ("--store", "s.sqlite")):
+        r = cli(*args)
+        assert r.returncode == 0, r.stderr[-800:]
+    from normlab.runtime import Store
+
+    def rows(name):
+        with Store(tmp_path / name, readonly=True) as db:
+            return [(r["description"]["key"], r["status"]) for r in db.rows()]
+
+    # the same proposals (accuracies may differ in the last bits: a Ray worker's torch threads
+    # are not the serial run's, and CPU convolutions sum in thread-dependent order)
+    assert len(rows("e.sqlite")) == 3 and rows("r.sqlite") == rows("s.sqlite")
+    again = cli(*evolve, "--backend", "ray", "--workers", "1")
+    assert again.returncode == 0 and len(rows("e.sqlite")) == 3

@@ -66,7 +66,7 @@ def run(
     timeout: Optional[float] = typer.Option(None, help="seconds each evaluation may take: a process pool or Ray kills a stuck one (stored as failed, timed out); serial runs cannot interrupt one"),
 ) -> None:
     """Evolve layers (or sample them at random with --strategy random) and print the best."""
-    from ..evolve.search import EvolveError, rejection_counts, run_evolve
+    from ..evolve.search import rejection_counts, run_evolve
     from ..runtime import make_executor
 
     if config is not None and preset is not None:

@@ -23,8 +23,8 @@ from .report import correlation_verdict
 from .scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
 from .space import PathSpace
 from .supernet import NasError, SpaceConfig, Supernet
-from .train import (TrainConfig, load_split, load_supernet, read_checkpoint, train_standalone,
-                    train_supernet)
+from .train import (TrainConfig, checkpoint_lock, load_split, load_supernet, read_checkpoint,
+                    train_standalone, train_supernet)
 
 __all__ = ["SCORERS", "SupernetScorer", "Standalone", "FlopsLimit", "search_paths", "correlate",
            "abs_shrink", "op_angle_scores", "checkpoint_tag"]
@@ -34,9 +34,17 @@ _CACHE: dict[tuple[str, float], tuple[Supernet, dict[str, Any], np.ndarray]] = {
 
 
 def checkpoint_tag(checkpoint: str | Path) -> str:
-    """A short content hash of a checkpoint: searches scored by different supernets differ."""
-    h = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
-    return h[:12]
+    """A short hash of what a checkpoint's scores depend on (its settings, epoch, and the trained
+    and initial weights), so searches scored by different supernets differ, and two copies of one
+    supernet (say, trained at once by two runs) share their search; the training history's
+    timings, which differ between such copies, are left out."""
+    state = _load(str(checkpoint))[1]
+    h = hashlib.sha256(json.dumps([state["space"], state["train"], state["epoch"]], sort_keys=True).encode())
+    for part in ("model", "init"):
+        for name, tensor in sorted((state.get(part) or {}).items()):
+            h.update(f"{part}.{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def _load(checkpoint: str) -> tuple[Supernet, dict[str, Any], np.ndarray]:
@@ -295,6 +303,15 @@ def abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage
     and ends exactly as an uninterrupted run would."""
     if drop < 1 or children < 1 or target < 1:
         raise NasError(f"drop={drop}, children={children}, target={target}: expected positive integers")
+    with checkpoint_lock(checkpoint):                  # two runs shrinking into one file take turns
+        return _abs_shrink(space, cfg, first_epochs=first_epochs, stage_epochs=stage_epochs, drop=drop,
+                           target=target, children=children, max_stages=max_stages, checkpoint=checkpoint,
+                           seed=seed, on_epoch=on_epoch)
+
+
+def _abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stage_epochs: int, drop: int,
+                target: int, children: int, max_stages: int, checkpoint: str | Path | None, seed: int,
+                on_epoch: Any) -> dict[str, Any]:
     settings = {"first_epochs": first_epochs, "stage_epochs": stage_epochs, "drop": drop, "target": target,
                 "children": children, "max_stages": max_stages, "seed": seed}
     torch.manual_seed(cfg.seed)

@@ -17,13 +17,16 @@ exactly what an uninterrupted run does.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import random
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +35,7 @@ from torch import nn
 from .supernet import NasError, SpaceConfig, Supernet, check_positive
 
 __all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
-           "norm_modules", "is_norm", "load_supernet", "read_checkpoint", "write_checkpoint",
+           "norm_modules", "is_norm", "load_supernet", "read_checkpoint", "write_checkpoint", "checkpoint_lock",
            "train_standalone"]
 
 _SPLITS: dict[tuple, "DataSplit"] = {}
@@ -156,6 +159,47 @@ def epoch_rng(seed: int, epoch: int) -> random.Random:
     return random.Random(f"{seed}:{epoch}")
 
 
+_HELD: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def checkpoint_lock(checkpoint: str | Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on a checkpoint file while it is being trained (a ``.NAME.lock``
+    file beside it; re-entrant within a process; no-op without fcntl or a checkpoint). Two runs
+    that train the same checkpoint at once would overwrite each other's epochs, so a run could
+    read back a less-trained supernet; the second run waits, then resumes from the finished file."""
+    if checkpoint is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:                                  # Windows: no advisory locks, best effort
+        yield
+        return
+    path = Path(checkpoint)
+    key = str(path.resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger(__name__).warning(f"waiting for another run that is training {path}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Path | None = None,
                    allowed: Sequence[Sequence[int]] | None = None, epochs: int | None = None,
                    total_epochs: int | None = None, net: Supernet | None = None,
@@ -172,6 +216,16 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
     ``resume`` continues from a checkpoint dict held in memory. ``epochs`` trains that many more epochs (default ``cfg.epochs`` in all); ``total_epochs`` is
     the length of the one cosine learning-rate schedule (ABS's stages share one schedule).
     """
+    with checkpoint_lock(checkpoint):
+        return _train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed, epochs=epochs,
+                               total_epochs=total_epochs, net=net, on_epoch=on_epoch, snapshots=snapshots,
+                               resume=resume)
+
+
+def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Path | None,
+                    allowed: Sequence[Sequence[int]] | None, epochs: int | None, total_epochs: int | None,
+                    net: Supernet | None, on_epoch: Callable[[int, dict], None] | None, snapshots: bool,
+                    resume: dict[str, Any] | None) -> dict[str, Any]:
     split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
     if split.in_channels != space.in_channels or split.num_classes != space.num_classes:
         raise NasError(f"the space expects {space.in_channels} input channels and {space.num_classes} "
@@ -276,7 +330,7 @@ def write_checkpoint(state: Mapping[str, Any], path: str | Path) -> None:
     _check_plain(state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")     # one per process: two runs may share a file
     torch.save(dict(state), tmp)
     tmp.replace(path)
 
