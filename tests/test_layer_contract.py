@@ -53,7 +53,7 @@ def test_state_dict_round_trip(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_gradcheck_float64(name):
+def test_gradcheck_float64(name, device):
     layer = _make(name).double()
     if name == "mabn":
         layer = create_norm("mabn:warmup_iters=1000000,renorm_iters=1000000", 8).double()
