@@ -107,3 +107,20 @@ def test_torch_compile_ghost_batches(name, interleaved):
     for layer in (eager, compiled_layer):
         set_norm_batch(layer, 2, interleaved=interleaved)
     _compile_matches_eager(eager, compiled_layer, (7, 8, 4, 4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["brn:warmup_steps=1,r_max_steps=4,d_max_steps=3"])
+def test_torch_compile_through_the_schedule(spec):
+    """Batch Renorm compiles once, not once per step: ten steps (more than dynamo's recompile
+    limit of 8) through its ramp, fullgraph, equal to eager; an eager step after compiled ones
+    continues from the counter. (MABN is not here: its step is a Python int, so a compiled MABN
+    recompiles each step, and its moving-average gradient writes a buffer in the backward, which
+    a compiled backward does not keep; see the README's Deploying section.)"""
+    torch.manual_seed(0)
+    eager, compiled_layer = create_norm(spec, 8), create_norm(spec, 8)
+    _compile_matches_eager(eager, compiled_layer, (4, 8, 3, 3), steps=10)
+    eager.train(), compiled_layer.train()
+    x = torch.randn(4, 8, 3, 3)
+    torch.testing.assert_close(compiled_layer(x), eager(x), rtol=1e-4, atol=1e-4)
+    assert int(compiled_layer.num_batches_tracked) == int(eager.num_batches_tracked)
