@@ -12,7 +12,7 @@ from torch.autograd.function import once_differentiable
 
 from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
                     sequential_update)
-from ._fused import affine_batch_norm, batch_stats, scale_shift
+from ._fused import affine_batch_norm, affine_batch_norm_plain, batch_stats, scale_shift
 from ._common import (
     empty_batch,
     channel_view,
@@ -617,7 +617,10 @@ class BatchRenorm(nn.Module):
         # carries the stop-gradient r and d, so one fused pass each way (see layers/_fused.py)
         w = self.weight.to(dt) if self.affine else torch.ones_like(r)
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r)
-        y = affine_batch_norm(xc, mean_b, var_b, w * r, torch.addcmul(b, w, d), self.eps)
+        if traced:         # plain ops: a compiled custom Function got the weight's gradient wrong here
+            y = affine_batch_norm_plain(xc, w * r, torch.addcmul(b, w, d), self.eps)
+        else:
+            y = affine_batch_norm(xc, mean_b, var_b, w * r, torch.addcmul(b, w, d), self.eps)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean_b.to(self.running_mean.dtype), alpha=m)
@@ -675,8 +678,9 @@ class BatchRenorm(nn.Module):
                 self.num_batches_tracked.fill_(t0 if t0 >= end else min(t0 + k, end))
         w = self.weight.to(dt) if self.affine else torch.ones_like(r[0])
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r[0])
-        y = affine_batch_norm(xc, mean_f, var_f, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1),
-                              self.eps)
+        norm = affine_batch_norm_plain if tracing() else affine_batch_norm   # see forward
+        args = (xc,) if norm is affine_batch_norm_plain else (xc, mean_f, var_f)
+        y = norm(*args, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1), self.eps)
         return from_channels(y, k).to(xv.dtype)
 
     def channel_affine(self) -> tuple[Tensor, Tensor]:
