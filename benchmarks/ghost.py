@@ -4,6 +4,7 @@ measured side by side in alternating rounds.
 
     python benchmarks/ghost.py [--model resnet20] [--width 0.25] [--batch 32] [--norm-batch 2] [--rounds 7]
     python benchmarks/ghost.py --clock cpu --threads 1     # CPU time: steadier on a busy shared machine
+    python benchmarks/ghost.py --device cuda               # on a GPU (synchronised around each step)
 
 Prints, per norm, the median time of a step and its ratio to the whole-batch step (goal for
 ghost batches: <= 1.3x at normalization batch 2 for BN and BGN on the CPU), for the layers'
@@ -29,15 +30,17 @@ from normlab.models import create_model  # noqa: E402
 
 
 CLOCK = time.perf_counter
+SYNC = lambda: None  # noqa: E731 - torch.cuda.synchronize on a GPU
 
 
 def step_time(model, opt, x, y, mode: str, b: int) -> float:
     set_norm_batch(model, b if mode in ("ghost", "interleaved") else None,
                    interleaved=mode == "interleaved")
+    SYNC()
     start = CLOCK()
     opt.zero_grad(set_to_none=True)
     if mode == "interleaved":          # what fit() runs: the batch reordered once, no regrouping copies
-        order = interleave_order(len(y), b)
+        order = interleave_order(len(y), b, y.device)
         F.cross_entropy(model(x[order]), y[order]).backward()
     elif mode == "micro":
         for xc, yc in zip(x.split(b), y.split(b)):
@@ -45,6 +48,7 @@ def step_time(model, opt, x, y, mode: str, b: int) -> float:
     else:
         F.cross_entropy(model(x), y).backward()
     opt.step()
+    SYNC()
     return CLOCK() - start
 
 
@@ -62,16 +66,24 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall clock, or this process's CPU time (steadier on a busy machine)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()
-    global CLOCK
+    global CLOCK, SYNC
+    if a.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("error: --device cuda but no CUDA device is available")
+        if a.clock == "cpu":
+            sys.exit("error: --clock cpu does not time GPU work: use the wall clock on CUDA")
+        SYNC = torch.cuda.synchronize
     CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    x = torch.randn(a.batch, 1, a.size, a.size)
-    y = torch.randint(0, 10, (a.batch,))
+    x = torch.randn(a.batch, 1, a.size, a.size, device=a.device)
+    y = torch.randint(0, 10, (a.batch,), device=a.device)
+    where = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"{a.model} width {a.width}, {a.size}x{a.size}, optimizer batch {a.batch}, normalization batch "
-          f"{a.norm_batch}, {torch.get_num_threads()} threads, {a.clock} clock; median of {a.rounds} rounds")
+          f"{a.norm_batch}, {where}, {a.clock} clock; median of {a.rounds} rounds")
     modes = ("whole", "ghost", "interleaved") if a.skip_micro else ("whole", "micro", "ghost", "interleaved")
     print("ghost: the layers regroup consecutive samples (a copy each way); interleaved: what fit() "
           "runs, the batch reordered once so regrouping is a view (same groups, same result)")
@@ -80,7 +92,7 @@ def main() -> None:
     head = "".join(f"{m + ' (ms)':>18}" for m in modes) + "".join(f"{m + '/whole':>18}" for m in modes[1:])
     print(f"{'norm':<22}{head}")
     for norm in a.norms.split(","):
-        model = create_model(a.model, norm=norm, width=a.width, in_channels=1, num_classes=10).train()
+        model = create_model(a.model, norm=norm, width=a.width, in_channels=1, num_classes=10).to(a.device).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         for mode in modes:                                  # warm-up (and groups=auto chooses here)
             step_time(model, opt, x, y, mode, a.norm_batch)

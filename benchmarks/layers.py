@@ -10,6 +10,8 @@ the rounds is reported, so a slow moment of a shared machine hits both sides of 
     python benchmarks/layers.py --device cuda --rounds 30
     python benchmarks/layers.py --baseline 373a637   # also time the layers as they were at that commit
     python benchmarks/layers.py --clock cpu --threads 1   # CPU time: robust on a busy shared machine
+    python benchmarks/layers.py --compile                 # also torch.compile'd rows (NAME[inductor])
+    python benchmarks/layers.py --layers evolved --specs evolved:compile=true   # any spec as a row
 
 ``--baseline REV`` extracts normlab/layers at git revision REV into a temporary package and times
 each chosen layer's old version beside the current one (rows ``NAME@REV``), so the before/after
@@ -93,7 +95,7 @@ def _runner(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, backward: bo
 
 
 def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype, names,
-                baseline=None, rev: str = ""):
+                baseline=None, rev: str = "", specs=(), compiled: bool = False):
     """Per layer: (best time, median over rounds of time / BatchNorm2d's time in that round,
     median of time / copy's time in that round), forward and forward+backward."""
     x = torch.randn(shape, device=device, dtype=dtype)
@@ -103,6 +105,12 @@ def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype,
         layers[name] = create_norm(SPECS.get(name, name), shape[1])
         if baseline is not None and name in baseline.NORMS:
             layers[f"{name}@{rev}"] = baseline.create_norm(SPECS.get(name, name), shape[1])
+    for spec in specs:
+        layers[spec] = create_norm(spec, shape[1])
+    if compiled:     # inductor, fullgraph: every eager row's module compiled beside it
+        for name in [n for n in layers if n != "copy" and "@" not in n]:
+            fresh = nn.BatchNorm2d(shape[1]) if name == "BatchNorm2d" else create_norm(SPECS.get(name, name), shape[1])
+            layers[f"{name}[inductor]"] = torch.compile(fresh.to(device=device), fullgraph=True)
     results = {}
     for backward in (False, True):
         runners = {}
@@ -136,6 +144,10 @@ def main() -> None:
                         help="also time each layer as it was at this git revision (rows NAME@REV)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock, or this process's CPU time (steadier on a busy machine)")
+    parser.add_argument("--specs", nargs="*", default=[], metavar="SPEC",
+                        help="extra rows built from norm specs (e.g. evolved:compile=true)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each row torch.compile'd (fullgraph, inductor): rows NAME[inductor]")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -154,14 +166,14 @@ def main() -> None:
         for label in args.shapes:
             shape = SHAPES[label]
             res = bench_shape(shape, device, args.rounds, args.iters, dtype, args.layers, baseline,
-                              args.baseline)
+                              args.baseline, args.specs, args.compile)
             fwd, both = res[False], res[True]
             print(f"\n[{name_dev}] {label} {shape}: BatchNorm2d fwd {fwd['BatchNorm2d'][0] * 1e3:.3f} ms, "
                   f"fwd+bwd {both['BatchNorm2d'][0] * 1e3:.3f} ms (best round)")
-            print(f"{'layer':<20} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
+            print(f"{'layer':<24} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
             for name in [n for n in fwd if n != "copy"]:
                 r = (fwd[name][1], fwd[name][2], both[name][1], both[name][2])
-                print(f"{name:<20} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
+                print(f"{name:<24} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
                 key = (device, name)
                 worst[key] = max(worst.get(key, 0.0), r[0], r[2])
     print("\nworst ratio to BatchNorm2d over shapes (forward or forward+backward):")

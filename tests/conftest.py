@@ -13,6 +13,19 @@ def _seed():
     yield
 
 
+CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Runs a test on each device (CUDA when available, skipped otherwise), with that device as
+    the default for every tensor and module the test creates (``with torch.device(...)``), so a
+    reference test runs unchanged on the GPU."""
+    with torch.device(request.param):
+        yield request.param
+
+
 SHAPES = [(4, 6, 10), (3, 8, 5, 4), (2, 4, 3, 4, 2)]  # 1-D, 2-D and 3-D spatial
 
 

@@ -13,7 +13,7 @@ def _view(t, nd):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_train_formula_with_r_and_d(shape):
+def test_train_formula_with_r_and_d(shape, device):
     nd, eps, m = len(shape), 1e-5, 0.2
     dims = (0,) + tuple(range(2, nd))
     layer = BatchRenorm(shape[1], momentum=m, r_max=2.0, d_max=0.5, warmup_steps=1, r_max_steps=3,

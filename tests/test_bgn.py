@@ -39,7 +39,7 @@ def _groups_for(shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_train_and_eval_match_formula(shape):
+def test_train_and_eval_match_formula(shape, device):
     for groups in _groups_for(shape):
         layer = BatchGroupNorm(shape[1], groups=groups, momentum=0.3, eps=1e-4).double()
         with torch.no_grad():
@@ -72,7 +72,7 @@ def test_groups_straddling_channels():
 
 
 @pytest.mark.parametrize("shape", [(8, 5, 7), (4, 16, 6, 6), (2, 3, 2, 3, 4)])
-def test_groups_equal_channels_is_batchnorm(shape):
+def test_groups_equal_channels_is_batchnorm(shape, device):
     c = shape[1]
     bgn, bn = BatchGroupNorm(c, groups=c), BatchNorm(c)
     ref = nn.BatchNorm2d(c) if len(shape) == 4 else None

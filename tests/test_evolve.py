@@ -27,12 +27,13 @@ D = torch.float64
 
 
 def _x(shape=(6, 8, 5, 4), seed=0):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=D) * 2 + 0.5
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=D, device="cpu") * 2 + 0.5
+    return x.to(torch.get_default_device())          # the device a test's `device` fixture chose
 
 
 # -- primitives against their formulas -------------------------------------------------------
 
-def test_unary_and_binary_primitives_match_their_formulas():
+def test_unary_and_binary_primitives_match_their_formulas(device):
     a, b = _x(seed=1), _x(seed=2)
     expect = {
         "neg": -a, "sigmoid": 1 / (1 + torch.exp(-a)), "tanh": (torch.exp(a) - torch.exp(-a)) / (torch.exp(a) + torch.exp(-a)),
@@ -47,7 +48,7 @@ def test_unary_and_binary_primitives_match_their_formulas():
     torch.testing.assert_close(apply_op("max", [a, b]), torch.where(a > b, a, b))
 
 
-def test_aggregates_match_their_formulas():
+def test_aggregates_match_their_formulas(device):
     x = _x()
     n, c, h, w = x.shape
     eps, groups = 1e-5, 2
@@ -90,11 +91,11 @@ def _randomise(*params):
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for p in params:
-            p.copy_(0.5 + torch.rand(p.shape, generator=g, dtype=p.dtype))
+            p.copy_(0.5 + torch.rand(p.shape, generator=g, dtype=p.dtype, device="cpu"))
 
 
 @pytest.mark.parametrize("shape", [(6, 8, 5, 4), (3, 8, 7), (2, 8, 3, 3, 2)])
-def test_evonorm_b0_genome_equals_the_layer(shape):
+def test_evonorm_b0_genome_equals_the_layer(shape, device):
     ref, lay = EvoNormB0(8).double(), EvolvedLayer(8, reference("evonorm_b0")).double()
     _randomise(ref.v, ref.weight, ref.bias)
     with torch.no_grad():

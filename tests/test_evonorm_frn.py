@@ -20,7 +20,7 @@ def _randomize(layer):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_evonorm_b0(shape):
+def test_evonorm_b0(shape, device):
     nd, eps, m = len(shape), 1e-5, 0.25
     bdims, sdims = (0,) + tuple(range(2, nd)), tuple(range(2, nd))
     layer = _randomize(EvoNormB0(shape[1], momentum=m).double())
@@ -45,7 +45,7 @@ def test_evonorm_b0(shape):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("groups", [1, 2])
-def test_evonorm_s0(shape, groups):
+def test_evonorm_s0(shape, groups, device):
     nd, eps = len(shape), 1e-5
     layer = _randomize(EvoNormS0(shape[1], groups=groups).double())
     gamma, beta, v = (p.detach() for p in (layer.weight, layer.bias, layer.v))
@@ -114,7 +114,7 @@ def test_evonorm_s0_group_rule():
 
 @pytest.mark.parametrize("shape", SHAPES + [(5, 6)])
 @pytest.mark.parametrize("tlu", [True, False])
-def test_frn_tlu(shape, tlu):
+def test_frn_tlu(shape, tlu, device):
     nd, eps = len(shape), 1e-6
     layer = _randomize(FilterResponseNorm(shape[1], tlu=tlu).double())
     x = torch.randn(shape, dtype=torch.float64) * 2 + 0.5

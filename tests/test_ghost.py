@@ -18,17 +18,17 @@ def _randomize(layer, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in layer.parameters():
-            p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            p.copy_(torch.rand(p.shape, generator=g, device="cpu") + 0.5)
         for name, b in layer.named_buffers():
             if b.is_floating_point() and b.numel():
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+                b.copy_(torch.rand(b.shape, generator=g, device="cpu") + 0.5)
 
 
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("n,b,shape", [(8, 2, (6, 4, 4)), (7, 2, (6, 4, 4)), (10, 4, (6, 4)), (9, 3, (6, 2, 2, 2)),
                                        (3, 8, (6, 4, 4)), (7, 2, (6, 64, 64))])      # the last: one call per group
 @pytest.mark.parametrize("interleaved", [False, True], ids=["consecutive", "interleaved"])
-def test_ghost_batches_equal_sequential_micro_batches(spec, n, b, shape, interleaved):
+def test_ghost_batches_equal_sequential_micro_batches(spec, n, b, shape, interleaved, device):
     """interleaved: the layer is fed ``interleave(x, b)`` (what fit() does) and must give the
     same groups: its output is the micro-batch output in the interleaved order."""
     torch.manual_seed(0)

@@ -53,7 +53,7 @@ def test_state_dict_round_trip(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_gradcheck_float64(name):
+def test_gradcheck_float64(name, device):
     layer = _make(name).double()
     if name == "mabn":
         layer = create_norm("mabn:warmup_iters=1000000,renorm_iters=1000000", 8).double()
@@ -67,20 +67,60 @@ def test_gradcheck_float64(name):
         assert torch.autograd.gradcheck(lambda t, *_: layer(t), (x, *params), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_torch_compile(name):
+def _compile_matches_eager(eager, compiled_layer, shape, steps=3):
+    """torch.compile(fullgraph=True): a graph break fails; train forward+backward for a few steps
+    (running statistics carried), then eval, all equal to eager."""
     torch._dynamo.reset()
-    eager, compiled_layer = _make(name), _make(name)
-    compiled = torch.compile(compiled_layer)
-    for step in range(2):
-        x = torch.randn(4, 8, 6, 6) * 2 + 1
+    compiled = torch.compile(compiled_layer, fullgraph=True)
+    for step in range(steps):
+        x = torch.randn(shape) * 2 + 1
         xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         ye, yc = eager(xe), compiled(xc)
         torch.testing.assert_close(yc, ye, rtol=1e-4, atol=1e-4)
         ye.square().sum().backward()
         yc.square().sum().backward()
         torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-3, atol=1e-3)
+        for (name, pe), pc in zip(eager.named_parameters(), compiled_layer.parameters()):
+            torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-3, atol=1e-3, msg=name)
+    for (name, be), bc in zip(eager.named_buffers(), compiled_layer.buffers()):
+        torch.testing.assert_close(bc, be, rtol=1e-4, atol=1e-5, msg=name)
     eager.eval(), compiled_layer.eval()
-    x = torch.randn(2, 8, 6, 6)
+    x = torch.randn(shape)
     torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_compile(name):
+    _compile_matches_eager(_make(name), _make(name), (4, 8, 6, 6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, interleaved", [("bn", False), ("bgn", False), ("brn", False),
+                                               ("evonorm_b0", False), ("bgn", True)])
+def test_torch_compile_ghost_batches(name, interleaved):
+    """The ghost-batch path (statistics over groups of 2 in a batch of 7: three groups and a
+    remainder) compiles with fullgraph=True and matches eager."""
+    from normlab.layers.ghost import set_norm_batch
+
+    eager, compiled_layer = _make(name), _make(name)
+    for layer in (eager, compiled_layer):
+        set_norm_batch(layer, 2, interleaved=interleaved)
+    _compile_matches_eager(eager, compiled_layer, (7, 8, 4, 4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["brn:warmup_steps=1,r_max_steps=4,d_max_steps=3"])
+def test_torch_compile_through_the_schedule(spec):
+    """Batch Renorm compiles once, not once per step: ten steps (more than dynamo's recompile
+    limit of 8) through its ramp, fullgraph, equal to eager; an eager step after compiled ones
+    continues from the counter. (MABN is not here: its step is a Python int, so a compiled MABN
+    recompiles each step, and its moving-average gradient writes a buffer in the backward, which
+    a compiled backward does not keep; see the README's Deploying section.)"""
+    torch.manual_seed(0)
+    eager, compiled_layer = create_norm(spec, 8), create_norm(spec, 8)
+    _compile_matches_eager(eager, compiled_layer, (4, 8, 3, 3), steps=10)
+    eager.train(), compiled_layer.train()
+    x = torch.randn(4, 8, 3, 3)
+    torch.testing.assert_close(compiled_layer(x), eager(x), rtol=1e-4, atol=1e-4)
+    assert int(compiled_layer.num_batches_tracked) == int(eager.num_batches_tracked)

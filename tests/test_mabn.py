@@ -17,7 +17,7 @@ def _view(t, nd):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forward_and_backward_follow_the_moving_averages(shape):
+def test_forward_and_backward_follow_the_moving_averages(shape, device):
     c, nd = shape[1], len(shape)
     dims = (0,) + tuple(range(2, nd))
     layer = MovingAverageBatchNorm(c, eps=EPS, momentum=MOM, buffer_size=B, warmup_iters=WARM,

@@ -37,7 +37,7 @@ def _randomize(layer):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("training", [True, False])
-def test_group_layer_and_instance_norm(shape, training):
+def test_group_layer_and_instance_norm(shape, training, device):
     c = shape[1]
     x = torch.randn(shape, dtype=torch.float64) * 3 + 2
     for layer, groups in ((GroupNorm(c, groups=2), 2), (LayerNorm(c), 1), (InstanceNorm(c), c)):
@@ -48,7 +48,7 @@ def test_group_layer_and_instance_norm(shape, training):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("affine", [False, True])
-def test_positional_norm(shape, affine):
+def test_positional_norm(shape, affine, device):
     x = torch.randn(shape, dtype=torch.float64) * 3 + 2
     layer = _randomize(PositionalNorm(shape[1], affine=affine).double())
     expected = positional_reference(x, 1e-5)

@@ -13,4 +13,4 @@ def _root() -> None:
     """normlab: normalization layers, the batch-size study, and search."""
 
 
-from . import bench, dynamics, evolve, layers, nago, nas, nb201, results, search  # noqa: E402,F401  (registers the sub-commands)
+from . import bench, dynamics, evolve, export, layers, nago, nas, nb201, results, search  # noqa: E402,F401  (registers the sub-commands)

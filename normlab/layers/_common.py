@@ -13,6 +13,16 @@ from torch import Tensor
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def tracing() -> bool:
+    """True while ``torch.export``, ``torch.compile`` (dynamo) or ``torch.jit.trace`` is tracing.
+
+    Layers with an eager fast path (hand-written backward, ``out=`` buffers, host-side step
+    counters) take their plain-op formula instead: ``out=`` ops do not trace under autograd, a
+    ``.item()`` is a data-dependent guard, and a compiler fuses the plain formula itself."""
+    return (torch.compiler.is_compiling() or torch.compiler.is_exporting()
+            or torch.jit.is_tracing())
+
+
 def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")

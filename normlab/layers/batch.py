@@ -12,7 +12,7 @@ from torch.autograd.function import once_differentiable
 
 from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
                     sequential_update)
-from ._fused import affine_batch_norm, batch_stats, scale_shift
+from ._fused import affine_batch_norm, affine_batch_norm_plain, batch_stats, scale_shift
 from ._common import (
     empty_batch,
     channel_view,
@@ -24,6 +24,7 @@ from ._common import (
     divisors,
     init_affine,
     nearest_divisors,
+    tracing,
 )
 
 __all__ = ["BatchNorm", "BatchGroupNorm", "BatchRenorm", "SyncBatchGroupNorm"]
@@ -564,6 +565,25 @@ class BatchRenorm(nn.Module):
 
         return 1.0 + (self.r_max - 1.0) * ramp(self.r_max_steps), self.d_max * ramp(self.d_max_steps)
 
+    def limits_tensor(self, step: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`limits` as float64 tensors, elementwise over a tensor of steps, without reading
+        the step on the host (no ``.item()``: what ``torch.export`` and CUDA graphs need)."""
+        t = step.to(torch.float64)
+        w = self.warmup_steps
+
+        def ramp(end: int) -> Tensor:
+            if end == w:
+                return (t > w).to(torch.float64)
+            return ((t - w) / (end - w)).clamp(0.0, 1.0)
+
+        return 1.0 + (self.r_max - 1.0) * ramp(self.r_max_steps), self.d_max * ramp(self.d_max_steps)
+
+    def _advance(self, k: int) -> None:
+        """num_batches_tracked += k, saturating at the end of the schedule (a step counter already
+        past it stays where it is), on the device: no host sync."""
+        t, end = self.num_batches_tracked, self.schedule_end
+        self.num_batches_tracked.copy_(torch.where(t >= end, t, (t + k).clamp_max(end)))
+
     def extra_repr(self) -> str:
         return (f"{self.num_channels}, eps={self.eps}, momentum={self.momentum}, r_max={self.r_max}, "
                 f"d_max={self.d_max}, warmup_steps={self.warmup_steps}")
@@ -584,7 +604,11 @@ class BatchRenorm(nn.Module):
         dt = compute_dtype(x)
         xc = x.to(dt).contiguous()
         mean_b, var_b = batch_stats(xc)
-        r_max, d_max = self.limits()
+        traced = tracing()
+        if traced:             # the step stays on the device: no .item() for export to guard on
+            r_max, d_max = (t.to(dt) for t in self.limits_tensor(self.num_batches_tracked))
+        else:
+            r_max, d_max = self.limits()
         with torch.no_grad():
             run_std = torch.sqrt(self.running_var.to(dt) + self.eps)
             r = (torch.sqrt(var_b + self.eps) / run_std).clamp(1.0 / r_max, r_max)
@@ -593,12 +617,17 @@ class BatchRenorm(nn.Module):
         # carries the stop-gradient r and d, so one fused pass each way (see layers/_fused.py)
         w = self.weight.to(dt) if self.affine else torch.ones_like(r)
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r)
-        y = affine_batch_norm(xc, mean_b, var_b, w * r, torch.addcmul(b, w, d), self.eps)
+        if traced:         # plain ops: a compiled custom Function got the weight's gradient wrong here
+            y = affine_batch_norm_plain(xc, w * r, torch.addcmul(b, w, d), self.eps)
+        else:
+            y = affine_batch_norm(xc, mean_b, var_b, w * r, torch.addcmul(b, w, d), self.eps)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean_b.to(self.running_mean.dtype), alpha=m)
             self.running_var.mul_(1 - m).add_((var_b * n / (n - 1)).to(self.running_var.dtype), alpha=m)
-            if int(self.num_batches_tracked) < self.schedule_end:
+            if traced:
+                self._advance(1)
+            elif int(self.num_batches_tracked) < self.schedule_end:
                 self.num_batches_tracked.add_(1)
         return y.to(x.dtype)
 
@@ -620,11 +649,17 @@ class BatchRenorm(nn.Module):
             # r_max / d_max of its own step: all k at once (closed form of the momentum updates,
             # one small matrix product) instead of a Python loop over the groups.
             m = self.momentum
-            t0, end = int(self.num_batches_tracked), self.schedule_end
-            steps = [t0 if t0 >= end else min(t0 + i, end) for i in range(k)]
-            lim = [self.limits(t) for t in steps]
-            r_max = torch.tensor([lr for lr, _ in lim], dtype=dt, device=xv.device).view(k, 1)
-            d_max = torch.tensor([ld for _, ld in lim], dtype=dt, device=xv.device).view(k, 1)
+            if tracing():      # the steps stay on the device (see limits_tensor)
+                t0, end = self.num_batches_tracked, self.schedule_end
+                ahead = (t0 + torch.arange(k, device=t0.device)).clamp_max(end)
+                r_lim, d_lim = self.limits_tensor(torch.where(t0 >= end, t0, ahead))
+                r_max, d_max = r_lim.to(dt).view(k, 1), d_lim.to(dt).view(k, 1)
+            else:
+                t0, end = int(self.num_batches_tracked), self.schedule_end
+                steps = [t0 if t0 >= end else min(t0 + i, end) for i in range(k)]
+                lim = [self.limits(t) for t in steps]
+                r_max = torch.tensor([lr for lr, _ in lim], dtype=dt, device=xv.device).view(k, 1)
+                d_max = torch.tensor([ld for _, ld in lim], dtype=dt, device=xv.device).view(k, 1)
             i = torch.arange(k, dtype=torch.float64)
             before = (1.0 - m) ** i                                       # (k,): weight of the old value
             lag = i.view(k, 1) - 1 - i.view(1, k)                         # i - 1 - j
@@ -637,11 +672,15 @@ class BatchRenorm(nn.Module):
             r = torch.minimum(torch.maximum(std_b / run_std, 1.0 / r_max), r_max)
             d = torch.minimum(torch.maximum((mean_b - run_mean) / run_std, -d_max), d_max)
             sequential_update([(self.running_mean, mean_b), (self.running_var, unbiased)], m, None)
-            self.num_batches_tracked.fill_(t0 if t0 >= end else min(t0 + k, end))
+            if isinstance(t0, Tensor):
+                self._advance(k)
+            else:
+                self.num_batches_tracked.fill_(t0 if t0 >= end else min(t0 + k, end))
         w = self.weight.to(dt) if self.affine else torch.ones_like(r[0])
         b = self.bias.to(dt) if self.affine else torch.zeros_like(r[0])
-        y = affine_batch_norm(xc, mean_f, var_f, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1),
-                              self.eps)
+        norm = affine_batch_norm_plain if tracing() else affine_batch_norm   # see forward
+        args = (xc,) if norm is affine_batch_norm_plain else (xc, mean_f, var_f)
+        y = norm(*args, (w * r).reshape(-1), torch.addcmul(b, w, d).reshape(-1), self.eps)
         return from_channels(y, k).to(xv.dtype)
 
     def channel_affine(self) -> tuple[Tensor, Tensor]:

@@ -38,11 +38,13 @@ def load_genome_file(path: str) -> Any:
 class EvolvedNorm(EvolvedLayer):
     """An evolved layer from a genome code (``genome=``) or a JSON file (``file=``); without either,
     EvoNorm-B0 as a genome (:data:`DEFAULT_GENOME`). The math is :class:`EvolvedLayer`'s. A file
-    may carry ``groups`` too; a spec's ``groups`` wins."""
+    may carry ``groups`` too; a spec's ``groups`` wins. ``compile=True`` (spec
+    ``evolved:compile=true``) runs the genome as one inductor-compiled function, built once per
+    genome (a one-off cost of seconds to a minute on a CPU), same math."""
 
     def __init__(self, num_channels: int, *, genome: str | None = None, file: str | None = None,
                  groups: int | None = None, eps: float = 1e-5, momentum: float = 0.1,
-                 apply_act: bool = True) -> None:
+                 apply_act: bool = True, compile: bool = False) -> None:
         if genome is not None and file is not None:
             raise ValueError("an evolved layer takes one of genome=CODE or file=PATH, not both")
         try:
@@ -55,4 +57,5 @@ class EvolvedNorm(EvolvedLayer):
                 g = Genome.from_code(DEFAULT_GENOME if genome is None else genome)
         except GenomeError as exc:
             raise ValueError(str(exc)) from None
-        super().__init__(num_channels, g, groups=groups, eps=eps, momentum=momentum, apply_act=apply_act)
+        super().__init__(num_channels, g, groups=groups, eps=eps, momentum=momentum, apply_act=apply_act,
+                         compile=compile)

@@ -20,6 +20,7 @@ from ._common import (
     check_positive_float,
     check_positive_int,
     compute_dtype,
+    tracing,
 )
 from ._fused import row_sums, scale_shift
 from .sample import resolve_groups
@@ -33,6 +34,32 @@ __all__ = ["EvoNormB0", "EvoNormS0"]
 # within noise with two threads on the 1.6M-value shapes (2 chunks each); chunks of 1/4 this
 # size gained nothing (the per-chunk calls cost what the cache saves)
 _B0_CHUNK = 1 << 20
+
+
+def _b0_plain(x3: Tensor, weight: Tensor, bias: Tensor, v: Tensor, running_var: Tensor,
+              training: bool, momentum: float, eps: float) -> Tensor:
+    """EvoNorm-B0 on (N, C, S) in plain differentiable ops: what ``torch.export``, ``torch.compile``
+    and ``torch.jit.trace`` see (same arguments and math as :class:`_EvoNormB0Function`)."""
+    c, dt = x3.shape[1], x3.dtype
+    var_i = torch.var_mean(x3, dim=2, correction=0, keepdim=True)[0]            # (N, C, 1)
+    if training:
+        var_b = torch.var_mean(x3, dim=(0, 2), correction=0, keepdim=True)[0]   # (1, C, 1)
+        with torch.no_grad():
+            running_var.mul_(1 - momentum).add_(var_b.detach().view(c).to(running_var.dtype),
+                                                alpha=momentum)
+    else:
+        var_b = running_var.to(dt).view(1, c, 1)
+    den = torch.maximum(torch.sqrt(var_b + eps), v.to(dt).view(1, c, 1) * x3 + torch.sqrt(var_i + eps))
+    return x3 / den * weight.to(dt).view(1, c, 1) + bias.to(dt).view(1, c, 1)
+
+
+def _s0_plain(x3: Tensor, weight: Tensor, bias: Tensor, v: Tensor, groups: int, eps: float) -> Tensor:
+    """EvoNorm-S0 on (N, C, S) in plain differentiable ops (see :func:`_b0_plain`)."""
+    n, c, dt = x3.shape[0], x3.shape[1], x3.dtype
+    var_g = torch.var_mean(x3.reshape(n, groups, -1), dim=2, correction=0, keepdim=True)[0]
+    h = x3 * torch.sigmoid(v.to(dt).view(1, c, 1) * x3)
+    y = (h.reshape(n, groups, -1) * torch.rsqrt(var_g + eps)).reshape(x3.shape)
+    return y * weight.to(dt).view(1, c, 1) + bias.to(dt).view(1, c, 1)
 
 
 class _EvoNormB0Function(torch.autograd.Function):
@@ -255,7 +282,8 @@ class EvoNormB0(_EvoNormBase):
         if self.training and self.norm_batch and x.shape[0] > self.norm_batch:
             return ghost_forward(x, self.norm_batch, self._ghost, self.ghost_interleaved)
         dt = compute_dtype(x)
-        y = _EvoNormB0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+        fn = _b0_plain if tracing() else _EvoNormB0Function.apply
+        y = fn(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
                                      self.weight, self.bias, self.v,
                                      self.running_var, self.training, self.momentum, self.eps)
         return y.view(x.shape).to(x.dtype)
@@ -269,7 +297,8 @@ class EvoNormB0(_EvoNormBase):
                              f"normalization batch of shape {tuple(xv.shape[1:])}")
         dt = compute_dtype(xv)
         tv = torch.ones(k * c, dtype=self.running_var.dtype, device=self.running_var.device)
-        y = _EvoNormB0Function.apply(as_channels(xv.to(dt)).contiguous().view(xv.shape[1], k * c, -1),
+        fn = _b0_plain if tracing() else _EvoNormB0Function.apply
+        y = fn(as_channels(xv.to(dt)).contiguous().view(xv.shape[1], k * c, -1),
                                      self.weight.repeat(k),
                                      self.bias.repeat(k), self.v.repeat(k), tv, True, 1.0, self.eps)
         sequential_update([(self.running_var, tv.view(k, c))], self.momentum, None)
@@ -302,7 +331,8 @@ class EvoNormS0(_EvoNormBase):
         if not self.apply_act:
             return self._affine_only(x)
         dt = compute_dtype(x)
-        y = _EvoNormS0Function.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+        fn = _s0_plain if tracing() else _EvoNormS0Function.apply
+        y = fn(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
                                      self.weight, self.bias, self.v,
                                      self.groups, self.eps)
         return y.view(x.shape).to(x.dtype)

@@ -15,10 +15,22 @@ from ._common import (
     check_positive_int,
     compute_dtype,
     mean_square,
+    tracing,
 )
 from ._fused import row_sums, scale_shift
 
 __all__ = ["FilterResponseNorm"]
+
+
+def _frn_plain(x3: Tensor, weight: Tensor, bias: Tensor, tau: Tensor | None,
+               eps_param: Tensor | None, eps: float) -> Tensor:
+    """FRN(+TLU) on (N, C, S) in plain differentiable ops: what ``torch.export``, ``torch.compile``
+    and ``torch.jit.trace`` see (same arguments and math as :class:`_FRNFunction`)."""
+    c, dt = x3.shape[1], x3.dtype
+    nu2 = x3.square().mean(dim=2, keepdim=True)
+    eps_eff = eps + eps_param.abs().to(dt) if eps_param is not None else eps
+    y = x3 * torch.rsqrt(nu2 + eps_eff) * weight.to(dt).view(1, c, 1) + bias.to(dt).view(1, c, 1)
+    return torch.maximum(y, tau.to(dt).view(1, c, 1)) if tau is not None else y
 
 
 class _FRNFunction(torch.autograd.Function):
@@ -119,7 +131,8 @@ class FilterResponseNorm(nn.Module):
         if x.shape[0] == 0:              # an empty batch: nothing to normalize or track
             return empty_batch(x)
         dt = compute_dtype(x)
-        y = _FRNFunction.apply(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
+        fn = _frn_plain if tracing() else _FRNFunction.apply
+        y = fn(x.to(dt).contiguous().view(x.shape[0], x.shape[1], -1),
                                self.weight, self.bias, self.tau,
                                self.eps_param, self.eps)
         return y.view(x.shape).to(x.dtype)

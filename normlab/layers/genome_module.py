@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from .genome import INITIAL, OPS, Genome, GenomeError, depends_on_x, formula, live_nodes
 
-__all__ = ["EvolvedLayer", "apply_op", "check_valid", "InvalidLayer"]
+__all__ = ["EvolvedLayer", "apply_op", "check_valid", "InvalidLayer", "compiled_genome", "genome_source",
+           "genome_function"]
 
 
 class InvalidLayer(ValueError):
@@ -107,12 +108,21 @@ class EvolvedLayer(nn.Module):
 
     It replaces the activation (``replaces_activation``). ``apply_act=False`` is the linear
     variant for slots that have no activation after them, y = x * gamma + beta, as EvoNorm's.
+
+    ``compile=True`` runs the genome as straight-line code (:func:`genome_source`) compiled once by
+    ``torch.compile`` (inductor) and cached per genome (:func:`compiled_genome`): the same ops in
+    the same order, so the same math as the node-by-node interpretation (tested against it), one
+    fused kernel per pass instead of one full-tensor pass per node. Compiling costs seconds to a
+    minute per genome (train and eval each) and needs a C++ compiler on the CPU; if it fails, the
+    layer warns once and interprets. While exporting or compiling a model, the layer interprets
+    (the outer compiler then fuses it).
     """
 
     def __init__(self, num_channels: int, genome: Genome | str | Any, *, groups: int | None = None,
                  eps: float = 1e-5, momentum: float = 0.1, apply_act: bool = True,
-                 unbiased_running: bool = False) -> None:
+                 unbiased_running: bool = False, compile: bool = False) -> None:
         super().__init__()
+        self.compile = bool(compile)
         from ..layers._common import check_momentum, check_positive_float, check_positive_int
         from ..layers.sample import resolve_groups
 
@@ -150,6 +160,10 @@ class EvolvedLayer(nn.Module):
                 f"momentum={self.momentum}")
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.compile and self.apply_act and x.shape[0] > 0 and not _tracing():
+            fn = compiled_genome(self.genome, self.training, self.groups, self.eps)
+            if fn is not None and x.dim() >= 3 and x.shape[1] == self.num_channels:
+                return self._forward_compiled(fn, x)
         if x.dim() < 3 or x.shape[1] != self.num_channels:
             raise ValueError(f"EvolvedLayer expects input (N, {self.num_channels}, *spatial) with at "
                              f"least one spatial dimension, got {tuple(x.shape)}")
@@ -177,6 +191,25 @@ class EvolvedLayer(nn.Module):
         out = values[self.genome.output].expand(x.shape)
         return out * affine(self.weight) + affine(self.bias)
 
+    def _forward_compiled(self, fn: Any, x: Tensor) -> Tensor:
+        """The genome as one inductor-compiled function (see :func:`compiled_genome`); the running
+        statistics of its batch aggregates are updated here from the batch moments it returns."""
+        runs = [getattr(self, f"running_{i}") for i, op, _ in self._plan if op.endswith("_bhw")]
+        out, moments = fn(x, self.v0, self.v1, self.weight, self.bias, *runs)
+        if self.training:
+            with torch.no_grad():
+                m, count = self.momentum, x.numel() // x.shape[1]
+                bhw = [(i, op) for i, op, _ in self._plan if op.endswith("_bhw")]
+                for (i, op), running, (var, mean) in zip(bhw, runs, moments):
+                    if op.startswith("mu"):
+                        running.mul_(1 - m).add_(mean.reshape(-1).to(running.dtype), alpha=m)
+                    else:
+                        batch_var = var.reshape(-1)
+                        if self.unbiased_running and count > 1:
+                            batch_var = batch_var * (count / (count - 1))
+                        running.mul_(1 - m).add_(batch_var.to(running.dtype), alpha=m)
+        return out
+
     def _batch_stat(self, i: int, stat: str, a: Tensor) -> Tensor:
         running: Tensor = getattr(self, f"running_{i}")
         shape = (1, self.num_channels) + (1,) * (a.dim() - 2)
@@ -200,6 +233,101 @@ class EvolvedLayer(nn.Module):
         if stat == "s2":
             return var.expand_as(a)
         return torch.sqrt(var + self.eps).expand_as(a)
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+def _stat_of(stat: str, var: Tensor, mean: Tensor, eps: float) -> Tensor:
+    if stat == "mu":
+        return mean
+    if stat == "s2":
+        return var
+    return torch.sqrt(var + eps)
+
+
+def genome_source(genome: Genome, training: bool, groups: int, eps: float) -> str:
+    """Straight-line Python for the genome's layer (what :meth:`EvolvedLayer.forward` interprets
+    node by node): ``f(x, v0, v1, weight, bias, *running) -> (y, [(var, mean) per batch
+    aggregate])``, running statistics in the order of the batch-aggregate nodes. Same ops, same
+    order, so the same math as the interpretation."""
+    live = live_nodes(genome)
+    plan = [(i, op, ins) for i, (op, ins) in enumerate(genome.nodes, start=len(INITIAL)) if i in live]
+    bhw = [i for i, op, _ in plan if op.endswith("_bhw")]
+    runs = ", ".join(f"r{i}" for i in bhw)
+    lines = [f"def genome_fn(x, v0, v1, weight, bias{', ' + runs if runs else ''}):",
+             "    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)",
+             "    t0, t1 = x, x.new_zeros(())",
+             "    t2, t3 = v0.to(x.dtype).view(shape), v1.to(x.dtype).view(shape)",
+             "    moments = []"]
+    for i, op, ins in plan:
+        spec = OPS[op]
+        args = [f"t{k}" for k in ins]
+        if spec.kind == "unary":
+            lines.append(f"    t{i} = _unary({op!r}, {args[0]})")
+        elif spec.kind == "binary":
+            lines.append(f"    t{i} = _binary({op!r}, {args[0]}, {args[1]})")
+        elif spec.axes != "bhw":
+            lines.append(f"    t{i} = apply_op({op!r}, [{args[0]}.expand(x.shape)], groups={groups}, eps={eps!r})")
+        elif training:
+            lines.append(f"    var{i}, mean{i} = _moments({args[0]}.expand(x.shape), 'bhw', {groups})")
+            lines.append(f"    moments.append((var{i}.detach(), mean{i}.detach()))")
+            lines.append(f"    t{i} = _stat_of({spec.stat!r}, var{i}, mean{i}, {eps!r}).expand(x.shape)")
+        else:
+            lines.append(f"    run{i} = r{i}.to(x.dtype).view(shape)")
+            lines.append(f"    t{i} = _stat_of({spec.stat!r}, run{i}, run{i}, {eps!r}).expand(x.shape)")
+    lines.append(f"    out = t{genome.output}.expand(x.shape)")
+    lines.append("    return out * weight.to(x.dtype).view(shape) + bias.to(x.dtype).view(shape), moments")
+    return "\n".join(lines) + "\n"
+
+
+_COMPILED: dict[tuple, Any] = {}
+_COMPILE_FAILED: set[tuple] = set()
+
+
+def genome_function(genome: Genome, training: bool, groups: int, eps: float) -> Any:
+    """The plain (eager) function of :func:`genome_source`, one code object per genome."""
+    namespace: dict[str, Any] = {"_unary": _unary, "_binary": _binary, "apply_op": apply_op,
+                                 "_moments": _moments, "_stat_of": _stat_of, "torch": torch}
+    exec(compile(genome_source(genome, training, groups, eps), f"<genome {genome.code}>", "exec"),
+         namespace)
+    return namespace["genome_fn"]
+
+
+def compiled_genome(genome: Genome, training: bool, groups: int, eps: float) -> Any | None:
+    """The genome's layer as one ``torch.compile`` (inductor) function, cached by the genome's
+    code (node for node: its batch aggregates are the layer's running-statistic buffers, in order)
+    with training, groups and eps; its own code object, so genomes do not share dynamo's
+    recompile budget.
+    None when compiling failed here once (no C++ compiler, say): callers fall back to the plain
+    interpretation, which has the same math."""
+    key = (genome.code, bool(training), int(groups), float(eps))
+    fn = _COMPILED.get(key)
+    if fn is None and key not in _COMPILE_FAILED:
+        fn = _COMPILED[key] = _Compiled(torch.compile(genome_function(genome, training, groups, eps),
+                                                      dynamic=None), key, genome)
+    return None if key in _COMPILE_FAILED else fn
+
+
+class _Compiled:
+    """A compiled genome function that falls back to the plain one if compilation fails."""
+
+    def __init__(self, fn: Any, key: tuple, genome: Genome) -> None:
+        self.fn, self.key, self.genome = fn, key, genome
+
+    def __call__(self, *args: Tensor) -> Any:
+        try:
+            return self.fn(*args)
+        except Exception as exc:  # noqa: BLE001 - inductor needs a C++ compiler; fall back once
+            import warnings
+
+            warnings.warn(f"evolved layer {formula(self.genome)}: torch.compile failed "
+                          f"({type(exc).__name__}); using the plain interpretation", stacklevel=3)
+            _COMPILE_FAILED.add(self.key)
+            _COMPILED.pop(self.key, None)
+            _, training, groups, eps = self.key
+            return genome_function(self.genome, training, groups, eps)(*args)
 
 
 def check_valid(genome: Genome, *, channels: int = 8, shape: tuple[int, ...] = (4, 4, 4),

@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ._common import tracing
+
 __all__ = ["set_norm_batch", "ghost_groups", "ghost_forward", "unsupported_norm_batch",
            "sequential_update", "check_norm_batch", "loop_is_faster", "batch_dependent_layers",
            "interleave", "interleave_order"]
@@ -103,11 +105,21 @@ def from_channels(y: Tensor, k: int) -> Tensor:
     return y.reshape(b, k, kc // k, *y.shape[2:]).transpose(0, 1)
 
 
-@functools.lru_cache(maxsize=256)
-def _update_weights(k: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _weights(k: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """m (1-m)^(k-1-i) for i < k: batch i's weight in the closed form of k momentum updates."""
     decay = (1.0 - momentum) ** torch.arange(k - 1, -1, -1, dtype=torch.float64)
     return (momentum * decay).to(dtype).to(device)
+
+
+_cached_weights = functools.lru_cache(maxsize=256)(_weights)
+
+
+def _update_weights(k: int, momentum: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """:func:`_weights`, cached in eager; built afresh while tracing (export, compile, jit), so a
+    traced (fake or functional) tensor never lands in the cache that eager calls read."""
+    if tracing():
+        return _weights(k, momentum, dtype, device)
+    return _cached_weights(k, momentum, dtype, device)
 
 
 @torch.no_grad()

@@ -174,12 +174,43 @@ class MovingAverageBatchNorm(nn.Module):
             scale = inv if self.weight is None else inv * self.weight
             y = x * channel_view(scale, x.dim()).to(x.dtype)
             return y if self.bias is None else y + channel_view(self.bias, x.dim()).to(x.dtype)
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return self._exported_step(x)
         self._step += 1
         self.num_batches_tracked.fill_(self._step)
         use_average, renorm = self.phase(self._step)
         return mabn_function(x, self.weight, self.bias, self.running_var, self.buffer_x2,
                              self.buffer_gz, self._step, use_average, renorm, self.r_max,
                              self.eps, self.momentum)
+
+    def _exported_step(self, x: Tensor) -> Tensor:
+        """A training step as ``torch.export`` / ``torch.jit.trace`` record it: the step counter,
+        the ring-buffer slot and the phase read on the device (no host int baked into the graph),
+        the same forward output and buffer updates as eager. An exported graph is forward-only,
+        so the moving-average gradient (buffer_gz) is not part of it."""
+        dt, nd = compute_dtype(x), x.dim()
+        xc = x.to(dt)
+        with torch.no_grad():
+            step = self.num_batches_tracked + 1
+            self.num_batches_tracked.copy_(step)
+            slot = torch.remainder(step, self.buffer_size).view(1)
+            use_average = (step > self.buffer_size) & (step >= self.warmup_iters)
+            renorm = step > max(self.renorm_iters, self.warmup_iters)
+        x2 = mean_square(xc, reduce_dims(xc))
+        with torch.no_grad():
+            self.buffer_x2.index_copy_(0, slot, x2.detach().to(self.buffer_x2.dtype).view(1, -1))
+            var = torch.where(use_average, self.buffer_x2.mean(dim=0).to(dt), x2.detach())
+        std = torch.sqrt(var + self.eps)
+        r = torch.where(renorm, (std / torch.sqrt(self.running_var.to(dt) + self.eps))
+                        .clamp(1.0 / self.r_max, self.r_max), torch.ones_like(std))
+        with torch.no_grad():
+            self.running_var.mul_(1 - self.momentum).add_(var.to(self.running_var.dtype),
+                                                          alpha=self.momentum)
+        scale = r / std if self.weight is None else r / std * self.weight.to(dt)
+        y = xc * channel_view(scale, nd)
+        if self.bias is not None:
+            y = y + channel_view(self.bias.to(dt), nd)
+        return y.to(x.dtype)
 
     def channel_affine(self) -> tuple[Tensor, Tensor]:
         """Eval-mode transform as per-channel (scale, shift)."""
