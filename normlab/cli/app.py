@@ -1,16 +1,10 @@
-"""The Typer application; each sub-command module registers itself on ``app``."""
+"""The ``normlab`` command: the Typer application (``cli/_app.py``) with every sub-command
+module imported, each registering itself on ``app``."""
 
 from __future__ import annotations
 
-import typer
+from ._app import app
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="normlab: normalization layers, the batch-size study, and search.")
+from . import bench, dynamics, evolve, export, layers, nago, nas, nb201, results, search  # noqa: F401  (registers the sub-commands)
 
-
-@app.callback()
-def _root() -> None:
-    """normlab: normalization layers, the batch-size study, and search."""
-
-
-from . import bench, dynamics, evolve, export, layers, nago, nas, nb201, results, search  # noqa: E402,F401  (registers the sub-commands)
+__all__ = ["app"]

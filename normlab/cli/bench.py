@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .app import app
+from ._app import app
 from .common import DEFAULT_STORE, check_out_dir, check_run, console, fail, interruptible, open_store
 from .results import MARGIN_HELP, check_margin, print_report
 

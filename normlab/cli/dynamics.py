@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .app import app
+from ._app import app
 from .common import check_out_dir, console, fail
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app
+from ._app import app
 from .common import check_out_file, console, fail
 
 

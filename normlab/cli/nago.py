@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .app import app
+from ._app import app
 from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
                      interruptible, load_stored_search, open_store)
 

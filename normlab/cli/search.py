@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .app import app
+from ._app import app
 from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, load_stored_search, open_store
 
 search_app = typer.Typer(no_args_is_help=True, add_completion=False,

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
-                    sequential_update)
+from ._ghost import (as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster,
+                     sequential_update)
 from ._fused import affine_batch_norm, affine_batch_norm_plain, batch_stats, scale_shift
 from ._common import (
     empty_batch,

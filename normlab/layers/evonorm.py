@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
+from ._ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
 from ._common import (
     empty_batch,
     channel_view,

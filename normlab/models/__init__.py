@@ -43,10 +43,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 def _nago(norm: NormSpec, act: str, cin: int, classes: int, width: float, generator=None,
           seed: int = 0) -> nn.Module:
-    """A network sampled from a NAGO generator (normlab.nago; needs networkx). ``width`` scales
+    """A network sampled from a NAGO generator (models/nago.py; needs networkx). ``width`` scales
     the generator's base width."""
     from ..layers import canonical_spec
-    from ..nago.generator import GeneratorError, GeneratorParams, sample
+    from .nago import GeneratorError, GeneratorParams, sample
 
     if act != "relu":
         raise ModelError(f"act={act!r} is invalid for nago: its operations are ReLU-conv-norm (expected relu)")
@@ -66,7 +66,7 @@ def _nas(norm: NormSpec, act: str, cin: int, classes: int, width: float, space=N
     writes them; ``ops``, ``scores`` and ``search`` there only describe it), freshly initialised.
     Without them: the default (small) space, and its first op (MBConv k3 e3) in every layer."""
     from ..layers import canonical_spec
-    from ..nas.supernet import NasError, build_genotype
+    from .nas import NasError, build_genotype
 
     unknown = sorted(set(about) - {"ops", "scores", "search"})
     if unknown:
@@ -78,7 +78,7 @@ def _nas(norm: NormSpec, act: str, cin: int, classes: int, width: float, space=N
         raise ModelError("nas: expected space (a mapping of SpaceConfig fields) and path (op indices), "
                          "e.g. a file from 'normlab nas export'")
     if path is None:
-        from ..nas.supernet import SpaceConfig
+        from .nas import SpaceConfig
 
         path = [0] * len(SpaceConfig.from_dict(space).layers())
     try:

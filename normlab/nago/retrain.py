@@ -2,8 +2,8 @@
 
     rows = retrain(result, top=3, steps=600, anchors=("resnet20", "mobilenetv2"), store=db)
 
-Every training is a trial of normlab's runtime with the batch-size study's trial function
-(``normlab.bench.run.run_trial``: ``create_model(model, ..., **model_options)``), in an
+Every training is a trial of normlab's runtime with the trial function every study shares
+(``normlab.train.trial.run_trial``: ``create_model(model, ..., **model_options)``), in an
 experiment of kind ``nago-retrain`` named ``<search>-retrain``: a NAGO network is
 ``create_model("nago", generator=..., seed=...)``, an anchor is ``create_model(name, width=w)``
 with the width multiplier whose parameter count is nearest (in log) to the median of the NAGO
@@ -62,7 +62,7 @@ def retrain(result: SearchResult, *, top: int = 3, seeds: int = 1, steps: int | 
     ``result`` (by mean accuracy) and each anchor at a matched width, ``seeds`` times each, with
     the search's dataset, norm and training settings, longer (``steps`` or ``epochs``). Returns one
     row per training: kind, model, generator, width, params, seed, accuracy, status."""
-    from ..bench.run import run_trial
+    from ..train.trial import run_trial
     from ..data import check_dataset
 
     cfg = result.config

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .supernet import Supernet
-from .train import norm_modules
+from .train import evaluate_accuracy, norm_modules  # evaluate_accuracy: also importable from here
 
 __all__ = ["bn_table", "bn_indicator", "bn_scores", "rebn_accuracy", "angle_vector_names", "angle",
            "evaluate_accuracy", "synflow"]
@@ -64,15 +64,6 @@ def bn_scores(table: np.ndarray, paths: np.ndarray | Sequence[Sequence[int]], fi
 
 def bn_indicator(net: Supernet, path: Sequence[int], fixed_depth: bool = False) -> float:
     return float(bn_scores(bn_table(net), [list(path)], fixed_depth)[0])
-
-
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    model.eval()
-    correct = 0
-    for s in range(0, len(y), batch_size):
-        correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
-    return correct / max(1, len(y))
 
 
 @torch.no_grad()

@@ -136,6 +136,16 @@ def norm_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if is_norm(m) and m is not model]
 
 
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (put in eval mode) on ``x``, ``y``, ``batch_size`` samples at a time."""
+    model.eval()
+    correct = 0
+    for s in range(0, len(y), batch_size):
+        correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+    return correct / max(1, len(y))
+
+
 def trainable_parameters(net: Supernet, mode: str, bn_params: str = "last") -> list[nn.Parameter]:
     """The parameters a mode trains: all of them, or the BN affine parameters (BN-NAS)."""
     if mode == "full":
@@ -375,7 +385,6 @@ def load_supernet(state: Mapping[str, Any], which: str = "model") -> Supernet:
 def train_standalone(space: SpaceConfig, path: Sequence[int], cfg: TrainConfig) -> dict[str, float]:
     """Train one path from scratch (the ground truth): SGD + cosine schedule for ``cfg.epochs``
     epochs on the train split; returns validation and test accuracy."""
-    from .scores import evaluate_accuracy
     from .supernet import Subnet
 
     split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
