@@ -816,3 +816,53 @@ def _safe_rows(rows, db):
         return list(rows(db).values())
     except Exception:                                       # noqa: BLE001  (the experiment is not there yet)
         return []
+
+
+@pytest.mark.slow
+def test_kill_9_during_nas_correlate_resumes_to_the_uninterrupted_result(tmp_path):
+    """Probe of issue 28: `nas correlate` killed with -9 once its first ground-truth training is
+    stored, then rerun, writes the report an uninterrupted run writes (all but its timings), and
+    trains nothing that had finished again."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from normlab.runtime import Store
+
+    (tmp_path / "space.yaml").write_text("stem: 4\nstages: [[4, 1, 1], [8, 1, 2]]\nkernels: [3, 5]\nexpansions: [2]\n")
+
+    def cmd(run):
+        return [sys.executable, "-m", "normlab.cli", "nas", "correlate", "--space", str(tmp_path / "space.yaml"),
+                "--dataset", "digits", "--n", "4", "--repeats", "2", "--standalone-epochs", "1", "--spos-epochs", "1",
+                "--train-limit", "512", "--val-limit", "128", "--lr", "0.2", "--out-dir", str(tmp_path / run / "out"),
+                "--store", str(tmp_path / run / "s.sqlite")]
+
+    def rows(run):
+        with Store(tmp_path / run / "s.sqlite", readonly=True) as db:
+            return {(e.name, r["description"]["key"]): r for e in db.experiments() for r in db.rows(experiment_id=e.id)}
+
+    def report(run):
+        timing = {"seconds_per_subnet", "bn_indicator_subnets_per_second", "supernet_seconds"}
+        rep = json.loads((tmp_path / run / "out" / "report.json").read_text())
+        rep["verdict"] = re.sub(r"Scoring is [0-9.,]+x (faster|slower)", "Scoring is ...", rep["verdict"])
+        return json.dumps({k: v for k, v in rep.items() if k not in timing}, sort_keys=True)   # NaN == NaN
+
+    clean = subprocess.run(cmd("a"), capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr[-800:]
+    proc = subprocess.Popen(cmd("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(r["status"] == "ok" for r in _safe_rows(rows, "b")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b" / "out" / "report.json").exists()             # killed mid-way, not at the end
+    first = {k: (r["finished"], r["attempts"]) for k, r in rows("b").items() if r["status"] == "ok"}
+    again = subprocess.run(cmd("b"), capture_output=True, text=True)
+    assert first and again.returncode == 0, again.stderr[-800:]
+    a, b = rows("a"), rows("b")
+    assert a.keys() == b.keys() and all(r["status"] == "ok" for r in b.values())
+    assert {k: (r["finished"], r["attempts"]) for k, r in b.items() if k in first} == first     # not trained again
+    assert report("b") == report("a")
+    assert len(set(json.loads(report("a"))["standalone_acc"])) > 1        # a real ground truth, not all at chance
