@@ -2,7 +2,6 @@
 interpretation node by node: outputs, gradients (x and every parameter) and running statistics,
 train and eval, for random genomes and the references."""
 
-import copy
 import random
 
 import pytest

@@ -125,7 +125,7 @@ def plan(cfg: BenchmarkConfig) -> dict[str, Any]:
 
 
 def _curves(result, optimum: float, test_best: float) -> dict[str, list[float]]:
-    best, inc_test, regret, cum = -math.inf, math.nan, [], []
+    best, inc_test, regret = -math.inf, math.nan, []
     test_regret, seconds, total = [], [], 0.0
     for e in result.history:
         total += e.scores.get("seconds", 0.0) if e.ok else 0.0

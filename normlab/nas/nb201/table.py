@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...models.nb201 import NB201Error, arch_string
-from .space import NUM_ARCHS, all_archs, analytic_flops, analytic_params, arch_to_index, op_counts
+from .space import NUM_ARCHS, all_archs, analytic_flops, analytic_params, op_counts
 
 __all__ = ["DATASETS", "NB201Table", "TableMissing", "load_table", "read_official", "read_compact",
            "write_compact", "synthetic_table", "default_table_path", "CLASSES", "IMAGE_SIZE",
