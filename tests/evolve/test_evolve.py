@@ -518,7 +518,7 @@ def test_presets_are_yaml_configs_the_cli_accepts(preset):
 
     from normlab._yaml import read_yaml_mapping
 
-    path = Path(__file__).resolve().parent.parent / "normlab" / "configs" / f"evolve-{preset}.yaml"
+    path = Path(__file__).resolve().parents[2] / "normlab" / "configs" / f"evolve-{preset}.yaml"
     assert EvolveConfig.from_dict(read_yaml_mapping(path, "config")) == EvolveConfig.preset(preset)
     res = runner.invoke(app, ["evolve", "run", str(path), "--budget", "0"])   # parsed, then checked
     assert res.exit_code == 2 and "budget=0" in res.output, res.output

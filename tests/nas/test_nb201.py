@@ -263,7 +263,7 @@ def test_tpe_on_a_process_pool_proposes_what_it_proposes_serially():
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
-    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r}); sys.path.insert(0, {tests!r} + "/nas")
     from normlab.nas.nb201 import NB201Space
     from normlab.search import tpe_search
     from test_nb201 import score_of
@@ -279,7 +279,7 @@ KILL_SCRIPT = textwrap.dedent("""
 
 
 def test_tpe_resume_after_sigkill_reaches_the_uninterrupted_result(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = tmp_path / "tpe.py"
     script.write_text(KILL_SCRIPT.format(root=root, tests=os.path.join(root, "tests")))
     run = lambda store, log: subprocess.Popen([sys.executable, str(script), str(store), str(log)],  # noqa: E731
@@ -481,7 +481,7 @@ FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "
 def test_real_table_params_equal_construction_except_the_listed_cells():
     # every cell of the real table: where its count differs from the construction, by exactly one
     # conv's parameters (about 1% of cells); the list is the fixture written by
-    # 'normlab nas nb201 check-params --out tests/fixtures/nb201_param_mismatches.json'
+    # 'normlab nas nb201 check-params --out tests/nas/fixtures/nb201_param_mismatches.json'
     t = nb201.load_table()
     assert not t.standin
     for d in t.datasets:

@@ -18,7 +18,7 @@ from normlab.runtime import Store  # noqa: E402
 SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.test_nago import small_cfg
+from tests.nago.test_nago import small_cfg
 from normlab.nago.search import run_search
 from normlab.runtime import SerialExecutor
 run_search(small_cfg(budget=7, startup=2, train={{"steps": 30, "batch_size": 32, "lr": 0.1}}),

@@ -247,7 +247,7 @@ def test_resume_rebuilds_optuna_from_the_store_and_reruns_nothing(tmp_path):
 KILLED = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from tests.test_nago import small_cfg
+from tests.nago.test_nago import small_cfg
 from normlab.nago.search import run_search
 from normlab.runtime import SerialExecutor
 run_search(small_cfg(budget=6, train={{"steps": 40, "batch_size": 32, "lr": 0.1}}), store={path!r},
