@@ -52,7 +52,7 @@ def estimate(exp: Experiment, workers: int = 1) -> dict[str, Any]:
     from ..runtime import threads_per_worker
     from ..train import TrainConfig, make_optimizer, timed_calls
 
-    from ..runtime.results import canonical_json
+    from ..runtime.protocol import canonical_json
 
     trials = plan(exp)
     same = exp.same_run()

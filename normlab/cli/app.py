@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from ._app import app
 
-from . import bench, dynamics, evolve, export, layers, nago, nas, nb201, results, search  # noqa: F401  (registers the sub-commands)
+from . import bench, dynamics, evolve, export, layers, nago, nas, nb201, runs, search  # noqa: F401  (registers the sub-commands)
 
 __all__ = ["app"]

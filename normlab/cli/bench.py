@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ._app import app
 from .common import DEFAULT_STORE, check_out_dir, check_run, console, fail, interruptible, open_store
-from .results import MARGIN_HELP, check_margin, print_report
+from .runs import MARGIN_HELP, check_margin, print_report
 
 
 def _dry_run(exp, workers: int) -> None:

@@ -257,7 +257,7 @@ def report(names: List[str] = typer.Argument(..., help="layer searches (all seed
 
     if top < 1:
         raise fail(f"--top {top} is invalid: expected a positive integer")
-    from .results import check_margin
+    from .runs import check_margin
 
     margin = check_margin(margin)
     try:

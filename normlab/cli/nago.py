@@ -226,7 +226,7 @@ def report(names: List[str] = typer.Argument(..., help="NAGO searches to compare
     """HTML report: Pareto fronts, best-so-far curves (BO vs random vs RandWire), the best
     generator's graphs at the three levels, a table of the best generators, and the strategies'
     claims decided under the shared rule."""
-    from .results import check_margin
+    from .runs import check_margin
 
     margin = check_margin(margin)
     results = [r for name in names for r in _load_nago(store, name)]
@@ -328,7 +328,7 @@ def retrain_cmd(name: str = typer.Argument(..., help="the NAGO search whose best
             make_executor(backend, workers)
     except ExecutorError as exc:
         raise fail(str(exc)) from None
-    from ..nago.retrain import retrain
+    from ..nago.finalists import retrain
 
     db = open_store(store, readonly=False)
     try:

@@ -22,7 +22,7 @@ app.add_typer(nas_app, name="nas")
 
 def _space(space: str, dataset: str):
     """The search space (a preset name or a YAML file) fitted to the dataset's shape."""
-    from ..nas.chain import resolve_space
+    from ..nas.pipeline import resolve_space
 
     return resolve_space(space, dataset)
 
@@ -416,8 +416,8 @@ def run_chain(
     """The whole chain in one command: (ABS shrinking) -> supernet (BN-only for the BN indicator,
     SPOS otherwise) -> evolutionary search over paths -> retrain the best from scratch. Every
     step resumes (epoch checkpoints, stored trials): run the same command again after a kill."""
-    from ..nas.chain import chain_plan, dataset_info, fmt_seconds, load_chain_config, resolve_space
-    from ..nas.chain import run_chain as run
+    from ..nas.pipeline import chain_plan, dataset_info, fmt_seconds, load_chain_config, resolve_space
+    from ..nas.pipeline import run_chain as run
 
     check_run(name=name, backend=backend, workers=workers)
     try:

@@ -125,7 +125,7 @@ class ProxyTask:
     def __call__(self, genome: Genome) -> Any:
         import torch
 
-        from ..runtime.results import TrialResult
+        from ..runtime.protocol import TrialResult
 
         if self.threads:
             torch.set_num_threads(self.threads)

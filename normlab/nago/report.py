@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..report import ReportTable, html_page, html_table, markdown_table
 from ..search.plots import plot_pareto, plot_progress
-from ..search.result import Evaluation, SearchResult
+from ..search.history import Evaluation, SearchResult
 
 __all__ = ["write_report", "best_table", "by_strategy", "arm", "strategy_claims"]
 

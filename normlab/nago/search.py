@@ -49,9 +49,9 @@ from typing import Any, Callable, Mapping
 
 from ..runtime.driver import Driver
 from ..runtime.executors import Executor, SerialExecutor
-from ..runtime.results import RunContext, TrialResult
+from ..runtime.protocol import RunContext, TrialResult
 from ..runtime.store import Store
-from ..search.result import Evaluation, SearchResult
+from ..search.history import Evaluation, SearchResult
 from .generator import LEVELS, MODELS, PAPER_MODELS, PAPER_RANGES, GeneratorParams, LevelParams, randwire_params
 
 __all__ = ["NagoConfig", "NagoError", "run_search", "evaluate_generator", "search_space", "generator_from",

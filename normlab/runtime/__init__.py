@@ -9,7 +9,7 @@
 from .driver import Completed, Driver, Outcome, Sink
 from .executors import (BACKENDS, Executor, ExecutorError, PoolExecutor, RayExecutor, SerialExecutor,
                         check_executor, make_executor, threads_per_worker)
-from .results import (FINISHED, STATUSES, RunContext, TrialResult, canonical_json, experiment_id,
+from .protocol import (FINISHED, STATUSES, RunContext, TrialResult, canonical_json, experiment_id,
                       trial_id)
 from .store import SCHEMA_VERSION, ExperimentRecord, Store, StoreError, check_name, export
 

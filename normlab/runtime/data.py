@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .results import RunContext
+from .protocol import RunContext
 
 __all__ = ["load_data", "clear_data_cache"]
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .executors import Executor, SerialExecutor, check_timeout
-from .results import FINISHED, RunContext, TrialResult, canonical_json, trial_id_of_json
+from .protocol import FINISHED, RunContext, TrialResult, canonical_json, trial_id_of_json
 from .store import ExperimentRecord, Store, new_owner
 
 __all__ = ["Driver", "Completed", "Outcome", "Sink", "MEMORY_BATCH"]

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
-from .results import FINISHED, TrialResult, canonical_json, experiment_id, trial_id
+from .protocol import FINISHED, TrialResult, canonical_json, experiment_id, trial_id
 
 __all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner", "check_name"]
 

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from .results import RunContext, TrialResult
+from .protocol import RunContext, TrialResult
 
 __all__ = ["square", "sleepy", "StallOn"]
 

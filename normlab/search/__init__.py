@@ -10,7 +10,7 @@ rank-correlation harness every proxy is judged with.
 from .correlation import RankCorrelation, rank_correlation, topk_hits, topk_overlap
 from .engine import SEARCH_KIND, EvaluateTrial, evolution, random_search
 from .optuna_strategy import optuna_search, tpe_search
-from .result import Evaluation, SearchResult, pareto_mask
+from .history import Evaluation, SearchResult, pareto_mask
 from .space import BitString, SearchError, SearchSpace, onemax
 
 __all__ = ["SearchSpace", "SearchError", "SearchResult", "Evaluation", "random_search", "evolution",

@@ -55,9 +55,9 @@ import numpy as np
 
 from ..runtime.driver import Driver
 from ..runtime.executors import Executor, ExecutorError, SerialExecutor, check_timeout
-from ..runtime.results import FINISHED, TrialResult, canonical_json, trial_id_of_json
+from ..runtime.protocol import FINISHED, TrialResult, canonical_json, trial_id_of_json
 from ..runtime.store import Store, check_name
-from .result import Evaluation, SearchResult, check_objectives
+from .history import Evaluation, SearchResult, check_objectives
 from .space import SearchError, check_space, decode_arch, encode_arch, space_identity
 
 __all__ = ["random_search", "evolution", "EvaluateTrial", "SEARCH_KIND", "COMMIT_INTERVAL", "FAIL_FAST"]
@@ -446,7 +446,7 @@ class _Evolution(_Loop):
         k = min(self.sample_size, len(self.population))
         contenders = self.rng.sample(self.population, k)
         if self.selection == "pareto" and len(self.objectives) > 1:
-            from .result import pareto_mask
+            from .history import pareto_mask
 
             pts = np.array([[m.scores[o] for o in self.objectives] for m in contenders])
             front = [m for m, keep in zip(contenders, pareto_mask(pts, self.objectives)) if keep]

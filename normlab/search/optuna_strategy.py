@@ -18,7 +18,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from .engine import _Loop
-from .result import Evaluation, SearchResult
+from .history import Evaluation, SearchResult
 from .space import SearchError
 
 __all__ = ["tpe_search", "optuna_search", "SAMPLERS"]

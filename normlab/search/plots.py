@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..report.figures import pyplot, save_figure
-from .result import SearchResult, pareto_mask
+from .history import SearchResult, pareto_mask
 
 __all__ = ["plot_progress", "plot_pareto"]
 

@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import Any
 
-from ..runtime.results import RunContext, TrialResult
+from ..runtime.protocol import RunContext, TrialResult
 from ..runtime.data import load_data
 
 __all__ = ["run_trial"]

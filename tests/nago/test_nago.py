@@ -490,7 +490,7 @@ def test_retrain_best_generators_next_to_width_matched_anchors(tmp_path):
     import math
 
     from normlab.models import create_model
-    from normlab.nago.retrain import RETRAIN_KIND, WIDTHS, match_width, retrain
+    from normlab.nago.finalists import RETRAIN_KIND, WIDTHS, match_width, retrain
 
     path = tmp_path / "s.sqlite"
     result = run_search(small_cfg(budget=3), store=path, executor=SerialExecutor(threads=1))

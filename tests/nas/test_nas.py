@@ -431,7 +431,7 @@ def test_abs_shrink_resumes_exactly_after_a_kill_in_any_stage(tmp_path):
 
 
 def test_chain_config_presets_overrides_and_bad_settings(tmp_path):
-    from normlab.nas.chain import ChainConfig, load_chain_config
+    from normlab.nas.pipeline import ChainConfig, load_chain_config
 
     quick = load_chain_config(preset="quick")
     assert quick.scorer == "bn" and quick.supernet.mode == "bn" and quick.supernet.dataset == quick.dataset
@@ -458,7 +458,7 @@ def test_chain_config_presets_overrides_and_bad_settings(tmp_path):
 
 
 def test_chain_plan_estimates_every_step():
-    from normlab.nas.chain import chain_plan, load_chain_config
+    from normlab.nas.pipeline import chain_plan, load_chain_config
 
     cfg = load_chain_config(preset="quick", scorer="rebn")
     cfg = type(cfg).from_dict({**cfg.to_dict(), "shrink": {"first_epochs": 2, "stage_epochs": 1}})

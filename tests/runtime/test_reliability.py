@@ -92,7 +92,7 @@ def test_search_runs_with_an_unknown_kind_names_the_valid_kinds(onemax_store):
 def test_search_kinds_listed_are_the_kinds_the_studies_store():
     from normlab.cli.search import KINDS
     from normlab.evolve.report import EVOLVE_KIND
-    from normlab.nago.retrain import RETRAIN_KIND
+    from normlab.nago.finalists import RETRAIN_KIND
     from normlab.nago.search import NAGO_KIND
     from normlab.search import SEARCH_KIND
 

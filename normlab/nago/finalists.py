@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from ..runtime.driver import Driver
 from ..runtime.executors import Executor, SerialExecutor
 from ..runtime.store import Store
-from ..search.result import SearchResult
+from ..search.history import SearchResult
 
 __all__ = ["retrain", "match_width", "RETRAIN_KIND", "WIDTHS"]
 
