@@ -48,3 +48,25 @@ def wait_for_trials(store, at_least: int, statuses=("ok",), timeout: float = 60.
         if done >= at_least:
             break
     return done
+
+
+def v1_store(path):
+    """A store of normlab's first schema (v1), for the migration tests."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript("""
+    CREATE TABLE trials (id TEXT PRIMARY KEY, experiment TEXT NOT NULL, description TEXT NOT NULL,
+        model TEXT, norm TEXT, dataset TEXT, batch_size INTEGER, seed INTEGER, status TEXT NOT NULL,
+        metrics TEXT, history TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        created REAL, started REAL, finished REAL);
+    CREATE INDEX trials_experiment ON trials (experiment);""")
+    for i, (norm, b, acc) in enumerate([("bn", 2, 0.8), ("bn", 32, 0.9), ("gn:groups=4", 2, 0.85)]):
+        desc = {"id": f"old{i}", "model": "resnet20", "norm": norm, "dataset": "mnist5k", "batch_size": b,
+                "batch_mode": "both", "seed": 0, "lr": 0.1, "train": {"epochs": 1}}
+        db.execute("INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (f"old{i}", "quick", json.dumps(desc), "resnet20", norm, "mnist5k", b, 0, "ok",
+                    json.dumps({"test_acc": acc}), "[]", None, 1, 1.0, 2.0, 3.0))
+    db.commit()
+    db.close()

@@ -166,7 +166,8 @@ def _decide(summary: "Summary", model: str) -> Decided:
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
         add(compare(bn[large], bn[small], f"BN at b={large} above b={small}"),
-            lambda v, s=small, l=large: (f"BN from b={l} to b={s}: {-v.comparison.diff:+.1f} points (paper: "
+            lambda v, s=small, l=large: (f"BN's drop from b={l} to b={s}: {v.comparison.diff:+.1f} points (the "
+                                         f"table's drop column: positive = worse at b={s}; paper: "
                                          f"{PAPER_BN_DROP}); the claim that BN degrades at small batch "
                                          f"{v.text(predicate=True)}."))
         if large >= 128 and len(sizes) >= 3:

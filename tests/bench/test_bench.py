@@ -386,7 +386,7 @@ def test_bad_stores_are_one_line(tmp_path):
 
 
 def test_runs_and_report_read_a_previous_schema_store(tmp_path):
-    from test_runtime import _v1_store
+    from conftest import v1_store as _v1_store
 
     path = tmp_path / "old.sqlite"
     _v1_store(path)
@@ -468,7 +468,7 @@ def test_report_statistics_n_intervals_and_significance():
     assert float(p) == pytest.approx(ttest_rel([0.86, 0.89, 0.87], [0.80, 0.82, 0.81]).pvalue)
     assert compare(cells["gn:groups=4"][2], cells["bn"][2]).n == 1        # n=1: no test
     text = " ".join(verdicts(s, "resnet20"))
-    assert "BN from b=32 to b=2: -10.3 points" in text and "paper: 9.6" in text
+    assert "BN's drop from b=32 to b=2: +10.3 points" in text and "paper: 9.6" in text
     assert "the claim that BN degrades at small batch holds" in text       # a big, steady drop
     # BGN G=4: +6.3 points at 3 seeds, but the family has several claims: Holm decides
     assert "bgn:groups=4 against BN at b=2" in text

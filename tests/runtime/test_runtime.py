@@ -17,6 +17,8 @@ from normlab.runtime import (SCHEMA_VERSION, Driver, ExecutorError, PoolExecutor
                              Store, StoreError, TrialResult, make_executor, trial_id)
 from normlab.runtime import toy
 
+from conftest import v1_store as _v1_store
+
 
 def _sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -68,24 +70,6 @@ def test_claims_are_atomic_leases_expire_finished_is_final(tmp_path):
         assert (row["status"], row["metrics"], row["attempts"], row["owner"]) == ("ok", {"y": 1}, 2, None)
         assert store.claim(t2, "A") and store.finish(t2, TrialResult("failed", error="boom"))
         assert store.requeue_failed([t1, t2]) == 1 and store.status_of([t2]) == {t2: "pending"}
-
-
-def _v1_store(path):
-    db = sqlite3.connect(path)
-    db.executescript("""
-    CREATE TABLE trials (id TEXT PRIMARY KEY, experiment TEXT NOT NULL, description TEXT NOT NULL,
-        model TEXT, norm TEXT, dataset TEXT, batch_size INTEGER, seed INTEGER, status TEXT NOT NULL,
-        metrics TEXT, history TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-        created REAL, started REAL, finished REAL);
-    CREATE INDEX trials_experiment ON trials (experiment);""")
-    for i, (norm, b, acc) in enumerate([("bn", 2, 0.8), ("bn", 32, 0.9), ("gn:groups=4", 2, 0.85)]):
-        desc = {"id": f"old{i}", "model": "resnet20", "norm": norm, "dataset": "mnist5k", "batch_size": b,
-                "batch_mode": "both", "seed": 0, "lr": 0.1, "train": {"epochs": 1}}
-        db.execute("INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                   (f"old{i}", "quick", json.dumps(desc), "resnet20", norm, "mnist5k", b, 0, "ok",
-                    json.dumps({"test_acc": acc}), "[]", None, 1, 1.0, 2.0, 3.0))
-    db.commit()
-    db.close()
 
 
 def test_a_store_of_the_previous_schema_is_read_and_migrated(tmp_path):
