@@ -225,10 +225,13 @@ def correlate(
     seed: int = typer.Option(0),
     repeats: int = typer.Option(2, help="train every ground-truth path with this many seeds (the noise ceiling)"),
     table: Optional[str] = typer.Option(None, help="nb201: the NB201 table (a .pth/.npz, or 'standin': not evidence)"),
+    table_dataset: Optional[str] = typer.Option(None, help="nb201: the table's dataset to compare with (default "
+                                                           "cifar10-valid for cifar10, cifar100 for cifar100)"),
     C: int = typer.Option(16, "--C", help="nb201: channels of the first stage"),
     N: int = typer.Option(5, "--N", help="nb201: cells per stage"),
     image_size: Optional[int] = typer.Option(None, help="nb201: resize the images (default as stored)"),
     abs_drop: int = typer.Option(20, help="nb201: edge-ops ABS drops (of 30; 0: no ABS step)"),
+    bootstrap: int = typer.Option(1000, help="nb201: bootstrap resamples for the intervals and verdicts"),
     abs_children: int = typer.Option(20, help="nb201: cells averaged per edge-op score"),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="nb201: crop + flip (default on)"),
     device: Optional[str] = typer.Option(None, help="nb201: torch device for training and ReBN (default cuda if present)"),
@@ -250,8 +253,8 @@ def correlate(
     if space == "nb201":
         _correlate_nb201(out_dir=out_dir, dataset=dataset, n=n or 500, spos_epochs=spos_epochs, bn_epochs=bn_epochs,
                          batch_size=batch_size, lr=lr, bn_lr=bn_lr, train_limit=train_limit, val_limit=val_limit,
-                         seed=seed, table=table, C=C, N=N, image_size=image_size, abs_drop=abs_drop,
-                         abs_children=abs_children, augment=augment, device=device, download=download,
+                         seed=seed, table=table, table_dataset=table_dataset, C=C, N=N, image_size=image_size, abs_drop=abs_drop,
+                         abs_children=abs_children, bootstrap=bootstrap, augment=augment, device=device, download=download,
                          dry_run=dry_run, name=name, workers=workers, backend=backend, store=store)
         return
     if dry_run:
@@ -295,7 +298,7 @@ def correlate(
 
 
 def _correlate_nb201(*, out_dir, dataset, n, spos_epochs, bn_epochs, batch_size, lr, bn_lr, train_limit, val_limit,
-                     seed, table, C, N, image_size, abs_drop, abs_children, augment, device, download, dry_run,
+                     seed, table, table_dataset, C, N, image_size, abs_drop, abs_children, bootstrap, augment, device, download, dry_run,
                      name, workers, backend, store) -> None:
     """`nas correlate --space nb201 --ground-truth nb201`: the NB201 supernets against the table."""
     from ..nas.nb201 import NB201Error, load_table
@@ -305,8 +308,8 @@ def _correlate_nb201(*, out_dir, dataset, n, spos_epochs, bn_epochs, batch_size,
     kw = {k: v for k, v in dict(epochs=spos_epochs, bn_epochs=bn_epochs, batch_size=batch_size, lr=lr,
                                 limit=train_limit, augment=augment, image_size=image_size).items() if v is not None}
     try:
-        cfg = OneShotConfig(dataset=dataset, table=table, C=C, N=N, n=n, bn_lr=bn_lr, seed=seed, abs_drop=abs_drop,
-                            abs_children=abs_children, val_limit=10_000 if val_limit is None else val_limit, **kw)
+        cfg = OneShotConfig(dataset=dataset, table=table, table_dataset=table_dataset, C=C, N=N, n=n, bn_lr=bn_lr, seed=seed, abs_drop=abs_drop,
+                            abs_children=abs_children, bootstrap=bootstrap, val_limit=10_000 if val_limit is None else val_limit, **kw)
         cfg.truth_dataset                                                # cifar10 / cifar100 (one line if not)
         info = dataset_info(dataset, download=download and not dry_run, missing_ok=dry_run)
         if not dry_run:
