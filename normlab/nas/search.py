@@ -59,7 +59,8 @@ def _load(checkpoint: str) -> tuple[Supernet, dict[str, Any], np.ndarray]:
         except (RuntimeError, KeyError, TypeError) as exc:
             raise NasError(f"{p} does not fit its own space settings ({str(exc).splitlines()[0][:120]}): "
                            f"train it again with 'normlab nas train'") from None
-        _CACHE.clear()
+        while len(_CACHE) >= 4:                        # a few supernets at once (NB201: SPOS and BN-only)
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = (net, state, bn_table(net))
     return _CACHE[key]
 

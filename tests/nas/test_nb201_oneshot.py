@@ -232,3 +232,22 @@ def test_mbconv_supernet_still_trains_through_the_same_loop(tmp_path):
     cfg = TrainConfig(dataset="digits", epochs=1, train_limit=64, mode="bn")
     state = train_supernet(space, cfg, checkpoint=tmp_path / "m.pt")
     assert state["epoch"] == 1 and "kind" not in state["space"]
+
+
+def test_shrink_command(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from normlab.cli.app import app
+
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+    out = tmp_path / "abs.json"
+    r = runner.invoke(app, ["nas", "nb201", "shrink", str(tiny["spos"]), "--table", "standin", "--children", "1",
+                            "--random-drops", "2", "--val-limit", "30", "--calib", "32", "--out", str(out)], env=env)
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert len(res["angle"]["dropped"]) == 20 and "dropped by angle:" in r.output and "(#" in r.output
+    r = runner.invoke(app, ["nas", "nb201", "shrink", str(tiny["spos"]), "--table", "standin", "--drop", "25"], env=env)
+    assert r.exit_code == 2 and "--drop 25 is invalid" in r.output
+    r = runner.invoke(app, ["nas", "nb201", "shrink", str(tmp_path / "none.pt"), "--table", "standin"], env=env)
+    assert r.exit_code == 2 and "does not exist" in r.output

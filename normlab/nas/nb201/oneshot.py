@@ -173,8 +173,22 @@ def _loaded(checkpoint: str | Path):
     return net, state, table
 
 
+_REBN_DATA: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
 def _rebn_data(state: Mapping[str, Any], dataset: str | None, limit: int | None, calib: int, seed: int,
                device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    import json
+
+    key = (json.dumps(state["train"], sort_keys=True), dataset, limit, calib, seed, str(device))
+    if key not in _REBN_DATA:
+        _REBN_DATA.clear()
+        _REBN_DATA[key] = _make_rebn_data(state, dataset, limit, calib, seed, device)
+    return _REBN_DATA[key]
+
+
+def _make_rebn_data(state: Mapping[str, Any], dataset: str | None, limit: int | None, calib: int, seed: int,
+                    device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Calibration images (``calib`` training images in a seeded order) and the validation split
     (its first ``limit`` images), from the split the supernet was trained on (``dataset`` may name
     another dataset of the same shape)."""
