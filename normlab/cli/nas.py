@@ -310,7 +310,7 @@ def _correlate_nb201(*, out_dir, dataset, n, spos_epochs, bn_epochs, batch_size,
     try:
         cfg = OneShotConfig(dataset=dataset, table=table, table_dataset=table_dataset, C=C, N=N, n=n, bn_lr=bn_lr, seed=seed, abs_drop=abs_drop,
                             abs_children=abs_children, bootstrap=bootstrap, val_limit=10_000 if val_limit is None else val_limit, **kw)
-        cfg.truth_dataset                                                # cifar10 / cifar100 (one line if not)
+        _ = cfg.truth_dataset                                            # cifar10 / cifar100 (one line if not)
         info = dataset_info(dataset, download=download and not dry_run, missing_ok=dry_run)
         if not dry_run:
             load_table(table).check_dataset(cfg.truth_dataset)

@@ -24,14 +24,14 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ...models.nb201 import EDGES, OPS, NB201Error, parse_arch
+from ...models.nb201 import EDGES, OPS, parse_arch
 from ..supernet import NasError, NB201SupernetConfig
 
 __all__ = ["train_supernet", "score_cells", "SCORERS", "supernet_settings", "RECIPE", "cell_path",
@@ -314,16 +314,9 @@ def _connected(arch: str) -> bool:
 
 def _correlations(scores: Mapping[str, np.ndarray], truth: np.ndarray, keep: np.ndarray, bootstrap: int,
                   seed: int) -> dict[str, Any]:
-    from ...search import rank_correlation
+    from ..search import correlations
 
-    out = {}
-    for k, v in scores.items():
-        ok = keep & np.isfinite(v)
-        try:
-            out[k] = rank_correlation(v[ok], truth[ok], bootstrap=bootstrap, seed=seed).to_dict()
-        except ValueError as exc:
-            out[k] = {"error": str(exc)}
-    return out
+    return correlations(scores, truth, bootstrap=bootstrap, seed=seed, keep=keep)
 
 
 def oneshot_verdict(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0) -> str:
