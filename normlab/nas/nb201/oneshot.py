@@ -713,8 +713,13 @@ def oneshot_plan(cfg: OneShotConfig, *, train_images: int, val_images: int, in_c
     cpu = n_rebn * rebn_images * t_inf
     gpu = max(n_rebn * rebn_images * mean_flops / (GPU_TFLOPS * 1e12), n_rebn * math.ceil(rebn_images / 256) * 0.002)
     rows.append(("ReBN", f"{n_rebn} cells x {rebn_images:,} images ({cfg.calib:,} calibration + {val:,} validation)", cpu, gpu))
-    rows.append(("BN indicator + angle", f"{cfg.n + abs_cells // 2} cells, no forward pass", 0.05 * (cfg.n + abs_cells // 2),
-                 0.05 * (cfg.n + abs_cells // 2)))
+    from ..scores import angle
+
+    sd = net.state_dict()
+    t_angle = sorted(timed_calls(lambda: angle(sd, sd, net, [3] * 6), 3))[1]
+    n_angle = cfg.n + abs_cells // 2
+    rows.append(("BN indicator + angle", f"{n_angle} cells, no forward pass (angle on the CPU: "
+                 f"{1000 * t_angle:.0f} ms each)", n_angle * t_angle, n_angle * t_angle))
     return {"steps": rows, "cpu_seconds": sum(r[2] for r in rows), "gpu_seconds": sum(r[3] for r in rows),
             "step_seconds": t_step, "threads": torch.get_num_threads(), "mean_cell_flops": mean_flops,
             "assumptions": f"GPU: not measured; assumes {GPU_TFLOPS:g} TFLOP/s effective and >= "
