@@ -345,11 +345,16 @@ def _correlate_nb201(*, out_dir, dataset, n, spos_epochs, bn_epochs, batch_size,
         console.print(f"supernet epoch {epoch}: loss {row['loss']:.3f}, train acc {100 * row['train_acc']:.1f}% "
                       f"({row['seconds']:.1f} s)", highlight=False)
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     try:
-        with guarded("finished epochs and scored cells are kept; run the same command again to resume."):
+        with guarded("finished epochs and scored cells are kept; run the same command again to resume."), \
+                Progress(TextColumn("[bold]cells scored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                         console=console, transient=True) as bar:
+            task = bar.add_task("cells", total=cfg.n)
             report = correlate_oneshot(cfg, out_dir=out_dir, store=db, name=name, executor=executor, device=dev,
                                        download=download, log=lambda m: console.print(m, highlight=False),
-                                       on_epoch=show)
+                                       on_epoch=show, on_result=lambda _r: bar.update(task, advance=1))
     except NB201Error as exc:
         raise fail(str(exc).splitlines()[0]) from None
     finally:

@@ -83,7 +83,7 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(1)
     common = dict(dataset="digits", C=2, N=1, image_size=None, batch_size=64, seed=0, limit=256, threads=1)
     spos = oneshot.train_supernet(mode="full", epochs=2, lr=0.1, checkpoint=d / "spos.pt", **common)
-    bn = oneshot.train_supernet(mode="bn", epochs=1, lr=0.5, checkpoint=d / "bn.pt", **common)
+    bn = oneshot.train_supernet(mode="bn", epochs=1, lr=0.5, checkpoint=d / "bn.pt", device="cpu", **common)
     return {"dir": d, "spos": spos, "bn": bn, "common": common}
 
 

@@ -272,7 +272,8 @@ class OneShotTrial:
 
 
 def oneshot_scores(archs: Sequence[str], trial: OneShotTrial, *, store: Any = None, name: str,
-                   executor: Any = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                   executor: Any = None, on_result: Callable[[Any], None] | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every cell scored by ``trial`` as trials of one stored experiment (resumable)."""
     from ...runtime import Driver, Store
     from ...search import EvaluateTrial
@@ -286,7 +287,7 @@ def oneshot_scores(archs: Sequence[str], trial: OneShotTrial, *, store: Any = No
         exp = db.experiment(name, "nas", config)
         driver = Driver(db, exp, EvaluateTrial(trial, NB201Space()), executor)
         try:
-            driver.run([{"key": a, "arch": a} for a in archs], poll_every=0.2)
+            driver.run([{"key": a, "arch": a} for a in archs], poll_every=0.2, on_result=on_result)
         finally:
             driver.close()
         rows = {r["description"]["key"]: r for r in db.rows(experiment_id=exp.id)}
@@ -439,7 +440,8 @@ def _sample_rows(table: Any, dataset: str, n: int, seed: int) -> np.ndarray:
 
 def correlate_oneshot(cfg: OneShotConfig, *, out_dir: str | Path, store: Any = None, name: str = "nb201-oneshot",
                       executor: Any = None, device: str | None = None, download: bool = False,
-                      log: Callable[[str], None] | None = None, on_epoch: Any = None) -> dict[str, Any]:
+                      log: Callable[[str], None] | None = None, on_epoch: Any = None,
+                      on_result: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """The GPU command: train the SPOS and BN-only NB201 supernets (checkpoints in ``out_dir``,
     resumable), score ``cfg.n`` uniformly drawn cells by BN indicator, ReBN accuracy and angle
     (stored trials), and correlate each with the table's validation accuracy (mean over its
@@ -463,7 +465,8 @@ def correlate_oneshot(cfg: OneShotConfig, *, out_dir: str | Path, store: Any = N
     archs = [table.archs[i] for i in rows]
     say(f"scoring {len(archs)} cells (BN indicator, ReBN on {cfg.val_limit or 'all'} validation images, angle)")
     trial = OneShotTrial(str(spos), str(bn), cfg.val_limit, cfg.calib, cfg.seed, device)
-    scores, seconds = oneshot_scores(archs, trial, store=store, name=f"{name}/scores", executor=executor)
+    scores, seconds = oneshot_scores(archs, trial, store=store, name=f"{name}/scores", executor=executor,
+                                     on_result=on_result)
     truth = table.mean_accuracy(tdata, "valid")[rows]
     connected = np.array([_connected(a) for a in archs])
     every = np.ones(len(archs), bool)
