@@ -251,3 +251,36 @@ def test_shrink_command(tiny, tmp_path):
     assert r.exit_code == 2 and "--drop 25 is invalid" in r.output
     r = runner.invoke(app, ["nas", "nb201", "shrink", str(tmp_path / "none.pt"), "--table", "standin"], env=env)
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_the_nb201_angle_is_abs_block_construction():
+    """V(W) of cell 3 4 0 1 0 2 (1<-0 conv3x3, 2<-0 pool, 2<-1 none, 3<-0 skip, 3<-1 none, 3<-2
+    conv1x1), written out by hand: path 0->3 is a skip (nothing), 0->2->3 gives [pool 1/9,
+    conv1x1(3<-2)], 0->1->2->3 and 0->1->3 cross a none (dropped); plus stem, reductions, tail."""
+    from normlab.nas.scores import angle
+
+    net = NB201Supernet(NB201SupernetConfig(C=2, N=2, image_size=8))
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    trained = net.state_dict()
+    path = [3, 4, 0, 1, 0, 2]
+
+    def vec(sd):
+        parts = [sd["stem.0.weight"], sd["stem.1.weight"], sd["stem.1.bias"]]
+        for i, cell in enumerate(net.cells):
+            if isinstance(cell, nn.Module) and not hasattr(cell, "edges"):
+                parts += [sd[f"cells.{i}.{n}"] for n, _ in cell.named_parameters()]
+                continue
+            c = cell.edges["1<-0"][3][1].weight.shape[0]
+            parts += [torch.full((c, 3, 3), 1 / 9), sd[f"cells.{i}.edges.3<-2.2.1.weight"]]
+        parts += [sd["lastact.0.weight"], sd["lastact.0.bias"], sd["classifier.weight"], sd["classifier.bias"]]
+        return torch.cat([p.reshape(-1).double() for p in parts])
+
+    v0, vt = vec(init), vec(trained)
+    expect = float(torch.arccos(torch.dot(v0, vt) / (v0.norm() * vt.norm())))
+    assert angle(init, trained, net, path) == pytest.approx(expect, rel=1e-9)
+    # a cell cut by none everywhere keeps only stem, reductions and tail; ops off every path do not count
+    assert len(net.angle_parts([0] * 6)) == len(net.angle_parts([3, 0, 0, 0, 0, 0]))
+    assert angle(init, trained, net, [0] * 6) == pytest.approx(angle(init, trained, net, [2, 2, 0, 1, 0, 0]))

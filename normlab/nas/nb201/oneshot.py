@@ -15,8 +15,10 @@ Scorers of a cell (an NB201 string, scored on the supernet of a checkpoint):
   indicator only ever counts convolutions (a bias a later study of BN-only supernets points out).
 - ``rebn``: SPOS's accuracy of the cell's stand-alone network with the supernet's weights and its
   norm statistics re-estimated on a fixed calibration batch set, on the validation split.
-- ``angle``: ABS's angle between the child model's weights at init and after training (stem, the
-  chosen op on every edge of every cell, the reduction blocks, the classifier; norms excluded).
+- ``angle``: ABS's angle between the child model's weights at init and after training, V(W) built
+  as ABS does for cells (Algorithm 1: per input-to-output path of each cell its ops' weights, a
+  pool as a fixed 1/9 kernel, a skip as nothing, a path through ``none`` dropped; plus stem,
+  reduction blocks and tail): :meth:`NB201Supernet.angle_parts`.
 """
 
 from __future__ import annotations
