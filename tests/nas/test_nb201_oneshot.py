@@ -135,6 +135,8 @@ def test_score_cells_rebn_and_angle(tiny):
     rebn = oneshot.score_cells(tiny["spos"], archs, "rebn", limit=60, calib=64)
     assert all(0 <= r <= 1 for r in rebn)
     assert rebn == oneshot.score_cells(tiny["spos"], archs, "rebn", limit=60, calib=64)   # deterministic
+    acc = oneshot.score_cells(tiny["spos"], archs, "acc", limit=60)           # no recalibration
+    assert all(0 <= a <= 1 for a in acc)
     ang = oneshot.score_cells(tiny["spos"], archs, "angle")
     assert all(0 < a < np.pi for a in ang)
     with pytest.raises(ValueError, match="scorer 'x' is invalid"):
@@ -192,7 +194,7 @@ def test_the_gpu_command_path_on_cpu_with_the_standin(tmp_path):
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "c" / "report.json").read_text())
     assert rep["n"] == 10 and rep["standin"] and rep["table_dataset"] == "cifar10-valid"
-    assert set(rep["correlation"]) >= {"bn_indicator", "rebn_acc", "abs_angle"}
+    assert set(rep["correlation"]) >= {"bn_indicator", "rebn_acc", "abs_angle", "acc_no_rebn"}
     assert "holds" in rep["verdict"] or "inconclusive" in rep["verdict"]
     assert "STAND-IN" in rep["verdict"] and len(rep["abs"]["angle"]["dropped"]) == 20
     md = (tmp_path / "c" / "report.md").read_text()
