@@ -286,3 +286,15 @@ def test_the_nb201_angle_is_abs_block_construction():
     # a cell cut by none everywhere keeps only stem, reductions and tail; ops off every path do not count
     assert len(net.angle_parts([0] * 6)) == len(net.angle_parts([3, 0, 0, 0, 0, 0]))
     assert angle(init, trained, net, [0] * 6) == pytest.approx(angle(init, trained, net, [2, 2, 0, 1, 0, 0]))
+
+
+def test_fast_angle_equals_the_angle(tiny):
+    from normlab.nas.scores import angle
+    from normlab.nas.search import _load
+
+    net, state, _ = _load(str(tiny["spos"]))
+    sums = oneshot._angle_sums(tiny["spos"], state)
+    for code in CODES:
+        path = [int(c) for c in code]
+        assert oneshot.fast_angle(sums, net, path) == pytest.approx(angle(state["init"], state["model"], net, path),
+                                                                     rel=1e-9, abs=1e-12)

@@ -210,6 +210,39 @@ def _make_rebn_data(state: Mapping[str, Any], dataset: str | None, limit: int | 
     return split.train_x[order].to(dev), val_x.to(dev), val_y.to(dev)
 
 
+_ANGLE_SUMS: dict[tuple, dict[str, tuple[float, float, float]]] = {}
+
+
+def _angle_sums(checkpoint: str | Path, state: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
+    """Per state-dict entry of a checkpoint: <W0, Wt>, |W0|^2 and |Wt|^2 in float64, computed once
+    (an angle is then a sum over the child's parts, no concatenation)."""
+    p = Path(checkpoint)
+    key = (str(p.resolve()), p.stat().st_mtime)
+    if key not in _ANGLE_SUMS:
+        _ANGLE_SUMS.clear()
+        sums = {}
+        for name, w0 in state["init"].items():
+            if not w0.is_floating_point():
+                continue
+            a, b = w0.double().reshape(-1), state["model"][name].double().reshape(-1)
+            sums[name] = (float(a @ b), float(a @ a), float(b @ b))
+        _ANGLE_SUMS[key] = sums
+    return _ANGLE_SUMS[key]
+
+
+def fast_angle(sums: Mapping[str, tuple[float, float, float]], net: Any, path: Sequence[int]) -> float:
+    """The ABS angle of ``path`` from :func:`_angle_sums` (equal to :func:`normlab.nas.scores.angle`
+    up to rounding: the same V(W), its dot product and norms summed part by part)."""
+    dot = n0 = nt = 0.0
+    for part in net.angle_parts(path):
+        if isinstance(part, str):
+            d, a, b = sums[part]
+        else:                                          # a fixed tensor: the same before and after
+            d = a = b = float(part.double().pow(2).sum())
+        dot, n0, nt = dot + d, n0 + a, nt + b
+    return math.acos(max(-1.0, min(1.0, dot / math.sqrt(n0 * nt))))
+
+
 def score_cells(checkpoint: str | Path, archs: Sequence[str], scorer: str, *, dataset: str | None = None,
                 limit: int | None = None, seed: int = 0, **kw: Any) -> list[float]:
     """Each cell's score on the supernet of ``checkpoint``: ``scorer`` "bn" (BN indicator; use a
@@ -218,7 +251,7 @@ def score_cells(checkpoint: str | Path, archs: Sequence[str], scorer: str, *, da
     ``dataset`` (default: the one the supernet trained on) is where ReBN's images come from;
     "acc" is the accuracy with the supernet's own norm statistics (no recalibration: ABS's
     "without ReBN")."""
-    from ..scores import angle, bn_scores, rebn_accuracy
+    from ..scores import bn_scores, rebn_accuracy
 
     if scorer not in SCORERS:
         raise NasError(f"scorer {scorer!r} is invalid: expected one of {', '.join(SCORERS)}")
@@ -230,7 +263,7 @@ def score_cells(checkpoint: str | Path, archs: Sequence[str], scorer: str, *, da
     if scorer == "bn":
         return [float(v) for v in bn_scores(table, paths)] if paths else []
     if scorer == "angle":
-        return [angle(state["init"], state["model"], net, p) for p in paths]
+        return [fast_angle(_angle_sums(checkpoint, state), net, p) for p in paths]
     device = kw.get("device")
     calib_x, val_x, val_y = _rebn_data(state, dataset, limit, int(kw.get("calib", 256)), seed, device)
     if device is not None:
@@ -614,7 +647,7 @@ def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, child
     ``random_drops`` random drops. Reports every dropped pair with its ground-truth rank (1-30, by
     :func:`edge_op_truth`), how many of the table's top ``30 - drop`` pairs were kept, and the best
     accuracy reachable in each shrunk space (exhaustive on the table) against the full space's."""
-    from ..scores import angle, rebn_accuracy
+    from ..scores import rebn_accuracy
 
     net, state, _ = _loaded(checkpoint)
     truth = edge_op_truth(table, dataset)
@@ -626,7 +659,8 @@ def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, child
     if device is not None:
         net.to(device)
     try:
-        scored = {"angle": _op_scores(net, state, children, seed, lambda p: angle(state["init"], state["model"], net, p)),
+        sums = _angle_sums(checkpoint, state)
+        scored = {"angle": _op_scores(net, state, children, seed, lambda p: fast_angle(sums, net, p)),
                   "rebn": _op_scores(net, state, children, seed, lambda p: rebn_accuracy(net, p, calib_x, val_x, val_y))}
     finally:
         net.to("cpu")
@@ -728,10 +762,9 @@ def oneshot_plan(cfg: OneShotConfig, *, train_images: int, val_images: int, in_c
     rows.append(("ReBN", f"{n_rebn} cells x {rebn_images:,} images ({cfg.calib:,} calibration + {val:,} validation)", cpu, gpu))
     rows.append(("accuracy without ReBN", f"{cfg.n} cells x {val:,} validation images", cfg.n * val * t_inf,
                  max(cfg.n * val * mean_flops / (GPU_TFLOPS * 1e12), cfg.n * math.ceil(val / 256) * 0.002)))
-    from ..scores import angle
-
     sd = net.state_dict()
-    t_angle = sorted(timed_calls(lambda: angle(sd, sd, net, [3] * 6), 3))[1]
+    sums = {k: (1.0, 1.0, 1.0) for k in sd}
+    t_angle = sorted(timed_calls(lambda: fast_angle(sums, net, [3] * 6), 3))[1]
     n_angle = cfg.n + abs_cells // 2
     rows.append(("BN indicator + angle", f"{n_angle} cells, no forward pass (angle on the CPU: "
                  f"{1000 * t_angle:.0f} ms each)", n_angle * t_angle, n_angle * t_angle))
