@@ -298,3 +298,51 @@ def test_fast_angle_equals_the_angle(tiny):
         path = [int(c) for c in code]
         assert oneshot.fast_angle(sums, net, path) == pytest.approx(angle(state["init"], state["model"], net, path),
                                                                      rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_gpu_command_resumes_to_the_uninterrupted_result(tmp_path):
+    """`nas correlate --space nb201` killed with -9 once a few cells are scored, then rerun, writes
+    the report an uninterrupted run writes (all but timings) and rescores nothing that finished."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from normlab.runtime import Store
+
+    def cmd(run):
+        return [sys.executable, "-m", "normlab.cli", "nas", "correlate", "--space", "nb201", "--ground-truth", "nb201",
+                "--dataset", "digits", "--table", "standin", "--table-dataset", "cifar10-valid", "--C", "2", "--N", "1",
+                "--n", "8", "--spos-epochs", "2", "--bn-epochs", "1", "--batch-size", "64", "--train-limit", "192",
+                "--val-limit", "40", "--abs-children", "1", "--bootstrap", "30", "--out-dir", str(tmp_path / run / "out"),
+                "--store", str(tmp_path / run / "s.sqlite")]
+
+    def scored(run):
+        try:
+            with Store(tmp_path / run / "s.sqlite", readonly=True) as db:
+                return {r["description"]["key"]: r for e in db.experiments() if e.name.endswith("/scores")
+                        for r in db.rows(experiment_id=e.id) if r["status"] == "ok"}
+        except Exception:                                   # noqa: BLE001  (not created yet)
+            return {}
+
+    def report(run):
+        rep = json.loads((tmp_path / run / "out" / "report.json").read_text())
+        return json.dumps({k: v for k, v in rep.items() if k not in ("seconds_per_subnet", "supernet_seconds")},
+                          sort_keys=True)
+
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    clean = subprocess.run(cmd("a"), capture_output=True, text=True, env=env)
+    assert clean.returncode == 0, clean.stderr[-800:]
+    proc = subprocess.Popen(cmd("b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(scored("b")) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b" / "out" / "report.json").exists()
+    first = {k: r["finished"] for k, r in scored("b").items()}
+    again = subprocess.run(cmd("b"), capture_output=True, text=True, env=env)
+    assert first and again.returncode == 0, again.stderr[-800:]
+    assert {k: r["finished"] for k, r in scored("b").items() if k in first} == first      # not scored again
+    assert report("b") == report("a")
