@@ -520,7 +520,7 @@ def correlate_oneshot(cfg: OneShotConfig, *, out_dir: str | Path, store: Any = N
     report: dict[str, Any] = {
         "n": len(archs), "space": "nb201", "dataset": cfg.dataset, "table_dataset": tdata, "standin": table.standin,
         "table": table.source, "title": f"NB201 one-shot ({cfg.dataset}): do BN indicator, ReBN and angle rank like the table?",
-        "truth": f"the table's {tdata} validation accuracy ({label})", "truth_label": f"table {tdata} validation accuracy (%)",
+        "truth": f"the table's {tdata} validation accuracy ({label}), over the {int(connected.sum())} connected cells", "truth_label": f"table {tdata} validation accuracy (%)",
         "truth_scale": 1.0, "archs": archs, "paths": [int(i) for i in rows], "standalone_acc": truth.tolist(),
         "connected": connected.tolist(), "proxies": {k: v.tolist() for k, v in scores.items()},
         "correlation": _correlations(scores, truth, connected, cfg.bootstrap, cfg.seed),
