@@ -14,14 +14,11 @@ evaluating, and feeds them to ``observe`` in the same order. Nothing is pickled.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .history import Evaluation
-
-if TYPE_CHECKING:                                   # the loop; strategy.py is imported by it
-    from .engine import Search
 
 __all__ = ["Strategy", "Candidate", "RandomSearch", "RegularizedEvolution"]
 
@@ -69,7 +66,7 @@ class Strategy:
     def settings(self) -> dict[str, Any]:
         return {}
 
-    def start(self, search: "Search") -> None:
+    def start(self, search: Any) -> None:
         self.search = search
 
     def propose(self, n: int) -> list[Any]:
@@ -119,7 +116,7 @@ class RegularizedEvolution(Strategy):
         return {"population": self.population_size, "sample_size": self.sample_size,
                 "selection": self.selection, "regularized": self.regularized, "crossover": self.crossover}
 
-    def start(self, search: "Search") -> None:
+    def start(self, search: Any) -> None:
         super().start(search)
         self.population.clear()
         self.objectives = search.objectives
