@@ -3,12 +3,13 @@ regularized evolution, optuna's samplers, NAGO's generator search, or your own) 
 evaluates through the runtime's store and executors, every evaluation a trial stored as it
 finishes, and feeds the results back; a rerun replays the search.
 
-How this differs from optuna's ask/tell: optuna samples points of a fixed parameter space
-(floats, ints, categories) and its samplers model that space. The spaces here are structures
-(graphs, op lists, bit strings) that only the user's ``sample``/``mutate``/``key`` understand,
-and the strategies need the mutation operator, a deduplication by canonical key and the aging
-population, none of which optuna's ask/tell expresses. Continuous, low-dimensional problems
-(the generator search's few parameters) should use optuna, and do.
+The split is optuna's sampler/study split: the strategy (the sampler) proposes ``n`` candidates
+and observes results (``strategy.py``); the loop (the study) owns the store, the dedup by key, the
+executors and the window, resume, time-outs, fail-fast and progress. Unlike optuna's ask/tell,
+a candidate is any structure (graph, op list, bit string) that the space's ``sample``/``mutate``/
+``key`` understand, so evolution's mutation and aging population are strategies too; optuna's
+own samplers, for points of a fixed parameter space, run as one (``OptunaStrategy``,
+``NagoStrategy``).
 
 Determinism, and how the workers stay busy: the strategy sees results in proposal order, and
 ``batch`` is a sliding window: candidate i is proposed right after result i - batch has been fed
@@ -337,6 +338,7 @@ class Search:
                               f"asked for {n}")
         for c in found:
             slot = self._slot(c)
+            slot.counts = slot.counts and left > 0         # an extra never counts towards the budget
             window.append(slot)
             self.pending += 1
             self.out_counted += slot.counts
