@@ -260,12 +260,16 @@ class Search:
         scores = {k: float(v) for k, v in slot.metrics.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if ok:
-            missing_obj = [k for k in self.objectives if k not in scores]
-            if missing_obj:
-                ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
-                                  f"the objectives need {', '.join(missing_obj)}")
-            elif not all(math.isfinite(scores[k]) for k in self.objectives):
-                ok, err = False, err or "a non-finite objective"
+            for k in self.objectives:
+                v = scores.get(k)
+                if v is None:
+                    missing_obj = [k for k in self.objectives if k not in scores]
+                    ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
+                                      f"the objectives need {', '.join(missing_obj)}")
+                    break
+                if not math.isfinite(v):
+                    ok, err = False, err or f"a non-finite {k}={v}"
+                    break
         return Evaluation(len(self.history), slot.key, slot.arch, scores, "ok" if ok else "failed", err)
 
     def _check_failing(self, ev: Evaluation, trial_state: str | None) -> None:
@@ -338,7 +342,8 @@ class Search:
                               f"asked for {n}")
         for c in found:
             slot = self._slot(c)
-            slot.counts = slot.counts and left > 0         # an extra never counts towards the budget
+            if left <= 0:
+                slot.counts = False                        # an extra never counts towards the budget
             window.append(slot)
             self.pending += 1
             self.out_counted += slot.counts
