@@ -507,10 +507,10 @@ def random_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, se
     cannot interrupt it (it waits, then records the time-out). ``fail_fast``: stop with one error
     when the first that many evaluations fail alike (0: never). See the module docstring.
     """
-    return optimize(space, evaluate, RandomSearch(), budget=budget, seed=seed, objectives=objectives,
-                    constraint=constraint, store=store, name=name, executor=executor, batch=batch,
-                    max_tries=max_tries, progress=progress, log_every=log_every, timeout=timeout,
-                    fail_fast=fail_fast)
+    return Search(RandomSearch(), space, _user_trial(space, evaluate), budget=budget, seed=seed,
+                  objectives=objectives, constraint=constraint, store=store, name=name, executor=executor,
+                  batch=batch, max_tries=max_tries, progress=progress, log_every=log_every, timeout=timeout,
+                  fail_fast=fail_fast).run()
 
 
 def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, population: int = 50,
@@ -543,8 +543,8 @@ def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, popula
     if isinstance(crossover, bool) or not isinstance(crossover, (int, float)) or not 0 <= crossover <= 1:
         raise SearchError(f"crossover={crossover!r} is invalid: expected a probability in [0, 1]")
     strategy = RegularizedEvolution(population, sample_size, selection, bool(regularized), float(crossover))
-    return optimize(space, evaluate, strategy, budget=budget, seed=seed, objectives=objectives,
-                    constraint=constraint, store=store, name=name, executor=executor, batch=batch,
-                    max_tries=max_tries, progress=progress,
-                    log_every=population if log_every is None else log_every, timeout=timeout,
-                    fail_fast=fail_fast)
+    return Search(strategy, space, _user_trial(space, evaluate), budget=budget, seed=seed, objectives=objectives,
+                  constraint=constraint, store=store, name=name, executor=executor, batch=batch,
+                  max_tries=max_tries, progress=progress,
+                  log_every=population if log_every is None else log_every, timeout=timeout,
+                  fail_fast=fail_fast).run()

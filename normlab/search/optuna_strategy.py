@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
-from .engine import optimize
+from .engine import Search, _user_trial
 from .history import Evaluation, SearchResult
 from .space import SearchError
 from .strategy import Candidate, Strategy
@@ -127,9 +127,10 @@ def optuna_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, se
         raise SearchError(f"sampler={sampler!r} is invalid: expected one of {', '.join(SAMPLERS)}")
     if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
         raise SearchError(f"startup={startup!r} is invalid: expected an integer >= 1")
-    return optimize(space, evaluate, OptunaStrategy(sampler, startup), budget=budget, seed=seed,
-                    objectives=objectives, constraint=constraint, store=store, name=name, executor=executor,
-                    batch=batch, max_tries=max_tries, progress=progress, log_every=log_every)
+    return Search(OptunaStrategy(sampler, startup), space, _user_trial(space, evaluate), budget=budget,
+                  seed=seed, objectives=objectives, constraint=constraint, store=store, name=name,
+                  executor=executor, batch=batch, max_tries=max_tries, progress=progress,
+                  log_every=log_every).run()
 
 
 def tpe_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, seed: int = 0,
