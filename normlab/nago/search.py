@@ -1,5 +1,7 @@
-"""The generator search: optuna's ask/tell over the generator's few parameters, every evaluation a
-trial of normlab's runtime (Store + Driver + executor), multi-objective (accuracy up, params down).
+"""The generator search: optuna's ask/tell over the generator's few parameters as a strategy
+(``NagoStrategy``) of normlab's one search loop (``normlab.search.engine.Search``: the store,
+dedup, executors, sliding window, time-outs, fail-fast and resume are the loop's), every
+evaluation a trial of normlab's runtime, multi-objective (accuracy up, params down).
 
     cfg = NagoConfig(name="nago-quick", dataset="mnist5k", budget=20, strategy="tpe")
     result = run_search(cfg, store="runs/normlab.sqlite")     # a SearchResult
@@ -26,14 +28,18 @@ Gaussian-process BO), ``random`` (optuna's RandomSampler: the baseline at equal 
 ``randwire``: RandWire's fixed generator (WS(randwire_n, 4, 0.75) per stage, Xie et al. 2019),
 every evaluation drawing new networks from it (draw i trains the seeds seed + i * samples, ...),
 stored like the others, so that the three are compared at the same budget by one command each.
-A batch of ``executor.capacity`` proposals is asked before the batch is told (parallel BO).
+In parallel, proposals go out in the loop's sliding window (``batch``, default twice the
+executor's capacity): proposal i is asked right after result i - batch is told, so a slow
+evaluation holds back only the proposals that must see its result, never the other workers, and
+the sequence depends on (seed, batch) only. With one worker (batch 1) it is the sequential search.
 
 Multi-fidelity (``halving_eta`` > 0): asynchronous successive halving (ASHA, Li et al. 2020) with
 ``halving_rungs`` fidelities; every generator is first trained ``train.steps / eta^(rungs-1)``
 steps; when it is in the top floor(n / eta) of the n generators finished at its rung, it is
 trained again eta times longer at the next rung, up to the full ``train``. Each rung is its own
 stored trial (description ``rung``, key suffixed ``@<steps> steps``), so a low-fidelity result
-is kept and never re-run on resume, and promotions are recomputed from the store. optuna is told
+is kept and never re-run on resume, and promotions are recomputed as the results are fed back
+(a promotion beyond the budget is the strategy's ``extra`` proposal). optuna is told
 each generator's first-rung result (the one fidelity every generator has; multi-objective
 studies cannot prune). ``budget`` counts generators; promotions come on top.
 """
@@ -47,21 +53,25 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..runtime.driver import Driver
-from ..runtime.executors import Executor, SerialExecutor
-from ..runtime.protocol import RunContext, TrialResult
+from ..runtime.executors import Executor
+from ..runtime.protocol import FINISHED, RunContext, TrialResult
 from ..runtime.store import Store
+from ..search.engine import FAIL_FAST, Search
 from ..search.history import Evaluation, SearchResult
+from ..search.space import SearchError
+from ..search.strategy import Candidate, Strategy
 from .generator import LEVELS, MODELS, PAPER_MODELS, PAPER_RANGES, GeneratorParams, LevelParams, randwire_params
 
 __all__ = ["NagoConfig", "NagoError", "run_search", "evaluate_generator", "search_space", "generator_from",
-           "NAGO_KIND", "OBJECTIVES", "STRATEGIES", "QUICK_RANGES", "load_config", "PRESETS", "promotions"]
+           "NAGO_KIND", "OBJECTIVES", "STRATEGIES", "QUICK_RANGES", "load_config", "PRESETS", "promotions",
+           "NagoStrategy"]
 
 NAGO_KIND = "nago"
 OBJECTIVES = {"accuracy": "max", "params": "min"}
 STRATEGIES = ("tpe", "gp", "random", "randwire")
 MODEL_KEYS = {"ws": ("n", "k", "p"), "er": ("n", "p"), "ba": ("n", "m")}
 DEFAULT_M = (1, 3)
+MAX_REPEATS = 200                  # asks in a row that only find generators already proposed: exhausted
 
 #: Narrower ranges for a CPU: networks of tens of operations that train in seconds.
 #: At most 3 x 2 x 4 = 24 operations per stage (mean 2 x 1.5 x 3 = 9).
@@ -327,7 +337,7 @@ def evaluate_generator(description: Mapping[str, Any], context: RunContext | Non
     return TrialResult("ok", metrics=metrics, history=per, started=started, finished=time.time())
 
 
-# -- the loop -----------------------------------------------------------------------------------
+# -- the strategy (the loop is normlab.search's) -----------------------------------------------------------------------------------
 
 def _sampler(cfg: NagoConfig, told: int):
     import optuna
@@ -407,107 +417,120 @@ def experiment_config(cfg: NagoConfig) -> tuple[dict, dict]:
     return config, identity
 
 
-FINISHED = ("ok", "diverged")
+class NagoStrategy(Strategy):
+    """NAGO's generator search as a strategy of the search loop: ``propose`` asks optuna (or, for
+    ``randwire``, draws again), successive-halving promotions first; ``observe`` tells optuna each
+    generator's first-rung result, in proposal order."""
+
+    def __init__(self, cfg: NagoConfig, on_result: Callable[[int, int, Evaluation], None] | None = None) -> None:
+        self.cfg, self.on_result = cfg, on_result
+        self.name = cfg.strategy
+
+    def start(self, search: Any) -> None:
+        import optuna
+
+        super().start(search)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.bo = self.cfg.strategy != "randwire"
+        self.space = search_space(self.cfg)
+        self.study = optuna.create_study(directions=["maximize" if d == "max" else "minimize"
+                                                     for d in OBJECTIVES.values()],
+                                         sampler=_sampler(self.cfg, 0))
+        self._fail = optuna.trial.TrialState.FAIL
+        self.by_key: dict[str, list[float] | None] = {}   # generators told (None: failed)
+        self.trials: dict[str, Any] = {}                   # key -> optuna trial, proposed not told
+        self.proposed: dict[str, dict[str, Any]] = {}      # key -> description, proposed not told
+        self.told: list[dict[str, Any]] = []               # rows fed back, in proposal order
+        self.done = self.drawn = 0
+
+    def _tell(self, trial: Any, vals: list[float] | None) -> None:
+        if vals is None:
+            self.study.tell(trial, state=self._fail)
+        else:
+            self.study.tell(trial, vals)
+
+    def _candidate(self, desc: dict[str, Any], counts: bool = True) -> Candidate:
+        self.proposed[desc["key"]] = desc
+        return Candidate(desc["arch"], desc["key"], desc, counts=counts)
+
+    def _promotions(self, n: int) -> list[Candidate]:
+        """Up to ``n`` successive-halving promotions earned by the results fed back so far."""
+        if self.cfg.rungs <= 1:
+            return []
+        due = [d for d in promotions(self.cfg, self.told) if self.search.is_new(d["key"])]
+        return [self._candidate(d, counts=False) for d in due[:n]]
+
+    def _new(self) -> Candidate | None:
+        """A generator never proposed: optuna's next ask (one already known is told its result
+        and asked again), or RandWire's next draw."""
+        if not self.bo:
+            self.drawn += 1
+            return self._candidate(_description(self.cfg, {"draw": self.drawn - 1}))
+        for _ in range(self.search.max_tries):
+            trial = self.study.ask(self.space)
+            desc = _description(self.cfg, trial.params)
+            if desc["key"] in self.by_key or not self.search.is_new(desc["key"]):
+                self._tell(trial, self.by_key.get(desc["key"]))    # proposed again: tell what is known
+                continue
+            self.trials[desc["key"]] = trial
+            return self._candidate(desc)
+        return None
+
+    def propose(self, n: int) -> list[Candidate]:
+        out = self._promotions(n)
+        while len(out) < n:
+            found = self._new()
+            if found is None:
+                break
+            out.append(found)
+        return out
+
+    def extra(self, n: int) -> list[Candidate]:
+        return self._promotions(n)                       # the budget's generators are all out
+
+    def observe(self, evaluation: Evaluation) -> None:
+        desc = self.proposed.pop(evaluation.key)
+        vals = [evaluation.scores[k] for k in OBJECTIVES] if evaluation.ok else None
+        self.told.append({"description": desc, "status": "ok" if evaluation.ok else "failed",
+                          "metrics": evaluation.scores})
+        trial = self.trials.pop(evaluation.key, None)
+        if trial is not None:
+            self._tell(trial, vals)
+        if _rung(desc) == 0:
+            self.by_key[evaluation.key] = vals
+            self.done += 1
+        if self.on_result is not None:
+            self.on_result(self.done, self.cfg.budget,
+                           Evaluation(self.done - 1, evaluation.key, desc["arch"], evaluation.scores,
+                                      evaluation.status, evaluation.error))
 
 
 def run_search(cfg: NagoConfig, *, store: Store | str | Path | None = None, executor: Executor | None = None,
                context: RunContext | None = None,
                on_result: Callable[[int, int, Evaluation], None] | None = None,
-               timeout: float | None = None) -> SearchResult:
-    """Run (or resume) the search ``cfg`` and return its SearchResult (read back from the store).
+               timeout: float | None = None, batch: int | None = None,
+               fail_fast: int = FAIL_FAST) -> SearchResult:
+    """Run (or resume) the search ``cfg`` on the search loop (``normlab.search.engine.Search``,
+    strategy :class:`NagoStrategy`) and return its SearchResult (read back from the store).
     ``on_result(done, budget, evaluation)`` hears about every finished evaluation, those a resume
     reads back from the store included (``done`` counts generators: a successive-halving
     promotion does not add one). ``timeout`` (seconds) limits each evaluation: a pool or Ray kills
     the stuck worker and the evaluation is stored as failed (the serial executor cannot interrupt
-    one; it records the time-out when the evaluation returns)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    one; it records the time-out when the evaluation returns). ``batch``: the loop's sliding
+    window (default twice the executor's capacity, 1 serial); ``fail_fast``: stop with one error
+    when the first that many evaluations fail alike (0: never)."""
     own = not isinstance(store, Store)
     db = Store.in_memory() if store is None else (store if isinstance(store, Store) else Store(store))
-    executor = executor or SerialExecutor()
     try:
         config, identity = experiment_config(cfg)
-        exp = db.experiment(cfg.name, NAGO_KIND, config, identity=identity)
-        try:
-            driver = Driver(db, exp, evaluate_generator, executor, context=context, timeout=timeout)
-        except ValueError as exc:
-            raise NagoError(str(exc)) from None
-        db.reap_dead_owners()
-        space = search_space(cfg)
-        study = optuna.create_study(directions=["maximize" if d == "max" else "minimize"
-                                                for d in OBJECTIVES.values()],
-                                    sampler=_sampler(cfg, 0))
-        by_key: dict[str, list[float] | None] = {}
-        told: list[dict[str, Any]] = []          # rows fed back so far, in proposal order (promotions)
-        bo = cfg.strategy != "randwire"
-        done = drawn = repeats = 0
-        capacity = max(1, int(getattr(executor, "capacity", 1)))
-        while True:
-            promoted = promotions(cfg, told) if cfg.rungs > 1 else []
-            batch: list[tuple[Any, dict[str, Any]]] = []      # (optuna trial or None, description)
-            while promoted and len(batch) < capacity:        # the generators promoted a rung first
-                batch.append((None, promoted.pop(0)))
-            while len(batch) < capacity and done + sum(_rung(d) == 0 for _, d in batch) < cfg.budget:
-                if not bo:
-                    batch.append((None, _description(cfg, {"draw": drawn})))
-                    drawn += 1
-                    continue
-                trial = study.ask(space)
-                desc = _description(cfg, trial.params)
-                if desc["key"] in by_key or any(d["key"] == desc["key"] for _, d in batch):
-                    vals = by_key.get(desc["key"])           # proposed again: tell what is known
-                    if vals is not None:
-                        study.tell(trial, vals)
-                    else:
-                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    repeats += 1
-                    if repeats > 200:
-                        warnings.warn(f"search '{cfg.name}' stopped early: the sampler keeps proposing "
-                                      f"generators already evaluated (the space looks exhausted)", stacklevel=2)
-                        return SearchResult.from_store(db, exp)
-                    continue
-                batch.append((trial, desc))
-            if not batch:
-                break
-            ids, new = db.insert_trials(exp, [d for _, d in batch])
-            stored = {} if new == len(ids) else {r["id"]: r for r in db.rows(ids=ids)}
-            results: dict[str, tuple[str, dict[str, Any], str | None]] = {}
-            for tid, row in stored.items():                 # finished before (resume): read back
-                if row["status"] in FINISHED:
-                    results[tid] = (row["status"], row["metrics"], row["error"])
-            todo = [(tid, d) for tid, (_, d) in zip(ids, batch) if tid not in results]
-            failed = [tid for tid, _ in todo if stored.get(tid, {}).get("status") == "failed"]
-            if failed:                                      # a rerun retries failed evaluations
-                db.requeue_failed(failed)
-            if todo:
-                outcome = driver.dispatch(todo, poll_every=0.5)
-                for c in outcome.results:
-                    results[c.id] = (c.result.status, c.result.metrics, c.result.error)
-            missing = [tid for tid in ids if tid not in results]
-            for r in db.rows(ids=missing) if missing else ():
-                results[r["id"]] = (r["status"], r["metrics"], r["error"])
-            for tid, (trial, desc) in zip(ids, batch):
-                state, metrics, error = results.get(tid, ("failed", {}, "not finished"))
-                told.append({"description": desc, "status": state, "metrics": metrics or {}})
-                vals = _values(metrics) if state == "ok" else None
-                if trial is not None:
-                    if vals is not None:
-                        study.tell(trial, vals)
-                    else:
-                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    by_key[desc["key"]] = vals
-                elif _rung(desc) == 0:
-                    by_key[desc["key"]] = vals
-                if _rung(desc) == 0:
-                    done += 1
-                if on_result is not None:
-                    ev = Evaluation(done - 1, desc["key"], desc["arch"],
-                                    {k: float(v) for k, v in (metrics or {}).items()
-                                     if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                                    "ok" if vals is not None else "failed", error)
-                    on_result(done, cfg.budget, ev)
-        return SearchResult.from_store(db, exp)
+        search = Search(NagoStrategy(cfg, on_result), None, evaluate_generator, budget=cfg.budget, seed=cfg.seed,
+                        objectives=OBJECTIVES, store=db, name=cfg.name, executor=executor, batch=batch,
+                        max_tries=MAX_REPEATS, progress=False, timeout=timeout, fail_fast=fail_fast,
+                        kind=NAGO_KIND, identity=identity, config=config, context=context)
+        search.run()
+        return SearchResult.from_store(db, search.experiment)
+    except SearchError as exc:
+        raise NagoError(str(exc)) from None
     finally:
         if own:
             db.close()

@@ -1,5 +1,6 @@
-"""Generic search on the runtime's engine: any space, random search, regularized evolution with
-mean or Pareto selection, constraints, dedup, store-backed resume, parallel evaluation; and the
+"""Generic search on the runtime's engine: any space; one loop (store, dedup, executors, resume)
+driving strategies that propose and observe (``Strategy``: random search, regularized evolution
+with mean or Pareto selection, optuna's samplers, your own via ``optimize``); constraints; and the
 rank-correlation harness every proxy is judged with.
 
     from normlab.search import BitString, evolution, onemax
@@ -8,14 +9,16 @@ rank-correlation harness every proxy is judged with.
 """
 
 from .correlation import RankCorrelation, rank_correlation, topk_hits, topk_overlap
-from .engine import SEARCH_KIND, EvaluateTrial, evolution, random_search
-from .optuna_strategy import optuna_search, tpe_search
+from .engine import SEARCH_KIND, EvaluateTrial, Search, evolution, optimize, random_search
+from .optuna_strategy import OptunaStrategy, optuna_search, tpe_search
 from .history import Evaluation, SearchResult, pareto_mask
 from .space import BitString, SearchError, SearchSpace, onemax
+from .strategy import Candidate, RandomSearch, RegularizedEvolution, Strategy
 
 __all__ = ["SearchSpace", "SearchError", "SearchResult", "Evaluation", "random_search", "evolution",
            "rank_correlation", "RankCorrelation", "topk_overlap", "topk_hits", "pareto_mask",
-           "BitString", "onemax", "EvaluateTrial", "optuna_search", "tpe_search", "SEARCH_KIND", "load_search", "searches"]
+           "BitString", "onemax", "EvaluateTrial", "optuna_search", "tpe_search", "SEARCH_KIND", "load_search", "searches",
+           "Strategy", "Candidate", "Search", "optimize", "RandomSearch", "RegularizedEvolution", "OptunaStrategy"]
 
 
 def searches(store, kind=None):

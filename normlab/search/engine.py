@@ -1,12 +1,15 @@
-"""Random search and regularized (aging) evolution on one loop, through the runtime's store and
-executors: every evaluation is a trial, stored as it finishes; a rerun replays the search.
+"""The one search loop (:class:`Search`): a strategy (``normlab.search.Strategy``: random search,
+regularized evolution, optuna's samplers, NAGO's generator search, or your own) proposes, the loop
+evaluates through the runtime's store and executors, every evaluation a trial stored as it
+finishes, and feeds the results back; a rerun replays the search.
 
-How this differs from optuna's ask/tell: optuna samples points of a fixed parameter space
-(floats, ints, categories) and its samplers model that space. The spaces here are structures
-(graphs, op lists, bit strings) that only the user's ``sample``/``mutate``/``key`` understand,
-and the strategies need the mutation operator, a deduplication by canonical key and the aging
-population, none of which optuna's ask/tell expresses. Continuous, low-dimensional problems
-(the generator search's few parameters) should use optuna, and do.
+The split is optuna's sampler/study split: the strategy (the sampler) proposes ``n`` candidates
+and observes results (``strategy.py``); the loop (the study) owns the store, the dedup by key, the
+executors and the window, resume, time-outs, fail-fast and progress. Unlike optuna's ask/tell,
+a candidate is any structure (graph, op list, bit string) that the space's ``sample``/``mutate``/
+``key`` understand, so evolution's mutation and aging population are strategies too; optuna's
+own samplers, for points of a fixed parameter space, run as one (``OptunaStrategy``,
+``NagoStrategy``).
 
 Determinism, and how the workers stay busy: the strategy sees results in proposal order, and
 ``batch`` is a sliding window: candidate i is proposed right after result i - batch has been fed
@@ -55,12 +58,14 @@ import numpy as np
 
 from ..runtime.driver import Driver
 from ..runtime.executors import Executor, ExecutorError, SerialExecutor, check_timeout
-from ..runtime.protocol import FINISHED, TrialResult, canonical_json, trial_id_of_json
+from ..runtime.protocol import FINISHED, RunContext, TrialResult, canonical_json, trial_id_of_json
 from ..runtime.store import Store, check_name
 from .history import Evaluation, SearchResult, check_objectives
 from .space import SearchError, check_space, decode_arch, encode_arch, space_identity
+from .strategy import Candidate, RandomSearch, RegularizedEvolution, Strategy, check_strategy
 
-__all__ = ["random_search", "evolution", "EvaluateTrial", "SEARCH_KIND", "COMMIT_INTERVAL", "FAIL_FAST"]
+__all__ = ["Search", "optimize", "random_search", "evolution", "EvaluateTrial", "SEARCH_KIND", "COMMIT_INTERVAL",
+           "FAIL_FAST"]
 
 log = logging.getLogger("normlab.search")
 SEARCH_KIND = "search"
@@ -71,10 +76,10 @@ FAIL_FAST = 3                     # the first evaluations failing alike before a
 class _Slot:
     """A proposed candidate until its result is fed back."""
 
-    __slots__ = ("arch", "key", "desc", "blob", "tid", "state", "metrics", "error")
+    __slots__ = ("arch", "key", "desc", "blob", "tid", "counts", "state", "metrics", "error")
 
-    def __init__(self, arch: Any, key: str, desc: dict[str, Any], blob: str, tid: str) -> None:
-        self.arch, self.key, self.desc, self.blob, self.tid = arch, key, desc, blob, tid
+    def __init__(self, arch: Any, key: str, desc: Any, blob: str, tid: str, counts: bool = True) -> None:
+        self.arch, self.key, self.desc, self.blob, self.tid, self.counts = arch, key, desc, blob, tid, counts
         self.state: str | None = None            # ok | diverged | failed once the result is in
         self.metrics: dict[str, Any] = {}
         self.error: str | None = None
@@ -124,30 +129,34 @@ def _open_store(store: Store | str | Path | None) -> tuple[Store, bool]:
     return Store(store), True
 
 
-class _Loop:
-    """The shared loop: propose into a window of ``batch`` outstanding candidates, evaluate them
-    through the Driver, feed results back in proposal order (see the module docstring).
+class Search:
+    """The one search loop: a :class:`~normlab.search.Strategy` proposes into a window of
+    ``batch`` outstanding candidates, the Driver evaluates them through the executor into the
+    store, and the results are fed back to the strategy in proposal order (see the module
+    docstring). Every search in normlab runs here: random search, evolution, optuna's samplers,
+    NAGO's generator search and a user's own strategy (:func:`optimize`).
 
-    A strategy subclasses it with ``candidate(taken, pending) -> (arch, key) | None`` (its next
-    proposal: ``taken`` holds the keys outstanding, ``pending`` how many there are; ``propose``
-    does the dedup and the constraint) and ``tell(evaluation)`` (a result, in proposal order).
+    ``trial`` is the runtime's trial function (``EvaluateTrial(evaluate, space)`` for a user's
+    ``evaluate``). ``kind``, ``identity`` and ``config`` name the stored experiment (default: a
+    ``search`` whose identity is the strategy, seed, batch, objectives, space and the strategy's
+    settings); ``context`` is the RunContext handed to every trial.
     """
 
-    def __init__(self, strategy: str, space: Any, evaluate: Callable[[Any], Any], *, budget: int,
-                 seed: int, objectives: Mapping[str, str] | None, constraint: Callable[[Any], bool] | None,
-                 store: Any, name: str | None, executor: Executor | None, batch: int | None,
-                 max_tries: int, progress: bool | None, settings: dict[str, Any], log_every: int,
-                 timeout: float | None = None, fail_fast: int = FAIL_FAST) -> None:
-        check_space(space)
-        if not callable(evaluate):
-            raise SearchError(f"evaluate={evaluate!r} is not callable: expected evaluate(arch) -> float or mapping")
+    def __init__(self, strategy: Strategy, space: Any, trial: Callable[..., Any], *, budget: int,
+                 seed: int = 0, objectives: Mapping[str, str] | None = None,
+                 constraint: Callable[[Any], bool] | None = None, store: Any = None, name: str | None = None,
+                 executor: Executor | None = None, batch: int | None = None, max_tries: int = 1000,
+                 progress: bool | None = None, log_every: int = 0, timeout: float | None = None,
+                 fail_fast: int = FAIL_FAST, kind: str = SEARCH_KIND, identity: Mapping[str, Any] | None = None,
+                 config: Mapping[str, Any] | None = None, context: RunContext | None = None) -> None:
+        self.strategy = check_strategy(strategy, SearchError)
         if constraint is not None and not callable(constraint):
             raise SearchError(f"constraint={constraint!r} is not callable: expected constraint(arch) -> bool")
         self.budget = _check_int("budget", budget, 1)
         self.seed = _check_int("seed", seed, 0)
         self.max_tries = _check_int("max_tries", max_tries, 1)
         self.objectives = check_objectives(objectives)
-        self.strategy, self.space, self.constraint = strategy, space, constraint
+        self.space, self.constraint, self.kind = space, constraint, kind
         try:
             self.timeout = check_timeout(timeout)
         except ExecutorError as exc:
@@ -157,78 +166,89 @@ class _Loop:
         capacity = max(1, int(getattr(self.executor, "capacity", 1)))
         default = 1 if capacity == 1 or isinstance(self.executor, SerialExecutor) else 2 * capacity
         self.batch = _check_int("batch", batch, 1) if batch is not None else default
-        self.trial = EvaluateTrial(evaluate, space)
+        self.trial = trial
         if not isinstance(self.executor, SerialExecutor):
             try:
-                pickle.dumps(self.trial)
+                pickle.dumps(trial)
             except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing
                 raise SearchError(f"evaluate and the space must be picklable (module-level) to run on the "
                                   f"{getattr(self.executor, 'name', 'parallel')} executor: {exc}") from None
-        self.name = check_name(name or strategy)         # before the store is opened (issue 28)
-        identity = {"strategy": strategy, "seed": self.seed, "batch": self.batch,
-                    "objectives": self.objectives, **space_identity(space), **settings}
-        self.config = {**identity, "budget": self.budget}
+        self.name = check_name(name or strategy.name)     # before the store is opened (issue 28)
+        if identity is None:
+            identity = {"strategy": strategy.name, "seed": self.seed, "batch": self.batch,
+                        "objectives": self.objectives, **space_identity(space), **strategy.settings()}
+        self.identity = dict(identity)
+        self.config = dict(config) if config is not None else {**self.identity, "budget": self.budget}
+        self._init_state(progress, log_every)
+        self.strategy.start(self)                 # the strategy checks what it needs before any write
         self.store, self.owns_store = _open_store(store)
-        self.experiment = self.store.experiment(self.name, SEARCH_KIND, self.config, identity=identity)
-        self.driver = Driver(self.store, self.experiment, self.trial, self.executor, timeout=self.timeout,
-                             commit_interval=COMMIT_INTERVAL)
+        try:
+            self.experiment = self.store.experiment(self.name, kind, self.config, identity=self.identity)
+            self.driver = Driver(self.store, self.experiment, trial, self.executor, context=context,
+                                 timeout=self.timeout, commit_interval=COMMIT_INTERVAL)
+        except BaseException:
+            if self.owns_store:
+                self.store.close()
+            raise
+
+    def _init_state(self, progress: bool | None, log_every: int) -> None:
         self.rng = random.Random(self.seed)
         self.history: list[Evaluation] = []
-        self.seen: set[str] = set()
+        self.seen: set[str] = set()               # every key proposed: the dedup
+        self.pending = 0                          # proposals out (not fed back yet)
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
         self.log_every = log_every
         self.reused = 0
-        self.infeasible = 0              # candidates the constraint rejected (never evaluated)
-        self.identity = identity
+        self.infeasible = 0                       # candidates the constraint rejected (never evaluated)
         self.stopped: str | None = None
+        self.counted = 0                          # evaluations fed back that count towards the budget
+        self.out_counted = 0                      # outstanding proposals that count towards it
 
-    # -- proposing ------------------------------------------------------------------------
+    # -- what strategies use ----------------------------------------------------------------
 
-    def propose(self, make: Callable[[], Any], taken: set[str]) -> tuple[Any, str] | None:
-        """A feasible candidate with a key never seen, from ``make``; None when none was found."""
+    def fresh(self, make: Callable[[], Any]) -> Candidate | None:
+        """A feasible candidate with a key never proposed, from ``make``; None when ``max_tries``
+        calls found none."""
         rejected = 0
+        key_of, seen, constraint = self.space.key, self.seen, self.constraint
         for _ in range(self.max_tries):
             arch = make()
-            key = str(self.space.key(arch))
-            if key in self.seen or key in taken:
+            key = str(key_of(arch))
+            if key in seen:
                 continue
-            if self.constraint is not None and not self.constraint(arch):
+            if constraint is not None and not constraint(arch):
                 rejected += 1
                 self.infeasible += 1
                 continue
-            return arch, key
+            return Candidate(arch, key)
         if rejected == self.max_tries and not self.history:
             raise SearchError(f"the constraint rejected all {self.max_tries} candidates tried: the "
                               f"space seems to have no feasible architecture (max_tries={self.max_tries})")
         return None
 
-    def next_batch(self, size: int) -> list[tuple[Any, str]]:
-        """Up to ``size`` new feasible candidates with distinct keys (fewer when none is found)."""
-        out: list[tuple[Any, str]] = []
-        taken: set[str] = set()
-        for _ in range(size):
-            found = self.candidate(taken, pending=len(out))
-            if found is None:
-                break
-            out.append(found)
-            taken.add(found[1])
-        return out
-
-    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
-        """The strategy's next proposal (``pending`` already proposed in this batch)."""
-        raise NotImplementedError
-
-    def tell(self, evaluation: Evaluation) -> None:
-        """Strategy state update, in proposal order."""
+    def is_new(self, key: str) -> bool:
+        """Whether ``key`` was never proposed in this search (neither fed back nor outstanding)."""
+        return key not in self.seen
 
     # -- evaluating -----------------------------------------------------------------------
 
-    def _slot(self, arch: Any, key: str) -> _Slot:
+    def _slot(self, c: Any) -> _Slot:
         """A proposal as a trial: its description, canonical JSON and id; its stored result when
         a previous run finished it (resume)."""
-        desc = {"key": key, "arch": encode_arch(self.space, arch)}
+        if not isinstance(c, Candidate):                  # a bare architecture from a strategy
+            if self.space is None:
+                raise SearchError(f"strategy {self.strategy.name!r} proposed {c!r}: without a space, "
+                                  f"propose normlab.search.Candidate(arch, key, description)")
+            c = Candidate(c, str(self.space.key(c)))
+        if c.key in self.seen:
+            raise SearchError(f"strategy {self.strategy.name!r} proposed {c.key!r} again: a key is "
+                              f"evaluated once per search (use search.fresh(make) or search.is_new(key))")
+        self.seen.add(c.key)
+        desc = c.description
+        if desc is None:
+            desc = {"key": c.key, "arch": encode_arch(self.space, c.arch)}
         blob = canonical_json(desc)
-        slot = _Slot(arch, key, desc, blob, trial_id_of_json(self.experiment.id, blob))
+        slot = _Slot(c.arch, c.key, desc, blob, trial_id_of_json(self.experiment.id, blob), c.counts)
         stored = self._stored.get(slot.tid)
         if stored is not None:
             slot.state, slot.metrics, slot.error = stored
@@ -240,10 +260,16 @@ class _Loop:
         scores = {k: float(v) for k, v in slot.metrics.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if ok:
-            missing_obj = [k for k in self.objectives if k not in scores]
-            if missing_obj:
-                ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
-                                  f"the objectives need {', '.join(missing_obj)}")
+            for k in self.objectives:
+                v = scores.get(k)
+                if v is None:
+                    missing_obj = [k for k in self.objectives if k not in scores]
+                    ok, err = False, (f"evaluate returned {', '.join(sorted(scores)) or 'nothing'} but "
+                                      f"the objectives need {', '.join(missing_obj)}")
+                    break
+                if not math.isfinite(v):
+                    ok, err = False, err or f"a non-finite {k}={v}"
+                    break
         return Evaluation(len(self.history), slot.key, slot.arch, scores, "ok" if ok else "failed", err)
 
     def _check_failing(self, ev: Evaluation, trial_state: str | None) -> None:
@@ -260,7 +286,7 @@ class _Loop:
         last, count = self._same_failures
         count = count + 1 if first == last else 1
         self._same_failures = (first, count)
-        if count >= self.fail_fast and len(self.history) < self.budget:
+        if count >= self.fail_fast and self.counted < self.budget:
             raise SearchError(f"search '{self.name}' stopped: its first {count} evaluations all failed with "
                               f"the same error, so evaluate looks broken: {first} (the evaluations so far "
                               f"are kept; fail_fast=0 goes on regardless)")
@@ -268,37 +294,62 @@ class _Loop:
     def _feed(self, slot: _Slot, bar: Any) -> None:
         ev = self._evaluation(slot)
         self.history.append(ev)
-        self.tell(ev)
+        self.counted += slot.counts
+        self.out_counted -= slot.counts
+        self.pending -= 1
+        self.strategy.observe(ev)
         if bar is not None:
             bar.show(self._best_text() + self._counts_text())
         if self.log_every and len(self.history) % self.log_every == 0:
-            log.info("%s '%s': %d/%d evaluated, best %s", self.strategy, self.name,
+            log.info("%s '%s': %d/%d evaluated, best %s", self.strategy.name, self.name,
                      len(self.history), self.budget, self._best_text())
         self._check_failing(ev, slot.state)
 
     def run(self) -> SearchResult:
+        """Run (or resume) the search; the SearchResult of what was fed back."""
         from contextlib import nullcontext
 
         bar_ctx = nullcontext(None)
         if self.progress:
-            bar_ctx = _ProgressBar(self.strategy, self.budget, self.objectives)
+            bar_ctx = _ProgressBar(self.strategy.name, self.budget, self.objectives)
         try:
             with bar_ctx as bar:
                 self._loop(bar)
             # the count of infeasible candidates is kept with the search (a replay after a
             # kill proposes the same candidates, so it recounts the same number)
             self.driver.flush()
-            self.config = {**self.config, "infeasible": self.infeasible}
+            if self.kind == SEARCH_KIND or self.infeasible:
+                self.config = {**self.config, "infeasible": self.infeasible}
             if not self.store.readonly:
-                self.store.experiment(self.name, SEARCH_KIND, self.config, identity=self.identity)
+                self.store.experiment(self.name, self.kind, self.config, identity=self.identity)
         finally:
             try:
                 self.driver.close()
             finally:
                 if self.owns_store:
                     self.store.close()
-        return SearchResult(self.name, self.strategy, self.objectives, self.history, self.config,
+        return SearchResult(self.name, self.strategy.name, self.objectives, self.history, self.config,
                             self.stopped, self.infeasible)
+
+    def _propose(self, window: deque, queue: deque, left: int, room: int) -> bool:
+        """Ask the strategy for what the window has room for (beyond the budget: its ``extra``);
+        put them in the window, those not finished before in the queue. False when it found fewer
+        than asked."""
+        n = min(room, left) if left > 0 else room
+        found = self.strategy.propose(n) if left > 0 else self.strategy.extra(n)
+        if len(found) > n:
+            raise SearchError(f"strategy {self.strategy.name!r} proposed {len(found)} candidates when "
+                              f"asked for {n}")
+        for c in found:
+            slot = self._slot(c)
+            if left <= 0:
+                slot.counts = False                        # an extra never counts towards the budget
+            window.append(slot)
+            self.pending += 1
+            self.out_counted += slot.counts
+            if slot.state is None:
+                queue.append(slot)
+        return len(found) == n
 
     def _loop(self, bar: Any) -> None:
         """Propose into the window, run what is proposed, feed results back in proposal order
@@ -312,24 +363,23 @@ class _Loop:
         flight: dict[str, _Slot] = {}              # running here
         busy: dict[str, _Slot] = {}                # running under another driver: waited for
         blocked = False                            # no candidate found: wait for the window to drain
+        extra_at = -1                              # history length when extra() last found nothing
         try:
-            while len(self.history) < self.budget:
-                if not blocked and len(window) < self.batch and len(self.history) + len(window) < self.budget:
-                    found = self.candidate({s.key for s in window}, pending=len(window))
-                    if found is None:
+            while True:
+                room = self.batch - len(window)
+                left = self.budget - self.counted - self.out_counted
+                if room > 0 and (not blocked if left > 0 else extra_at != len(self.history)):
+                    if self._propose(window, queue, left, room):
+                        continue                       # fill the window before anything else
+                    if left > 0:
                         blocked = True
                     else:
-                        arch, key = found
-                        self.seen.add(key)
-                        slot = self._slot(arch, key)
-                        window.append(slot)
-                        if slot.state is None:
-                            queue.append(slot)
-                        continue                       # fill the window before anything else
-                if not window:                         # blocked with nothing outstanding
-                    self.stopped = (f"no new architecture found in {self.max_tries} tries after "
-                                    f"{len(self.history)} evaluations: the space looks exhausted")
-                    warnings.warn(f"search '{self.name}' stopped early: {self.stopped}", stacklevel=4)
+                        extra_at = len(self.history)
+                if not window:                         # nothing outstanding, nothing new
+                    if self.counted < self.budget:
+                        self.stopped = (f"no new architecture found in {self.max_tries} tries after "
+                                        f"{len(self.history)} evaluations: the space looks exhausted")
+                        warnings.warn(f"search '{self.name}' stopped early: {self.stopped}", stacklevel=4)
                     break
                 while queue and driver.has_room:
                     slot = queue.popleft()
@@ -342,18 +392,21 @@ class _Loop:
                     if not window:
                         blocked = False
                     continue
-                if flight:
-                    for done in driver.wait(timeout=0.5 if busy else None):
-                        slot = flight.pop(done.id)
-                        slot.state, slot.metrics, slot.error = (done.result.status, done.result.metrics,
-                                                                done.result.error)
-                elif busy:
-                    time.sleep(0.5)
-                if busy:
-                    self._check_elsewhere(busy, queue)
+                self._wait(flight, busy, queue)
         except BaseException:
             driver.interrupt()
             raise
+
+    def _wait(self, flight: dict[str, _Slot], busy: dict[str, _Slot], queue: deque) -> None:
+        """Wait for a result here (or, for trials another driver runs, poll the store)."""
+        if flight:
+            for done in self.driver.wait(timeout=0.5 if busy else None):
+                slot = flight.pop(done.id)
+                slot.state, slot.metrics, slot.error = done.result.status, done.result.metrics, done.result.error
+        elif busy:
+            time.sleep(0.5)
+        if busy:
+            self._check_elsewhere(busy, queue)
 
     def _check_elsewhere(self, busy: dict[str, _Slot], queue: deque) -> None:
         """Trials another driver was running: take its result, or the trial back if it gave up."""
@@ -411,75 +464,28 @@ class _ProgressBar:
         self.progress.update(self.task, advance=1, best=best)
 
 
-class _Random(_Loop):
-    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
-        return self.propose(lambda: self.space.sample(self.rng), taken)
+def _user_trial(space: Any, evaluate: Callable[[Any], Any]) -> EvaluateTrial:
+    """The trial function for a user's ``evaluate(arch)`` over ``space`` (both checked)."""
+    check_space(space)
+    if not callable(evaluate):
+        raise SearchError(f"evaluate={evaluate!r} is not callable: expected evaluate(arch) -> float or mapping")
+    return EvaluateTrial(evaluate, space)
 
 
-class _Evolution(_Loop):
-    def __init__(self, *args: Any, population: int, sample_size: int, selection: str,
-                 regularized: bool, crossover: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.population_size = population
-        self.sample_size = sample_size
-        self.selection = selection
-        self.regularized = regularized
-        self.crossover = crossover
-        self.population: deque[Evaluation] = deque()
-
-    def _fitness(self, members: list[Evaluation]) -> list[float]:
-        """Each objective min-max normalised over ``members`` (so that 1 is best), averaged; with
-        one objective, the signed score itself (same order, no normalising needed)."""
-        if len(self.objectives) == 1:
-            (name, d), = self.objectives.items()
-            return [m.scores[name] if d == "max" else -m.scores[name] for m in members]
-        total = [0.0] * len(members)
-        for name, d in self.objectives.items():
-            vals = [m.scores[name] if d == "max" else -m.scores[name] for m in members]
-            lo, hi = min(vals), max(vals)
-            if hi > lo:
-                for i, v in enumerate(vals):
-                    total[i] += (v - lo) / (hi - lo)
-        return [t / len(self.objectives) for t in total]
-
-    def _winner(self) -> Evaluation:
-        k = min(self.sample_size, len(self.population))
-        contenders = self.rng.sample(self.population, k)
-        if self.selection == "pareto" and len(self.objectives) > 1:
-            from .history import pareto_mask
-
-            pts = np.array([[m.scores[o] for o in self.objectives] for m in contenders])
-            front = [m for m, keep in zip(contenders, pareto_mask(pts, self.objectives)) if keep]
-            return front[self.rng.randrange(len(front))]
-        fit = self._fitness(contenders)
-        return contenders[fit.index(max(fit))]
-
-    def _child(self) -> Any:
-        parent = self._winner()
-        cross = getattr(self.space, "crossover", None)
-        if self.crossover > 0 and callable(cross) and self.rng.random() < self.crossover:
-            other = self._winner()
-            return self.space.mutate(cross(parent.arch, other.arch, self.rng), self.rng)
-        return self.space.mutate(parent.arch, self.rng)
-
-    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
-        warming = len(self.history) + pending < self.population_size or not self.population
-        make = (lambda: self.space.sample(self.rng)) if warming else self._child
-        found = self.propose(make, taken)
-        if found is None and not warming:                # mutations exhausted: try fresh samples
-            found = self.propose(lambda: self.space.sample(self.rng), taken)
-        return found
-
-    def tell(self, evaluation: Evaluation) -> None:
-        if not evaluation.ok:
-            return
-        self.population.append(evaluation)
-        if len(self.population) > self.population_size:
-            if self.regularized:
-                self.population.popleft()                 # aging: the oldest dies
-            else:
-                fit = self._fitness(list(self.population))
-                del self.population[fit.index(min(fit))]
+def optimize(space: Any, evaluate: Callable[[Any], Any], strategy: Strategy, *, budget: int, seed: int = 0,
+             objectives: Mapping[str, str] | None = None, constraint: Callable[[Any], bool] | None = None,
+             store: Any = None, name: str | None = None, executor: Executor | None = None,
+             batch: int | None = None, max_tries: int = 1000, progress: bool | None = None,
+             log_every: int = 0, timeout: float | None = None, fail_fast: int = FAIL_FAST) -> SearchResult:
+    """Run any :class:`~normlab.search.Strategy` (your own subclass included) on the search loop:
+    ``budget`` evaluations of what it proposes, each stored in ``store`` as it finishes, fed back
+    to ``strategy.observe`` in proposal order; a rerun with the same store resumes by replay.
+    Every other argument as in :func:`random_search`."""
+    trial = _user_trial(space, evaluate)
+    return Search(strategy, space, trial, budget=budget, seed=seed, objectives=objectives,
+                  constraint=constraint, store=store, name=name, executor=executor, batch=batch,
+                  max_tries=max_tries, progress=progress, log_every=log_every, timeout=timeout,
+                  fail_fast=fail_fast).run()
 
 
 def random_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, seed: int = 0,
@@ -501,10 +507,10 @@ def random_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, se
     cannot interrupt it (it waits, then records the time-out). ``fail_fast``: stop with one error
     when the first that many evaluations fail alike (0: never). See the module docstring.
     """
-    return _Random("random", space, evaluate, budget=budget, seed=seed, objectives=objectives,
-                   constraint=constraint, store=store, name=name, executor=executor, batch=batch,
-                   max_tries=max_tries, progress=progress, settings={}, log_every=log_every,
-                   timeout=timeout, fail_fast=fail_fast).run()
+    return Search(RandomSearch(), space, _user_trial(space, evaluate), budget=budget, seed=seed,
+                  objectives=objectives, constraint=constraint, store=store, name=name, executor=executor,
+                  batch=batch, max_tries=max_tries, progress=progress, log_every=log_every, timeout=timeout,
+                  fail_fast=fail_fast).run()
 
 
 def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, population: int = 50,
@@ -536,11 +542,9 @@ def evolution(space: Any, evaluate: Callable[[Any], Any], *, budget: int, popula
         raise SearchError(f"selection={selection!r} is invalid: expected 'mean' or 'pareto'")
     if isinstance(crossover, bool) or not isinstance(crossover, (int, float)) or not 0 <= crossover <= 1:
         raise SearchError(f"crossover={crossover!r} is invalid: expected a probability in [0, 1]")
-    settings = {"population": population, "sample_size": sample_size, "selection": selection,
-                "regularized": bool(regularized), "crossover": float(crossover)}
-    return _Evolution("evolution", space, evaluate, budget=budget, seed=seed, objectives=objectives,
-                      constraint=constraint, store=store, name=name, executor=executor, batch=batch,
-                      max_tries=max_tries, progress=progress, settings=settings,
-                      log_every=population if log_every is None else log_every,
-                      timeout=timeout, fail_fast=fail_fast, population=population, sample_size=sample_size, selection=selection,
-                      regularized=bool(regularized), crossover=float(crossover)).run()
+    strategy = RegularizedEvolution(population, sample_size, selection, bool(regularized), float(crossover))
+    return Search(strategy, space, _user_trial(space, evaluate), budget=budget, seed=seed, objectives=objectives,
+                  constraint=constraint, store=store, name=name, executor=executor, batch=batch,
+                  max_tries=max_tries, progress=progress,
+                  log_every=population if log_every is None else log_every, timeout=timeout,
+                  fail_fast=fail_fast).run()

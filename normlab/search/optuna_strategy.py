@@ -1,5 +1,5 @@
-"""Optuna's samplers (TPE by default) as a strategy of the one search loop (engine._Loop): the
-same store, dedup, executors and resume as random search and evolution.
+"""Optuna's samplers (TPE by default) as a strategy (``OptunaStrategy``) of the one search loop
+(``engine.Search``): the same store, dedup, executors and resume as random search and evolution.
 
 The space must expose its architecture as categorical parameters: ``categorical() -> {name:
 choices}`` and ``from_params(params) -> arch`` (NB201Space does: its six edges). Each proposal is
@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
-from .engine import _Loop
+from .engine import Search, _user_trial
 from .history import Evaluation, SearchResult
 from .space import SearchError
+from .strategy import Candidate, Strategy
 
-__all__ = ["tpe_search", "optuna_search", "SAMPLERS"]
+__all__ = ["tpe_search", "optuna_search", "OptunaStrategy", "SAMPLERS"]
 
 SAMPLERS = ("tpe", "random")
 
@@ -36,64 +37,82 @@ def _sampler(name: str, seed: int, startup: int):
     raise SearchError(f"sampler={name!r} is invalid: expected one of {', '.join(SAMPLERS)}")
 
 
-class _Optuna(_Loop):
-    def __init__(self, *args: Any, sampler: str, startup: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+class OptunaStrategy(Strategy):
+    """An optuna sampler over the space's categorical parameters, as a strategy of the loop:
+    ``propose`` asks, ``observe`` tells (in proposal order)."""
+
+    def __init__(self, sampler: str = "tpe", startup: int = 10) -> None:
+        self.sampler, self.startup = sampler, startup
+        self.name = f"optuna-{sampler}"
+
+    def settings(self) -> dict[str, Any]:
+        return {"sampler": self.sampler, "startup": self.startup}
+
+    def start(self, search: Any) -> None:
+        super().start(search)
         try:
             import optuna
         except ImportError:
             raise SearchError("the optuna strategy needs optuna: pip install 'normlab[nago]'") from None
-        cats = getattr(self.space, "categorical", None)
-        if not callable(cats) or not callable(getattr(self.space, "from_params", None)):
-            raise SearchError(f"{type(self.space).__name__} has no categorical()/from_params(): the optuna "
+        space = search.space
+        cats = getattr(space, "categorical", None)
+        if not callable(cats) or not callable(getattr(space, "from_params", None)):
+            raise SearchError(f"{type(space).__name__} has no categorical()/from_params(): the optuna "
                               f"strategy needs its architecture as categorical parameters")
-        if len(self.objectives) != 1:
-            raise SearchError(f"the optuna strategy optimises one objective, got {', '.join(self.objectives)}")
+        if len(search.objectives) != 1:
+            raise SearchError(f"the optuna strategy optimises one objective, got {', '.join(search.objectives)}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        (self.objective, direction), = self.objectives.items()
-        self.direction = direction
+        (self.objective, direction), = search.objectives.items()
         self.dists = {k: optuna.distributions.CategoricalDistribution(list(v)) for k, v in cats().items()}
         self.study = optuna.create_study(direction="maximize" if direction == "max" else "minimize",
-                                         sampler=_sampler(sampler, self.seed, startup))
+                                         sampler=_sampler(self.sampler, search.seed, self.startup))
         self.pending: dict[str, Any] = {}
         self.known: dict[str, float | None] = {}       # key -> score told (None: failed)
         self._fail = optuna.trial.TrialState.FAIL
 
-    def candidate(self, taken: set[str], pending: int) -> tuple[Any, str] | None:
-        for _ in range(self.max_tries):
+    def _tell(self, trial: Any, value: float | None) -> None:
+        if value is None:
+            self.study.tell(trial, state=self._fail)
+        else:
+            self.study.tell(trial, value)
+
+    def _ask(self) -> Candidate | None:
+        search, space = self.search, self.search.space
+        for _ in range(search.max_tries):
             trial = self.study.ask(self.dists)
-            arch = self.space.from_params(trial.params)
-            key = str(self.space.key(arch))
+            arch = space.from_params(trial.params)
+            key = str(space.key(arch))
             if key in self.known:                          # evaluated before: tell, ask again
-                value = self.known[key]
-                if value is None:
-                    self.study.tell(trial, state=self._fail)
-                else:
-                    self.study.tell(trial, value)
+                self._tell(trial, self.known[key])
                 continue
-            if key in taken or key in self.seen:           # pending in this batch
-                self.study.tell(trial, state=self._fail)
+            if not search.is_new(key):                     # pending in the window
+                self._tell(trial, None)
                 continue
-            if self.constraint is not None and not self.constraint(arch):
-                self.infeasible += 1
-                self.study.tell(trial, state=self._fail)
+            if search.constraint is not None and not search.constraint(arch):
+                search.infeasible += 1
+                self._tell(trial, None)
                 continue
             self.pending[key] = trial
-            return arch, key
+            return Candidate(arch, key)
         return None
 
-    def tell(self, evaluation: Evaluation) -> None:
+    def propose(self, n: int) -> list[Any]:
+        out = []
+        for _ in range(n):
+            found = self._ask()
+            if found is None:
+                break
+            out.append(found)
+        return out
+
+    def observe(self, evaluation: Evaluation) -> None:
         trial = self.pending.pop(evaluation.key, None)
         value = evaluation.scores.get(self.objective) if evaluation.ok else None
         if value is not None and not math.isfinite(value):
             value = None
         self.known[evaluation.key] = value
-        if trial is None:
-            return
-        if value is None:
-            self.study.tell(trial, state=self._fail)
-        else:
-            self.study.tell(trial, value)
+        if trial is not None:
+            self._tell(trial, value)
 
 
 def optuna_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, seed: int = 0,
@@ -108,10 +127,10 @@ def optuna_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, se
         raise SearchError(f"sampler={sampler!r} is invalid: expected one of {', '.join(SAMPLERS)}")
     if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
         raise SearchError(f"startup={startup!r} is invalid: expected an integer >= 1")
-    return _Optuna(f"optuna-{sampler}", space, evaluate, budget=budget, seed=seed, objectives=objectives,
-                   constraint=constraint, store=store, name=name, executor=executor, batch=batch,
-                   max_tries=max_tries, progress=progress, settings={"sampler": sampler, "startup": startup},
-                   log_every=log_every, sampler=sampler, startup=startup).run()
+    return Search(OptunaStrategy(sampler, startup), space, _user_trial(space, evaluate), budget=budget,
+                  seed=seed, objectives=objectives, constraint=constraint, store=store, name=name,
+                  executor=executor, batch=batch, max_tries=max_tries, progress=progress,
+                  log_every=log_every).run()
 
 
 def tpe_search(space: Any, evaluate: Callable[[Any], Any], *, budget: int, seed: int = 0,

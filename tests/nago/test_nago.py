@@ -451,6 +451,32 @@ def test_successive_halving_promotes_the_best_and_resumes_without_rerunning(tmp_
     assert "@6 steps" in (tmp_path / "rep" / "report.md").read_text()
 
 
+def test_nago_runs_on_the_search_loop_window_resume_time_outs_and_fail_fast(tmp_path):
+    """Issue 26: NAGO is a strategy of the one search loop, so it has the loop's sliding window
+    (here batch 2: proposal i is asked right after result i - 2 is told), replay on resume with
+    successive-halving promotions, time-outs and failing fast."""
+    cfg = small_cfg(budget=4, halving_eta=2, halving_rungs=2, train={"steps": 4, "batch_size": 32, "lr": 0.1})
+    whole = run_search(cfg, store=tmp_path / "a.sqlite", executor=SerialExecutor(threads=1), batch=2)
+    assert sum("@4 steps" in e.key for e in whole.history) >= 2           # promotions ran in the window
+    import shutil
+    import sqlite3
+
+    shutil.copy(tmp_path / "a.sqlite", tmp_path / "b.sqlite")
+    with sqlite3.connect(tmp_path / "b.sqlite") as con:          # a kill lost the last three results
+        con.execute("UPDATE trials SET status='running', owner='gone', lease_expires=0 WHERE id IN "
+                    "(SELECT id FROM trials ORDER BY rowid DESC LIMIT 3)")
+    with Store(tmp_path / "b.sqlite", readonly=True) as db:
+        kept = {r["id"]: r["finished"] for r in db.rows() if r["status"] == "ok"}
+    assert len(kept) == len(whole.history) - 3
+    resumed = run_search(cfg, store=tmp_path / "b.sqlite", executor=SerialExecutor(threads=1), batch=2)
+    assert [(e.key, e.scores["accuracy"]) for e in resumed.history] == \
+        [(e.key, e.scores["accuracy"]) for e in whole.history]              # the window's sequence, resumed
+    with Store(tmp_path / "b.sqlite", readonly=True) as db:
+        assert all(r["finished"] == kept[r["id"]] for r in db.rows() if r["id"] in kept)   # not re-run
+    with pytest.raises(NagoError, match="first 3 evaluations all failed .* timed out"):
+        run_search(small_cfg(budget=5), executor=SerialExecutor(threads=1), timeout=1e-6)
+
+
 # -- export as a model, retraining against anchors ------------------------------------------------
 
 def test_create_model_builds_the_sampled_network_from_options_or_a_json_file(tmp_path):
