@@ -355,7 +355,10 @@ class Experiment(Settings, BaseModel):
 
 def load_experiment(path: str | Path | None = None, preset: str | None = None,
                     **overrides: Any) -> Experiment:
-    """An experiment from a YAML file or a preset, with CLI overrides; ExperimentError if invalid."""
+    """An experiment from a YAML file or a preset (not both), with CLI overrides; ExperimentError
+    if invalid."""
+    if path is not None and preset is not None:
+        raise ExperimentError(f"--preset {preset} and the config file {path} were both given: use one")
     data: dict[str, Any] = {}
     if path:
         data = Experiment.read_yaml(path, "experiment file")
