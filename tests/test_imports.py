@@ -30,6 +30,7 @@ LAYERS = [
     "normlab.runtime : normlab.train",
     "normlab.models | normlab.data",
     "normlab.layers",
+    "normlab._settings : normlab._yaml",
 ]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .._settings import Settings
 
 __all__ = ["Experiment", "ExperimentError", "Tune", "TUNED", "load_experiment", "preset_path", "available_presets",
            "plan", "check_plan", "safe_name", "AXES"]
@@ -90,7 +92,7 @@ class ExperimentError(ValueError):
     """An experiment description that cannot run: one line saying what and what is valid."""
 
 
-class Experiment(BaseModel):
+class Experiment(Settings, BaseModel):
     """Models x norms x batch sizes x seeds (x learning rates), on one dataset, with one budget.
 
     ``batch_mode`` says what the batch-size axis varies:
@@ -99,8 +101,12 @@ class Experiment(BaseModel):
         ``fixed_batch_size`` (the MABN paper's protocol);
       - ``optimizer``: only the optimizer batch; normalization sees ``fixed_norm_batch_size``.
     Learning rates are for ``base_batch_size`` and scaled linearly to each optimizer batch.
+    Loaded through :class:`normlab._settings.Settings` (``from_dict``, ``preset``, ``to_dict``);
+    pydantic checks the keys (``extra="forbid"``), the base puts its message in one line.
     """
 
+    settings_error: ClassVar[type[Exception]] = ExperimentError
+    settings_label: ClassVar[str] = "experiment"
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "experiment"
@@ -333,38 +339,34 @@ class Experiment(BaseModel):
                 "augment": self.augment, "seed": seed, "eval_mode": self.eval_mode,
                 "eval_every": 0, "progress": False}
 
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        return available_presets()
 
-def _one_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "experiment"
-    msg = err.get("msg", "invalid").removeprefix("Value error, ")
-    if err.get("type") == "extra_forbidden":
-        valid = ", ".join(Experiment.model_fields)
-        return f"unknown setting '{where}'; valid settings: {valid}"
-    return f"{where}: {msg}" if where not in msg else msg
+    @classmethod
+    def preset_settings(cls, name: str) -> dict[str, Any]:
+        """A bench preset's settings (its file under normlab/configs; the name defaults to the
+        file's), or one line naming the presets (or the command the file belongs to)."""
+        path = preset_path(name)
+        data = cls.read_yaml(path, "experiment file")
+        data.setdefault("name", path.stem)
+        return data
 
 
 def load_experiment(path: str | Path | None = None, preset: str | None = None,
                     **overrides: Any) -> Experiment:
-    """An experiment from a YAML file or a preset, with CLI overrides; ExperimentError if invalid."""
-    from .._yaml import read_yaml_mapping
-
+    """An experiment from a YAML file or a preset (not both), with CLI overrides; ExperimentError
+    if invalid."""
+    if path is not None and preset is not None:
+        raise ExperimentError(f"--preset {preset} and the config file {path} were both given: use one")
     data: dict[str, Any] = {}
-    source = path or (preset_path(preset) if preset else None)
-    if source is not None:
-        source = Path(source)
-        try:
-            data.update(read_yaml_mapping(source, "experiment file"))
-        except ValueError as exc:
-            raise ExperimentError(str(exc)) from None
-        data.setdefault("name", source.stem)
+    if path:
+        data = Experiment.read_yaml(path, "experiment file")
+        data.setdefault("name", Path(path).stem)
+    elif preset:
+        data = Experiment.preset_settings(preset)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Experiment(**data)
-    except ValidationError as exc:
-        raise ExperimentError(_one_line(exc)) from None
-    except ValueError as exc:
-        raise ExperimentError(str(exc)) from None
+    return Experiment.from_dict(data)
 
 
 def _is_bench_preset(path: Path) -> bool:

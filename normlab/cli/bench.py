@@ -67,15 +67,15 @@ def bench(
 ) -> None:
     """Run the batch-size study: train every model x norm x batch size x seed, store each
     result, and print the report. Re-running the same command resumes."""
-    from ..bench import ExperimentError, check_plan, load_experiment, summarize, sweep
+    from ..bench import check_plan, load_experiment
     from ..runtime import make_executor
     from ..runtime.sinks import MLflowSink
 
-    if config is not None and preset is not None:
-        raise fail(f"--preset {preset} and the config file {config} were both given: use one")
     if name is not None and not name.strip():
         raise fail("--name is empty: expected letters, digits, '.', '_' or '-'")
     check_run(name=name, backend=backend, workers=workers, address=address)
+    if not connect_timeout > 0:
+        raise fail(f"--connect-timeout {connect_timeout} is invalid: expected seconds > 0")
     if config is None and preset is None:
         preset = "quick"
     margin = check_margin(margin)
@@ -86,8 +86,6 @@ def bench(
                               batch_sizes=batch_size or None, seeds=seed or None,
                               batch_mode=batch_mode, epochs=epochs, steps=steps, lr=lr,
                               width=width, threads=threads, download=download or None, data_root=data_root)
-        if not connect_timeout > 0:
-            raise ExperimentError(f"--connect-timeout {connect_timeout} is invalid: expected seconds > 0")
         check_plan(exp)                               # data present, shapes, batch <= training set
         if dry_run:
             _dry_run(exp, workers)
@@ -100,9 +98,17 @@ def bench(
         if executor is not None:
             executor.close()
         raise fail(str(exc)) from None
+    outcome = _sweep_with_progress(exp, db, executor, store, sinks)
+    _close(exp, db, outcome, store, margin, report_dir)
+
+
+def _sweep_with_progress(exp, db, executor, store: str, sinks: list):
+    """The sweep with a progress bar and a line per finished trial; interrupted (Ctrl-C), the
+    finished trials are kept and the command exits 130. The executor is closed in every case."""
     from rich.progress import Progress
 
-    outcome = None
+    from ..bench import sweep
+
     try:
         with interruptible(), Progress(console=console, transient=False) as progress:
             task = progress.add_task(exp.name, total=None)
@@ -123,7 +129,7 @@ def bench(
                                        f"seed={t['seed']}{extra}{why}", highlight=False)
                 progress.advance(task)
 
-            outcome = sweep(exp, db, executor, on_result=done, on_start=started, sinks=sinks)
+            return sweep(exp, db, executor, on_result=done, on_start=started, sinks=sinks)
     except KeyboardInterrupt:
         rows = db.rows(experiment=exp.name, status="ok")
         db.close()
@@ -135,6 +141,12 @@ def bench(
         raise fail(str(exc)) from None
     finally:
         executor.close()
+
+
+def _close(exp, db, outcome, store: str, margin: float, report_dir) -> None:
+    """What the run did, the report; exit 1 when every trial failed."""
+    from ..bench import summarize
+
     rows = db.rows(experiment=exp.name)
     db.close()
     console.print(f"{outcome.planned} trials: {outcome.skipped} already done, ran {outcome.ran} "

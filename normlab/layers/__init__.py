@@ -3,7 +3,9 @@
 Every layer takes channels first, ``Layer(num_channels, *, ...)``, and works on (N, C, *spatial).
 """
 
-from .batch import BatchGroupNorm, BatchNorm, BatchRenorm, SyncBatchGroupNorm
+from .bgn import BatchGroupNorm, SyncBatchGroupNorm
+from .bn import BatchNorm
+from .renorm import BatchRenorm
 from .convert import convert_norms, fuse_norms, is_norm, norm_summary
 from .evonorm import EvoNormB0, EvoNormS0
 from .frn import FilterResponseNorm

@@ -15,7 +15,9 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from .batch import BatchGroupNorm, BatchRenorm, _running_affine
+from ._batch_kernels import _running_affine
+from .bgn import BatchGroupNorm
+from .renorm import BatchRenorm
 from .evonorm import EvoNormB0, EvoNormS0
 from .frn import FilterResponseNorm
 from .genome_module import EvolvedLayer

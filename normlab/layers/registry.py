@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .batch import BatchGroupNorm, BatchNorm, BatchRenorm, SyncBatchGroupNorm
+from .bgn import BatchGroupNorm, SyncBatchGroupNorm
+from .bn import BatchNorm
+from .renorm import BatchRenorm
 from .evonorm import EvoNormB0, EvoNormS0
 from .evolved import EvolvedNorm
 from .frn import FilterResponseNorm

@@ -53,11 +53,13 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from .._settings import Settings
 
 __all__ = ["LevelParams", "GeneratorParams", "GeneratorError", "NagoNet", "sample", "level_graph",
            "to_dag", "PAPER_RANGES", "MODELS", "LEVELS", "randwire_params", "count_params"]
@@ -149,8 +151,11 @@ def _prob_text(p: float, exact: bool) -> str:
 
 
 @dataclass(frozen=True)
-class GeneratorParams:
+class GeneratorParams(Settings):
     """A network generator: the three levels' graph models, the stages and their widths."""
+
+    settings_error = GeneratorError
+    settings_label = "generator"
 
     top: LevelParams = field(default_factory=lambda: LevelParams("ws", 4, 2, 0.5))
     mid: LevelParams = field(default_factory=lambda: LevelParams("er", 2, p=0.5))
@@ -182,22 +187,13 @@ class GeneratorParams:
     def widths(self) -> list[int]:
         return [max(1, int(round(self.width * r))) for r in self.channel_ratios]
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channel_ratios"] = list(self.channel_ratios)
-        return d
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GeneratorParams":
         if isinstance(d, GeneratorParams):
             return d
         if not isinstance(d, Mapping):
             raise GeneratorError(f"generator {d!r} is invalid: expected a mapping with top, mid, bottom")
-        unknown = set(d) - {"top", "mid", "bottom", "stages", "width", "channel_ratios"}
-        if unknown:
-            raise GeneratorError(f"unknown generator setting(s): {', '.join(sorted(unknown))}; expected "
-                                 f"top, mid, bottom, stages, width, channel_ratios")
-        return cls(**dict(d))
+        return super().from_dict(d)
 
     def key(self) -> str:
         """A short readable identity: 'ws(4,2,0.50)/er(2,0.50)/ws(4,2,0.50)' (+ widths if not default).

@@ -16,12 +16,13 @@ In ``models/`` because ``create_model("nas", space=..., path=...)`` builds a gen
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from .._settings import Settings
 from ..layers import create_norm
 
 __all__ = ["NasError", "SpaceConfig", "MBConv", "Identity", "Supernet", "Subnet", "PRESETS",
@@ -45,13 +46,26 @@ def op_name(kernel: int | None, expansion: int | None) -> str:
     return "id" if kernel is None else f"k{kernel}e{expansion}"
 
 
+PRESETS: dict[str, dict[str, Any]] = {
+    # stem -> 3 stages, 8 searchable layers, widths 8/16/32: 7^6 * 6^2 = 4.2e6 paths
+    "small": {},
+    # the SPOS/ABS ImageNet-style MBConv space (ProxylessNAS widths), for GPUs: 224x224, 21 layers
+    "imagenet": {"in_channels": 3, "num_classes": 1000, "image_size": 224, "stem": 16, "stem_stride": 2,
+                 "stages": ((32, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1))},
+}
+
+
 @dataclass(frozen=True)
-class SpaceConfig:
+class SpaceConfig(Settings):
     """A search space: ``stages`` is a list of (width, layers, stride of the first layer).
 
     Layer candidates: MBConv for every kernel x expansion, and the identity when the layer keeps
     channels and resolution (and ``identity`` is on). ``image_size`` is needed for FLOPs only.
     """
+
+    settings_error = NasError
+    settings_label = "space"
+    presets = PRESETS
 
     in_channels: int = 1
     num_classes: int = 10
@@ -85,18 +99,6 @@ class SpaceConfig:
         except ValueError as exc:
             raise NasError(f"norm={self.norm!r} is invalid: {str(exc).splitlines()[0]}") from None
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SpaceConfig":
-        from .._settings import known_settings
-
-        return cls(**known_settings(d, cls, "space", NasError))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["stages"] = [list(s) for s in self.stages]
-        out["kernels"], out["expansions"] = list(self.kernels), list(self.expansions)
-        return out
-
     def layers(self) -> list[dict[str, Any]]:
         """Per searchable layer: in/out channels, stride, input resolution, candidate op specs."""
         out, cin = [], self.stem
@@ -118,15 +120,6 @@ class SpaceConfig:
         for layer in self.layers():
             n *= len(layer["ops"])
         return n
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # stem -> 3 stages, 8 searchable layers, widths 8/16/32: 7^6 * 6^2 = 4.2e6 paths
-    "small": {},
-    # the SPOS/ABS ImageNet-style MBConv space (ProxylessNAS widths), for GPUs: 224x224, 21 layers
-    "imagenet": {"in_channels": 3, "num_classes": 1000, "image_size": 224, "stem": 16, "stem_stride": 2,
-                 "stages": ((32, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1))},
-}
 
 
 class MBConv(nn.Module):

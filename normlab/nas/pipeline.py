@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .._settings import known_settings
+from .._settings import Settings
 from .supernet import PRESETS as SPACE_PRESETS
 from .supernet import NasError, SpaceConfig, check_positive
 from .train import TrainConfig, train_supernet
@@ -36,20 +36,15 @@ __all__ = ["ChainConfig", "SearchSettings", "ShrinkSettings", "RetrainSettings",
            "load_chain_config", "resolve_space", "chain_plan", "run_chain"]
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-CHAIN_PRESETS = ("quick", "paper")
 SCORERS = ("bn", "rebn", "angle")
 
 
-def _from_mapping(cls, d: Any, what: str):
-    """A settings dataclass from a mapping, one line for anything unknown or malformed."""
-    if d is None:
-        return cls()
-    return cls(**known_settings(d, cls, what, NasError))
-
-
 @dataclass(frozen=True)
-class SearchSettings:
+class SearchSettings(Settings):
     """SPOS's evolutionary search over paths (``normlab.nas.search.search_paths``)."""
+
+    settings_error = NasError
+    settings_label = "search"
 
     budget: int = 300
     population: int = 30
@@ -68,8 +63,11 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
-class ShrinkSettings:
+class ShrinkSettings(Settings):
     """ABS: a long first stage, then short stages dropping ``drop`` operators each, to ``target`` paths."""
+
+    settings_error = NasError
+    settings_label = "shrink"
 
     first_epochs: int = 3
     stage_epochs: int = 1
@@ -83,8 +81,11 @@ class ShrinkSettings:
 
 
 @dataclass(frozen=True)
-class RetrainSettings:
+class RetrainSettings(Settings):
     """The top paths trained from scratch (test accuracy on the held-out test set)."""
+
+    settings_error = NasError
+    settings_label = "retrain"
 
     top: int = 3
     epochs: int = 4
@@ -98,8 +99,11 @@ class RetrainSettings:
 
 
 @dataclass(frozen=True)
-class ChainConfig:
+class ChainConfig(Settings):
     """One NAS run: which data, space, scorer, and the settings of every step."""
+
+    settings_error = NasError
+    presets = {"quick": "nas-quick.yaml", "paper": "nas-paper.yaml"}
 
     dataset: str = "digits"
     space: Any = "small"
@@ -123,8 +127,7 @@ class ChainConfig:
         object.__setattr__(self, "supernet", replace(self.supernet, dataset=self.dataset, seed=self.seed, mode=mode))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ChainConfig":
-        d = known_settings(d, cls, "", NasError)
+    def from_settings(cls, d: dict[str, Any]) -> "ChainConfig":
         sup = d.get("supernet") or {}
         if not isinstance(sup, Mapping):
             raise NasError(f"supernet settings should be a mapping, got {type(sup).__name__}")
@@ -133,16 +136,16 @@ class ChainConfig:
                 raise NasError(f"supernet.{banned} is set by the chain (top-level dataset/seed; mode follows "
                                f"the scorer): remove it")
         d["supernet"] = TrainConfig.from_dict({"dataset": d.get("dataset", "digits"), **sup})
-        d["shrink"] = _from_mapping(ShrinkSettings, d["shrink"], "shrink") if d.get("shrink") else None
-        d["search"] = _from_mapping(SearchSettings, d.get("search"), "search")
-        d["retrain"] = _from_mapping(RetrainSettings, d.get("retrain"), "retrain")
+        d["shrink"] = ShrinkSettings.from_dict(d["shrink"]) if d.get("shrink") else None
+        for key, settings in (("search", SearchSettings), ("retrain", RetrainSettings)):
+            d[key] = settings() if d.get(key) is None else settings.from_dict(d[key])
         try:
             return cls(**d)
         except TypeError as exc:
             raise NasError(f"invalid setting: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = super().to_dict()
         out["space"] = self.space if isinstance(self.space, str) else dict(self.space)
         for k in ("dataset", "seed", "mode"):
             out["supernet"].pop(k, None)
@@ -156,20 +159,21 @@ class ChainConfig:
                            val_limit=self.supernet.val_limit)
 
 
+CHAIN_PRESETS = tuple(ChainConfig.presets)
+
+
 def load_chain_config(path: str | Path | None = None, *, preset: str | None = None,
                       **overrides: Any) -> ChainConfig:
     """A chain config from a YAML file or a preset (``quick``, ``paper``), then the non-None
     top-level ``overrides`` (``budget``/``top`` go into search/retrain)."""
-    from .._yaml import read_yaml_mapping
-
     if path is not None and preset is not None:
         raise NasError(f"--preset {preset} and the config file {path} were both given: use one")
     if path is None:
         preset = preset or "quick"
         if preset not in CHAIN_PRESETS:
             raise NasError(f"--preset {preset!r} is invalid: expected one of {', '.join(CHAIN_PRESETS)}")
-        path = CONFIGS / f"nas-{preset}.yaml"
-    base = read_yaml_mapping(path, "nas config")
+        path = CONFIGS / ChainConfig.presets[preset]
+    base = ChainConfig.read_yaml(path, "nas config")
     for key, section in (("budget", "search"), ("top", "retrain")):
         v = overrides.pop(key, None)
         if v is not None:

@@ -22,63 +22,32 @@ Promises:
   in-memory copy when opened read-only; a newer schema is refused with one line;
 - every SQLite failure (not a database, corrupt, a directory, read-only, disk full) becomes one
   ``StoreError`` line naming the path, and nothing is written to a file that is not our store.
+
+Here: opening (the promises above), experiments, trial writes and reads. The schema and its
+migrations are in :mod:`normlab.runtime.schema`, the lease rules (owners, claiming, dead
+owners) in :mod:`normlab.runtime.leases`, CSV/JSON export in :mod:`normlab.runtime.rowformat`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import re
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
+from . import schema
+from .leases import claim_trial, is_dead_local, new_owner
 from .protocol import FINISHED, TrialResult, canonical_json, experiment_id, trial_id
+from .rowformat import export
+from .schema import SCHEMA_VERSION
 
 __all__ = ["Store", "StoreError", "ExperimentRecord", "SCHEMA_VERSION", "export", "new_owner", "check_name"]
-
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS experiments (
-    id      TEXT PRIMARY KEY,
-    name    TEXT NOT NULL,
-    kind    TEXT NOT NULL,
-    config  TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS experiments_name ON experiments (name);
-CREATE TABLE IF NOT EXISTS trials (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    id            TEXT NOT NULL UNIQUE,
-    experiment_id TEXT NOT NULL REFERENCES experiments (id),
-    description   TEXT NOT NULL,
-    status        TEXT NOT NULL,
-    metrics       TEXT, history TEXT, error TEXT,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    owner         TEXT, lease_expires REAL,
-    created       REAL, started REAL, finished REAL
-);
-CREATE INDEX IF NOT EXISTS trials_experiment ON trials (experiment_id, status);
-CREATE VIEW IF NOT EXISTS bench_trials AS
-    SELECT t.id, e.name AS experiment, json_extract(t.description, '$.model') AS model,
-           json_extract(t.description, '$.norm') AS norm,
-           json_extract(t.description, '$.dataset') AS dataset,
-           json_extract(t.description, '$.batch_size') AS batch_size,
-           json_extract(t.description, '$.seed') AS seed,
-           t.status, json_extract(t.metrics, '$.test_acc') AS test_acc, t.attempts, t.error
-    FROM trials t JOIN experiments e ON e.id = t.experiment_id WHERE e.kind = 'bench';
-"""
 
 
 class StoreError(ValueError):
@@ -106,11 +75,6 @@ class ExperimentRecord:
     kind: str
     config: dict[str, Any]
     created: float
-
-
-def new_owner() -> str:
-    """A driver's identity in leases: host, process and a random tag."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _explain(path: str, exc: BaseException) -> str:
@@ -207,12 +171,9 @@ class Store:
             return sqlite3.connect(f"{base}?mode=ro&immutable=1", uri=True, timeout=timeout,
                                    isolation_level=None, check_same_thread=False)
 
-    def _tables(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")}
-
     def _prepare(self) -> None:
-        tables = self._tables()                # raises 'not a database' before anything is written
-        version = self._version(tables)
+        tables = schema.tables(self.db)        # raises 'not a database' before anything is written
+        version = schema.stored_version(self.db, tables)
         if version > SCHEMA_VERSION:
             raise StoreError(f"store {self.path} was written by a newer normlab (schema {version}; "
                              f"this version reads up to {SCHEMA_VERSION}): upgrade normlab")
@@ -233,35 +194,19 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         if version < SCHEMA_VERSION and tables:
             with self.transaction():
-                self._migrate(version)
-        elif not {"meta", "experiments", "trials", "bench_trials"} <= tables:
+                schema.migrate(self.db, version)
+        elif not schema.TABLES <= tables:
             with self.transaction():
-                self._create()
-                self._set_version()
-
-    def _create(self) -> None:
-        for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-            self.db.execute(statement)
-
-    def _set_version(self) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
-
-    def _version(self, tables: set[str]) -> int:
-        if "meta" in tables:
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            return int(row[0]) if row else SCHEMA_VERSION
-        if "trials" in tables:
-            return 1                            # the bench-only schema of normlab 0.1
-        return SCHEMA_VERSION
+                schema.create(self.db)
+                schema.set_version(self.db)
 
     def _switch_to_memory(self) -> None:
         mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         mem.row_factory = sqlite3.Row
         self.db.close()
         self.db = mem
-        self._create()
-        self._set_version()
+        schema.create(self.db)
+        schema.set_version(self.db)
 
     def _migrate_in_memory(self, version: int) -> None:
         """Read-only opening of an old store: migrate a copy in memory, leave the file alone."""
@@ -271,34 +216,8 @@ class Store:
         mem.row_factory = sqlite3.Row
         self.db = mem
         self.db.execute("BEGIN")
-        self._migrate(version)
+        schema.migrate(self.db, version)
         self.db.execute("COMMIT")
-
-    def _migrate(self, version: int) -> None:
-        if version == 1:
-            # v1: one bench-only table with model/norm/dataset/batch_size/seed columns and the
-            # experiment's name in 'experiment'. Each name becomes a 'bench' experiment; trial
-            # ids and descriptions are kept as they were.
-            self.db.execute("ALTER TABLE trials RENAME TO trials_v1")
-            self.db.execute("DROP INDEX IF EXISTS trials_experiment")
-            self._create()
-            names = [r[0] for r in self.db.execute(
-                "SELECT experiment, MIN(created) FROM trials_v1 GROUP BY experiment")]
-            for name in names:
-                created = self.db.execute("SELECT MIN(created) FROM trials_v1 WHERE experiment=?",
-                                          (name,)).fetchone()[0] or time.time()
-                exp = experiment_id("bench", name, {"migrated_from_schema": 1})
-                self.db.execute("INSERT OR IGNORE INTO experiments (id, name, kind, config, created) "
-                                "VALUES (?, ?, 'bench', ?, ?)",
-                                (exp, name, json.dumps({"name": name, "migrated_from_schema": 1}), created))
-                self.db.execute(
-                    "INSERT OR IGNORE INTO trials (id, experiment_id, description, status, metrics, "
-                    "history, error, attempts, created, started, finished) "
-                    "SELECT id, ?, description, CASE WHEN status='running' THEN 'pending' ELSE status END, "
-                    "metrics, history, error, attempts, created, started, finished "
-                    "FROM trials_v1 WHERE experiment=? ORDER BY rowid", (exp, name))
-            self.db.execute("DROP TABLE trials_v1")
-        self._set_version()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -420,7 +339,7 @@ class Store:
         than after the lease), can be claimed."""
         self._check_writable()
         with self.transaction() as db:
-            return _claim(db, trial, owner, lease, time.time(), ("pending",))
+            return claim_trial(db, trial, owner, lease, time.time(), ("pending",))
 
     def renew(self, owner: str, trials: Iterable[str], lease: float = 120.0) -> int:
         """Extend the leases ``owner`` holds on ``trials``; returns how many it still holds."""
@@ -452,7 +371,7 @@ class Store:
         their trials become claimable at once instead of when the lease runs out."""
         owners = [r[0] for r in self._execute("SELECT DISTINCT owner FROM trials WHERE status='running' "
                                               "AND owner IS NOT NULL")]
-        dead = [owner for owner in owners if _dead_local(owner)]
+        dead = [owner for owner in owners if is_dead_local(owner)]
         n = 0
         if dead:
             with self.transaction() as db:
@@ -518,7 +437,7 @@ class Store:
                 if cur.rowcount == 1:
                     held.append(True)
                     continue
-                held.append(_claim(db, tid, owner, lease, now, ("pending", "failed")))
+                held.append(claim_trial(db, tid, owner, lease, now, ("pending", "failed")))
                 if result is not None:
                     results[tid] = result
             if results:
@@ -596,79 +515,8 @@ class Store:
         return out
 
 
-def _claim(db: sqlite3.Connection, trial: str, owner: str | None, lease: float, now: float,
-           claimable: tuple[str, ...]) -> bool:
-    """Inside a transaction: mark ``trial`` running for ``owner`` if its status is one of
-    ``claimable``, or it is running under a lease that ran out or whose owner is a dead process
-    of this host (killed with -9: a driver waiting for its trial takes it over at once rather
-    than after the lease). Whether ``owner`` now holds it."""
-    marks = ",".join("?" * len(claimable))
-    cur = db.execute(
-        "UPDATE trials SET status='running', owner=?, lease_expires=?, started=?, "
-        f"attempts=attempts+1 WHERE id=? AND (status IN ({marks}) OR "
-        "(status='running' AND (lease_expires IS NULL OR lease_expires < ?)))",
-        (owner, now + lease, now, trial, *claimable, now))
-    if cur.rowcount == 1:
-        return True
-    held = db.execute("SELECT owner FROM trials WHERE id=? AND status='running'", (trial,)).fetchone()
-    if held is None or not held[0] or not _dead_local(held[0]):
-        return False
-    cur = db.execute("UPDATE trials SET owner=?, lease_expires=?, started=?, attempts=attempts+1 "
-                     "WHERE id=? AND status='running' AND owner=?", (owner, now + lease, now, trial, held[0]))
-    return cur.rowcount == 1
-
-
-def _dead_local(owner: str) -> bool:
-    """Whether a lease's owner (``new_owner``'s host:pid:tag) is a process of this host that is gone."""
-    parts = owner.split(":")
-    return len(parts) == 3 and parts[0] == socket.gethostname() and parts[1].isdigit() \
-        and not _alive(int(parts[1]))
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
     for start in range(0, len(ids), size):
         yield ids[start:start + size]
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value if not isinstance(value, list) else json.dumps(value)
-
-
-def export(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Rows as CSV (flat: id, experiment, status, every description field, final metrics) or
-    JSON (everything)."""
-    if fmt == "json":
-        return json.dumps(rows, indent=2, default=str)
-    if fmt != "csv":
-        raise ValueError(f"format={fmt!r} is invalid: expected csv or json")
-    flat = []
-    for r in rows:
-        desc: dict[str, Any] = {}
-        _flatten("", r["description"], desc)
-        flat.append(desc)
-    desc_keys = list(dict.fromkeys(k for d in flat for k in d))
-    metric_keys = sorted({k for r in rows for k in r["metrics"]})
-    head = ["id", "experiment", "status", "attempts", "error"]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(head + desc_keys + metric_keys)
-    for r, d in zip(rows, flat):
-        writer.writerow([r.get(k) for k in head] + [d.get(k) for k in desc_keys]
-                        + [r["metrics"].get(k) for k in metric_keys])
-    return buf.getvalue()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from .._settings import Settings
 
 
 class ConfigError(ValueError):
@@ -12,7 +14,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """How to train. Learning rates are given for ``base_batch_size`` and scaled linearly
     (Goyal et al. 2017) to ``batch_size``; ``base_batch_size=None`` turns the rule off.
 
@@ -20,6 +22,9 @@ class TrainConfig:
     one at a time with gradients accumulated, so normalization sees ``norm_batch_size`` samples
     while the optimizer step still averages over ``batch_size`` (the MABN paper's protocol).
     """
+
+    settings_error = ConfigError
+    settings_label = "training"
 
     epochs: float = 1.0
     steps: int | None = None                 # when set, overrides epochs
@@ -107,16 +112,8 @@ class TrainConfig:
             return self.lr
         return self.lr * self.batch_size / self.base_batch_size
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        return d
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        from .._settings import known_settings
-
-        d = known_settings(d, cls, "training", ConfigError)
+    def from_settings(cls, d: dict[str, Any]) -> "TrainConfig":
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         return cls(**d)
