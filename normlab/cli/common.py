@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 __all__ = ["console", "err", "fail", "check_out_dir", "check_out_file", "DEFAULT_STORE",
-           "interruptible", "open_store", "check_run"]
+           "interruptible", "open_store", "check_run", "open_executor"]
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -123,4 +123,18 @@ def open_store(path: str, *, readonly: bool):
     try:
         return Store(path, readonly=readonly)
     except StoreError as exc:
+        raise fail(str(exc)) from None
+
+
+def open_executor(backend: str, workers: int, *, address: str | None = None, threads: int | None = None,
+                  **options):
+    """The runtime's executor for ``--backend``/``--workers`` (a serial run of one worker pins
+    ``threads``), or one line and exit 2 when it cannot be made."""
+    from ..runtime import SerialExecutor, make_executor
+
+    try:
+        if backend == "serial" and workers == 1 and threads is not None:
+            return SerialExecutor(threads=threads)
+        return make_executor(backend, workers, address=address, **options)
+    except ValueError as exc:                     # ExecutorError is a ValueError
         raise fail(str(exc)) from None

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ._app import app
 from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
-                     load_stored_search, open_store)
+                     load_stored_search, open_executor, open_store)
 
 evolve_app = typer.Typer(no_args_is_help=True, add_completion=False,
                          help="Evolve normalization-activation layers from primitive ops (EvoNorms).")
@@ -67,7 +67,6 @@ def run(
 ) -> None:
     """Evolve layers (or sample them at random with --strategy random) and print the best."""
     from ..evolve.search import rejection_counts, run_evolve
-    from ..runtime import make_executor
 
     if config is not None and preset is not None:
         raise fail(f"--preset {preset} and the config file {config} were both given: use one")
@@ -91,10 +90,10 @@ def run(
         return
     db = open_store(store, readonly=False)
     try:
-        executor = make_executor(backend, workers)
-    except ValueError as exc:
+        executor = open_executor(backend, workers)
+    except BaseException:
         db.close()
-        raise fail(str(exc)) from None
+        raise
     try:
         with guarded(f"finished candidates are kept in {store}; run the same command again to resume."):
             result = run_evolve(cfg, store=db, name=name, executor=executor, timeout=timeout)
@@ -313,7 +312,6 @@ def rerank(name: str = typer.Argument(..., help="the layer search (all its seeds
     from ..evolve.report import evaluate_layers, fixed_genomes, layer_table, task_of, top_layers
     from ..evolve.search import EvolveError, anchor_name
     from ..report import markdown_table, rich_table
-    from ..runtime import make_executor
 
     check_run(backend=backend, workers=workers)
     for flag, v in (("--top", top), ("--seeds", seeds), ("--steps", steps),
@@ -337,10 +335,7 @@ def rerank(name: str = typer.Argument(..., help="the layer search (all its seeds
     layers = {f"evolved #{i + 1}": e.arch for i, (e, _) in enumerate(best)}
     layers.update(refs)
     folder = check_out_dir(out, "--out") if out else None
-    try:
-        executor = make_executor(backend, workers)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    executor = open_executor(backend, workers)
     db = open_store(store, readonly=False)
     try:
         with guarded(f"finished trainings are kept in {store}; run the same command again to resume."):

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ._app import app
 from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
-                     interruptible, load_stored_search, open_store)
+                     interruptible, load_stored_search, open_executor, open_store)
 
 nago_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Network-generator search (NAGO): hierarchical random-graph generators + BO.")
@@ -70,7 +70,6 @@ def run(
     down; every evaluation is stored, and re-running the same command resumes."""
     _need_extras()
     from ..nago.search import NagoError, load_config
-    from ..runtime import ExecutorError, SerialExecutor, make_executor
 
     if config is None and preset is None:
         preset = "quick"
@@ -106,13 +105,7 @@ def run(
     if dry_run:
         _dry_run(cfg, info, workers, threads)
         return
-    try:
-        if backend == "serial" and workers == 1:
-            executor = SerialExecutor(threads=threads)
-        else:
-            executor = make_executor(backend, workers, address=address)
-    except ExecutorError as exc:
-        raise fail(str(exc)) from None
+    executor = open_executor(backend, workers, address=address, threads=threads)
     db = open_store(store, readonly=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -304,7 +297,6 @@ def retrain_cmd(name: str = typer.Argument(..., help="the NAGO search whose best
     """Retrain the best generators' networks longer next to anchor models of similar size (stored
     trials: re-running resumes)."""
     from ..models import available_models
-    from ..runtime import ExecutorError, SerialExecutor, make_executor
 
     check_run(backend=backend, workers=workers)
     if threads is not None and threads < 1:
@@ -323,11 +315,7 @@ def retrain_cmd(name: str = typer.Argument(..., help="the NAGO search whose best
     if steps is None:
         base = result.config.get("train", {}).get("steps")
         steps = 5 * int(base) if base else None
-    try:
-        executor = SerialExecutor(threads=threads) if backend == "serial" and workers == 1 else \
-            make_executor(backend, workers)
-    except ExecutorError as exc:
-        raise fail(str(exc)) from None
+    executor = open_executor(backend, workers, threads=threads)
     from ..nago.finalists import retrain
 
     db = open_store(store, readonly=False)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ._app import app
 from .common import (DEFAULT_STORE, check_out_dir, check_out_file, check_run, console, fail, guarded,
-                     load_stored_search, open_store)
+                     load_stored_search, open_executor, open_store)
 
 nas_app = typer.Typer(no_args_is_help=True, add_completion=False,
                       help="One-shot NAS: SPOS supernet, BN-NAS (BN indicator), ABS (angle shrinking).")
@@ -34,12 +34,7 @@ def _threads() -> None:
 
 
 def _executor(backend: str, workers: int):
-    from ..runtime import make_executor
-
-    try:
-        return make_executor(backend, workers)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    return open_executor(backend, workers)
 
 
 def _train(out: str, mode: str, bn_params: str, dataset: str, space: str, epochs: int, batch_size: int,

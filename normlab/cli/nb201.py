@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from .common import DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, open_store
+from .common import (DEFAULT_STORE, check_out_dir, check_out_file, console, fail, guarded, open_executor,
+                     open_store)
 from .nas import nas_app
 
 nb201_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -195,7 +196,6 @@ def correlate(
     from ..nas.nb201.proxies import ProxyTrial, correlate_table
     from ..nas.report import correlation_table
     from ..report import rich_table
-    from ..runtime import make_executor
 
     datasets = list(DATASETS) if dataset == "all" else [dataset]
     if any(d not in DATASETS for d in datasets):
@@ -218,10 +218,7 @@ def correlate(
     if dry_run:
         return
     check_out_dir(out_dir, "--out-dir")
-    try:
-        executor = make_executor(backend, workers)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    executor = open_executor(backend, workers)
     db = open_store(store, readonly=False)
     try:
         for d in datasets:
