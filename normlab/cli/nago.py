@@ -107,9 +107,22 @@ def run(
         return
     executor = open_executor(backend, workers, address=address, threads=threads)
     db = open_store(store, readonly=False)
+    try:
+        result = _search_with_progress(cfg, db, executor, timeout)
+    finally:
+        executor.close()
+        db.close()
+    console.print(_front_table(result, f"Pareto front of '{cfg.name}' ({len(result.history)} generators, "
+                                       f"{cfg.strategy}, norm {cfg.norm})"))
+    if export:
+        _export_front(result, export)
+
+
+def _search_with_progress(cfg, db, executor, timeout):
+    """run_search under a progress bar (best accuracy so far, last generator); one line on a stop."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..nago.search import run_search
+    from ..nago.search import NagoError, run_search
 
     best = {"acc": float("nan")}
 
@@ -126,18 +139,11 @@ def run(
                                        TextColumn("best acc {task.fields[best]}  last {task.fields[last]}"),
                                        console=console, transient=False) as bar:
             task = bar.add_task("nago", total=cfg.budget, best="-", last="-")
-            result = run_search(cfg, store=db, executor=executor, on_result=on_result, timeout=timeout)
+            return run_search(cfg, store=db, executor=executor, on_result=on_result, timeout=timeout)
     except KeyboardInterrupt:
         raise fail("interrupted: finished evaluations are stored; run the same command to resume", 130) from None
     except NagoError as exc:
         raise fail(str(exc)) from None
-    finally:
-        executor.close()
-        db.close()
-    console.print(_front_table(result, f"Pareto front of '{cfg.name}' ({len(result.history)} generators, "
-                                       f"{cfg.strategy}, norm {cfg.norm})"))
-    if export:
-        _export_front(result, export)
 
 
 def _dry_run(cfg, info, workers: int, threads: int | None) -> None:

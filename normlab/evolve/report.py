@@ -226,9 +226,7 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
     ``out_dir``. ``fixed``: label -> score per anchor of fixed layers (BN-ReLU: the dashed line);
     ``rerank``: a ReportTable from :func:`layer_table` to include; ``margin``: the equivalence
     margin (points) of the strategy claims (:func:`strategy_claims`)."""
-    from ..report import ReportTable, html_page, html_table, markdown_table
-    from ..search import Evaluation, SearchResult
-    from ..search.plots import plot_pareto, plot_progress
+    from ..report import html_page, html_table, markdown_table
 
     if not results:
         raise EvolveError("no layer search to report: expected at least one stored search")
@@ -237,56 +235,9 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
     anchors = list(results[0].objectives)
     lines = {label: _mean(s, anchors) for label, s in (fixed or {}).items()
              if all(a in s for a in anchors)}
-    figures = []
-    progress = plot_progress(fitness_view(results), out / "progress", objective="fitness",
-                             title="best fitness (mean anchor accuracy) vs candidates evaluated",
-                             reference=lines)
-    figures.append(("best fitness against candidates evaluated (mean and min-max band over seeds)",
-                    progress[0]))
-    paths = {"progress": progress[0]}
-    if len(anchors) >= 2:
-        merged: dict[str, Any] = {}
-        for r in results:
-            for e in r.ok:
-                if all(a in e.scores for a in anchors):
-                    merged.setdefault(e.key, e)
-        allr = SearchResult("all layers", "all", {a: "max" for a in anchors},
-                            [Evaluation(i, e.key, e.arch, e.scores) for i, e in enumerate(merged.values())])
-        marks = {label: (s[anchors[0]], s[anchors[1]]) for label, s in (fixed or {}).items()
-                 if anchors[0] in s and anchors[1] in s}
-        pareto = plot_pareto(allr, out / "pareto", x=anchors[0], y=anchors[1], reference=marks,
-                             title=f"every layer trained ({len(merged)}): Pareto front over the anchors")
-        figures.append((f"Pareto front over the anchors {anchors[0]} and {anchors[1]}", pareto[0]))
-        paths["pareto"] = pareto[0]
-
-    best = ReportTable(f"top {top} layers", ["#", "formula", *anchors, "fitness", "search", "seed", "step"],
-                       note="accuracy (%) on the proxy task, one training run")
-    for i, (e, r) in enumerate(top_layers(results, top)):
-        best.add([str(i + 1), formula(e.arch), *(f"{100 * e.scores[a]:.1f}" for a in anchors),
-                  f"{100 * _mean(e.scores, anchors):.1f}", r.name, str(r.config.get("seed", "")),
-                  str(e.step)], emphasise=[len(anchors) + 2] if i == 0 else [])
-    for label, s in (fixed or {}).items():
-        if all(a in s for a in anchors):
-            best.add([label, "(fixed layer)", *(f"{100 * s[a]:.1f}" for a in anchors),
-                      f"{100 * _mean(s, anchors):.1f}", "", "", ""])
-
-    curve = ReportTable("best fitness so far (%), mean ± sd over seeds",
-                        ["strategy", "seeds", *[f"at {n}" for n in _marks(results)]],
-                        note="after n candidates evaluated; (k/n seeds): only k seeds had a layer that "
-                             "passed the rejection rules by then")
-    groups: dict[str, list[list[float]]] = {}
-    for r in fitness_view(results):
-        groups.setdefault(r.name, []).append(r.best_so_far("fitness"))
-    for label, curves in groups.items():
-        cells = []
-        for n in _marks(results):
-            vals = [100 * c[n - 1] for c in curves if len(c) >= n and not math.isnan(c[n - 1])]
-            found = "" if len(vals) == len(curves) else f" ({len(vals)}/{len(curves)} seeds)"
-            cells.append(f"{statistics.mean(vals):.1f} ± {statistics.pstdev(vals):.1f}{found}"
-                         if vals else "-")
-        curve.add([label, str(len(curves)), *cells])
-    for label, value in lines.items():
-        curve.add([f"{label} (fixed)", "", f"{100 * value:.1f}", *[""] * (len(_marks(results)) - 1)])
+    figures, paths = _figures(results, out, anchors, fixed or {}, lines)
+    best = _top_table(results, anchors, fixed or {}, top)
+    curve = _curve_table(results, lines)
     claims = strategy_claims(results, margin=margin)
 
     tables = [curve, best, rejection_table(results)] + ([rerank] if rerank is not None else [])
@@ -309,6 +260,77 @@ def write_evolve_report(results: Sequence[Any], out_dir: str | Path, *,
     (out / "report.html").write_text(page)
     paths.update(html=out / "report.html", markdown=out / "report.md")
     return paths
+
+
+def _figures(results: Sequence[Any], out: Path, anchors: list[str], fixed: Mapping[str, Mapping[str, float]],
+             lines: Mapping[str, float]) -> tuple[list[tuple[str, Path]], dict[str, Path]]:
+    """The progress plot, and the Pareto plot over the first two anchors when there are two."""
+    from ..search import Evaluation, SearchResult
+    from ..search.plots import plot_pareto, plot_progress
+
+    figures = []
+    progress = plot_progress(fitness_view(results), out / "progress", objective="fitness",
+                             title="best fitness (mean anchor accuracy) vs candidates evaluated",
+                             reference=lines)
+    figures.append(("best fitness against candidates evaluated (mean and min-max band over seeds)",
+                    progress[0]))
+    paths = {"progress": progress[0]}
+    if len(anchors) >= 2:
+        merged: dict[str, Any] = {}
+        for r in results:
+            for e in r.ok:
+                if all(a in e.scores for a in anchors):
+                    merged.setdefault(e.key, e)
+        allr = SearchResult("all layers", "all", {a: "max" for a in anchors},
+                            [Evaluation(i, e.key, e.arch, e.scores) for i, e in enumerate(merged.values())])
+        marks = {label: (s[anchors[0]], s[anchors[1]]) for label, s in fixed.items()
+                 if anchors[0] in s and anchors[1] in s}
+        pareto = plot_pareto(allr, out / "pareto", x=anchors[0], y=anchors[1], reference=marks,
+                             title=f"every layer trained ({len(merged)}): Pareto front over the anchors")
+        figures.append((f"Pareto front over the anchors {anchors[0]} and {anchors[1]}", pareto[0]))
+        paths["pareto"] = pareto[0]
+    return figures, paths
+
+
+def _top_table(results: Sequence[Any], anchors: list[str], fixed: Mapping[str, Mapping[str, float]], top: int):
+    """The best ``top`` layers over every search, and the fixed layers beside them."""
+    from ..report import ReportTable
+
+    best = ReportTable(f"top {top} layers", ["#", "formula", *anchors, "fitness", "search", "seed", "step"],
+                       note="accuracy (%) on the proxy task, one training run")
+    for i, (e, r) in enumerate(top_layers(results, top)):
+        best.add([str(i + 1), formula(e.arch), *(f"{100 * e.scores[a]:.1f}" for a in anchors),
+                  f"{100 * _mean(e.scores, anchors):.1f}", r.name, str(r.config.get("seed", "")),
+                  str(e.step)], emphasise=[len(anchors) + 2] if i == 0 else [])
+    for label, s in fixed.items():
+        if all(a in s for a in anchors):
+            best.add([label, "(fixed layer)", *(f"{100 * s[a]:.1f}" for a in anchors),
+                      f"{100 * _mean(s, anchors):.1f}", "", "", ""])
+    return best
+
+
+def _curve_table(results: Sequence[Any], lines: Mapping[str, float]):
+    """Best fitness so far per strategy at a few budgets, mean ± sd over seeds."""
+    from ..report import ReportTable
+
+    curve = ReportTable("best fitness so far (%), mean ± sd over seeds",
+                        ["strategy", "seeds", *[f"at {n}" for n in _marks(results)]],
+                        note="after n candidates evaluated; (k/n seeds): only k seeds had a layer that "
+                             "passed the rejection rules by then")
+    groups: dict[str, list[list[float]]] = {}
+    for r in fitness_view(results):
+        groups.setdefault(r.name, []).append(r.best_so_far("fitness"))
+    for label, curves in groups.items():
+        cells = []
+        for n in _marks(results):
+            vals = [100 * c[n - 1] for c in curves if len(c) >= n and not math.isnan(c[n - 1])]
+            found = "" if len(vals) == len(curves) else f" ({len(vals)}/{len(curves)} seeds)"
+            cells.append(f"{statistics.mean(vals):.1f} ± {statistics.pstdev(vals):.1f}{found}"
+                         if vals else "-")
+        curve.add([label, str(len(curves)), *cells])
+    for label, value in lines.items():
+        curve.add([f"{label} (fixed)", "", f"{100 * value:.1f}", *[""] * (len(_marks(results)) - 1)])
+    return curve
 
 
 def _marks(results: Sequence[Any]) -> list[int]:
