@@ -330,6 +330,11 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
         say(f"{'BN-only' if kind == 'bn' else 'SPOS'} supernet, {cfg.supernet.epochs} epochs -> {checkpoint}")
         train_supernet(space, cfg.supernet, checkpoint=checkpoint, allowed=allowed, on_epoch=epoch_line("supernet"))
     assert checkpoint is not None
+    check = supernet_check(checkpoint, cfg.supernet, allowed=allowed, seed=cfg.seed)
+    say(f"supernet check: {check['paths']} random paths, validation accuracy {check['text']}")
+    if not check["above_chance"]:
+        say(f"WARNING: the supernet is within noise of chance, so its {cfg.scorer} scores carry no signal about "
+            f"the paths: the search below ranks noise (train longer, or see docs/nas.md, 'BN-only supernet')")
     say(f"search: {cfg.search.budget} paths scored by {cfg.scorer}")
     s = cfg.search
     result = search_paths(checkpoint, scorer=cfg.scorer, budget=s.budget, population=s.population,
@@ -340,8 +345,24 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
     say(f"retrain: the top {cfg.retrain.top} paths, {cfg.retrain.epochs} epochs each")
     rows = retrain(space, top_paths(result, cfg.retrain.top), cfg.standalone(), store=store,
                    name=f"{name}/retrain", executor=executor)
-    return {"space": space, "shrink": None if shrink is None else {k: shrink[k] for k in ("allowed", "stages", "size")},
-            "checkpoint": str(checkpoint), "search": result, "retrain": rows}
+    out = {"space": space, "shrink": None if shrink is None else {k: shrink[k] for k in ("allowed", "stages", "size")},
+           "checkpoint": str(checkpoint), "supernet_check": check, "search": result, "retrain": rows}
+    report = {"name": name, "config": cfg.to_dict(), "checkpoint": str(checkpoint), "supernet_check": check,
+              "retrain": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]}
+    (folder / f"{name}-report.json").write_text(json.dumps(report, indent=1, default=float))
+    return out
+
+
+def supernet_check(checkpoint: str | Path, cfg: TrainConfig, *, allowed: Any = None, seed: int = 0,
+                   paths: int = 8) -> dict[str, Any]:
+    """:func:`normlab.nas.train.supernet_accuracy` of a trained checkpoint on its validation split:
+    is the supernet above chance (exact binomial test, alpha 0.01)?"""
+    from .train import load_split, load_supernet, read_checkpoint, supernet_accuracy
+
+    net = load_supernet(read_checkpoint(checkpoint))
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
+    return supernet_accuracy(net, split.val_x, split.val_y, paths=paths, seed=seed, batch_size=cfg.batch_size,
+                             allowed=allowed)
 
 
 def fmt_seconds(s: float) -> str:
