@@ -219,6 +219,17 @@ class Supernet(nn.Module):
             x = ops[i](x)
         return self.classifier(torch.flatten(self.pool(x), 1))
 
+    def op_norms(self, layer: int, op: int) -> list[nn.Module]:
+        """The norm(s) BN-NAS reads for op ``op`` of layer ``layer``: its last norm, none for the
+        identity (the one-shot study's protocol, shared with the NB201 supernet)."""
+        norm = self.choices[layer][op].last_norm
+        return [] if norm is None else [norm]
+
+    def angle_modules(self, path: Sequence[int]) -> list[tuple[str, nn.Module]]:
+        """(state-dict prefix, module) of a child model: the stem, the path's ops, the classifier."""
+        return ([("stem", self.stem)] + [(f"choices.{layer}.{i}", self.choices[layer][i]) for layer, i in enumerate(path)]
+                + [("classifier", self.classifier)])
+
     def path_ops(self, path: Sequence[int]) -> list[nn.Module]:
         return [ops[i] for ops, i in zip(self.choices, path)]
 

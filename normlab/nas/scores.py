@@ -40,13 +40,14 @@ __all__ = ["bn_table", "bn_indicator", "bn_scores", "rebn_accuracy", "angle_vect
 
 
 def bn_table(net: Supernet) -> np.ndarray:
-    """(layers, max ops) table of per-op scores mean|gamma| of the op's last norm; identity 0;
-    NaN where a layer has fewer ops."""
-    table = np.full((len(net.choices), max(net.num_ops)), np.nan)
-    for layer, ops in enumerate(net.choices):
-        for i, op in enumerate(ops):
-            norm = op.last_norm
-            table[layer, i] = 0.0 if norm is None else float(norm.weight.detach().abs().mean())
+    """(layers, max ops) table of per-op scores: the sum over the op's norms (one for an MBConv
+    op; one per cell for an NB201 edge-op, since all cells share the sampled cell) of mean|gamma|;
+    an op without a norm (identity, NB201's none/skip/pool) scores 0, as in BN-NAS's code; NaN
+    where a layer has fewer ops."""
+    table = np.full((len(net.num_ops), max(net.num_ops)), np.nan)
+    for layer, k in enumerate(net.num_ops):
+        for i in range(k):
+            table[layer, i] = sum(float(m.weight.detach().abs().mean()) for m in net.op_norms(layer, i))
     return table
 
 
@@ -98,11 +99,10 @@ def recalibrate(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> nn.M
 
 def angle_vector_names(net: Supernet, path: Sequence[int]) -> list[str]:
     """State-dict names whose concatenation is V(W) for ``path``: conv and linear parameters of
-    the stem, of the ops on the path and of the classifier; never a norm's."""
+    what the child model computes with (``net.angle_modules``: the stem, the ops on the path, for
+    NB201 also the reduction blocks, and the classifier); never a norm's."""
     names = []
-    wanted = [("stem", net.stem)] + [(f"choices.{layer}.{i}", net.choices[layer][i]) for layer, i in enumerate(path)]
-    wanted.append(("classifier", net.classifier))
-    for prefix, mod in wanted:
+    for prefix, mod in net.angle_modules(path):
         for sub_name, m in mod.named_modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 for p_name, _ in m.named_parameters(recurse=False):

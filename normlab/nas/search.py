@@ -22,7 +22,7 @@ import torch
 from .report import correlation_verdict
 from .scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
 from .space import PathSpace
-from .supernet import NasError, SpaceConfig, Supernet
+from .supernet import NasError, SpaceConfig, Supernet, build_supernet
 from .train import (TrainConfig, checkpoint_lock, load_split, load_supernet, read_checkpoint,
                     train_standalone, train_supernet)
 
@@ -87,7 +87,7 @@ class SupernetScorer:
             score = angle(state["init"], state["model"], net, path)
         else:
             cfg = TrainConfig.from_dict(state["train"])
-            split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
+            split = cfg.split()
             score = rebn_accuracy(net, path, split.train_x[:self.calib], split.val_x, split.val_y)
         return {"score": score, "flops": float(net.flops(path)), "params": float(net.params(path))}
 
@@ -111,7 +111,7 @@ _SHAPES: dict[SpaceConfig, Supernet] = {}
 
 def _shape_net(space: SpaceConfig) -> Supernet:
     if space not in _SHAPES:
-        _SHAPES[space] = Supernet(space)
+        _SHAPES[space] = build_supernet(space)
     return _SHAPES[space]
 
 
@@ -213,7 +213,7 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
     b_state = train_supernet(space, bn, checkpoint=out / "bn.pt", snapshots=True)
     t_spos, t_bn = (sum(h["seconds"] for h in st["history"]) for st in (s_state, b_state))   # also when resumed
     s_net, b_net = load_supernet(s_state), load_supernet(b_state)
-    split = load_split(spos.dataset, spos.seed, spos.val_fraction, spos.train_limit, spos.val_limit)
+    split = spos.split()
     proxies: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
 
@@ -315,7 +315,7 @@ def _abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stag
     settings = {"first_epochs": first_epochs, "stage_epochs": stage_epochs, "drop": drop, "target": target,
                 "children": children, "max_stages": max_stages, "seed": seed}
     torch.manual_seed(cfg.seed)
-    net = Supernet(space)
+    net = build_supernet(space)
     allowed = [list(range(n)) for n in net.num_ops]
     total = first_epochs + stage_epochs * max_stages
     rng = random.Random(seed)

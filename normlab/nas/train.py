@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .supernet import NasError, SpaceConfig, Supernet, check_positive
+from .supernet import NasError, SpaceConfig, Supernet, build_supernet, check_positive, space_from_dict
 
 __all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
            "norm_modules", "is_norm", "load_supernet", "read_checkpoint", "write_checkpoint", "checkpoint_lock",
@@ -57,11 +57,12 @@ class DataSplit:
 
 
 def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_limit: int | None = None,
-               val_limit: int | None = None) -> DataSplit:
+               val_limit: int | None = None, image_size: int | None = None) -> DataSplit:
     """The dataset's training split shuffled with ``seed`` and cut into train / validation (the
     last ``val_fraction``); ``train_limit`` keeps the first samples of train only, ``val_limit``
-    the first of validation (ReBN evaluates every subnet on it). Cached."""
-    key = (dataset, seed, float(val_fraction), train_limit, val_limit)
+    the first of validation (ReBN evaluates every subnet on it); ``image_size`` resizes every
+    image (bilinear, antialiased) to that square size. Cached."""
+    key = (dataset, seed, float(val_fraction), train_limit, val_limit, image_size)
     if key in _SPLITS:
         return _SPLITS[key]
     from ..data import load_dataset
@@ -73,7 +74,10 @@ def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_lim
     def norm(x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(data.mean).view(1, -1, 1, 1)
         std = torch.tensor(data.std).view(1, -1, 1, 1)
-        return (x.float() / data.scale - mean) / std
+        x = (x.float() / data.scale - mean) / std
+        if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        return x
 
     n = len(data.train_y)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -84,7 +88,8 @@ def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_lim
     if val_limit is not None:
         va = va[:val_limit]
     split = DataSplit(norm(data.train_x[tr]), data.train_y[tr], norm(data.train_x[va]), data.train_y[va],
-                      norm(data.test_x), data.test_y, data.num_classes, data.in_channels, data.image_size[0])
+                      norm(data.test_x), data.test_y, data.num_classes, data.in_channels,
+                      image_size or data.image_size[0])
     _SPLITS[key] = split
     return split
 
@@ -105,6 +110,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     train_limit: int | None = None
     val_limit: int | None = None
+    image_size: int | None = None      # resize every image to this square size (None: as stored)
+    augment: bool = False              # random crop (4-pixel zero padding) + horizontal flip, per sample
 
     def __post_init__(self) -> None:
         if self.mode not in ("full", "bn"):
@@ -122,7 +129,32 @@ class TrainConfig:
         return cls(**known_settings(d, cls, "training", NasError))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for k in ("image_size", "augment"):          # added later: absent at their default, so older
+            if not out[k]:                            # checkpoints keep resuming
+                del out[k]
+        return out
+
+    def split(self) -> "DataSplit":
+        return load_split(self.dataset, self.seed, self.val_fraction, self.train_limit, self.val_limit,
+                          self.image_size)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop of each image from its ``pad``-pixel zero-padded copy, and a horizontal flip of
+    half of them (the CIFAR recipe NB201 trains with); offsets drawn from ``gen`` (deterministic)."""
+    n, _, h, w = x.shape
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))
+    iy = (torch.arange(h)[None, :] + dy[:, None]).to(dev)                  # (n, h)
+    ix = (torch.arange(w)[None, :] + dx[:, None])
+    ix = torch.where(flip[:, None], ix.flip(1), ix).to(dev)                # (n, w)
+    rows = torch.arange(n, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[rows, iy[:, :, None], ix[:, None, :]]   # (n, h, w, c)
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def is_norm(m: nn.Module) -> bool:
@@ -182,11 +214,13 @@ def supernet_accuracy(net: Supernet, x: torch.Tensor, y: torch.Tensor, *, paths:
 
 
 def trainable_parameters(net: Supernet, mode: str, bn_params: str = "last") -> list[nn.Parameter]:
-    """The parameters a mode trains: all of them, or the BN affine parameters (BN-NAS)."""
+    """The parameters a mode trains: all of them, or the BN affine parameters (BN-NAS). Works on
+    either supernet (MBConv or NB201) through ``net.op_norms(layer, op)``: ops without a norm
+    (identity, NB201's none/skip/pool) train nothing in BN mode."""
     if mode == "full":
         return list(net.parameters())
     if bn_params == "last":
-        mods = [op.last_norm for ops in net.choices for op in ops if op.last_norm is not None]
+        mods = [m for layer, k in enumerate(net.num_ops) for op in range(k) for m in net.op_norms(layer, op)]
     else:
         mods = norm_modules(net)
     return [p for m in mods for p in m.parameters(recurse=False)]
@@ -249,7 +283,7 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
                    allowed: Sequence[Sequence[int]] | None = None, epochs: int | None = None,
                    total_epochs: int | None = None, net: Supernet | None = None,
                    on_epoch: Callable[[int, dict], None] | None = None, snapshots: bool = False,
-                   resume: dict[str, Any] | None = None) -> dict[str, Any]:
+                   resume: dict[str, Any] | None = None, device: str | torch.device | None = None) -> dict[str, Any]:
     """Train a supernet by uniform single-path sampling; returns the checkpoint dict:
     ``model`` (state), ``init`` (W0, the state at initialisation, for the ABS angle), ``epoch``,
     ``history`` (per epoch loss/accuracy/seconds), ``space``/``train`` (configs), ``sampled``
@@ -260,18 +294,21 @@ def train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Pa
     have been written with the same configs). ``allowed`` restricts sampling per layer (ABS);
     ``resume`` continues from a checkpoint dict held in memory. ``epochs`` trains that many more epochs (default ``cfg.epochs`` in all); ``total_epochs`` is
     the length of the one cosine learning-rate schedule (ABS's stages share one schedule).
+    ``space`` is either supernet's settings (:class:`SpaceConfig`, the MBConv SPOS space, or
+    :class:`NB201SupernetConfig`, the NB201 cell); ``device`` (e.g. ``cuda``) runs the steps there,
+    while checkpoints stay on the CPU.
     """
     with checkpoint_lock(checkpoint):
         return _train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed, epochs=epochs,
                                total_epochs=total_epochs, net=net, on_epoch=on_epoch, snapshots=snapshots,
-                               resume=resume)
+                               resume=resume, device=device)
 
 
 def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | Path | None,
                     allowed: Sequence[Sequence[int]] | None, epochs: int | None, total_epochs: int | None,
                     net: Supernet | None, on_epoch: Callable[[int, dict], None] | None, snapshots: bool,
-                    resume: dict[str, Any] | None) -> dict[str, Any]:
-    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
+                    resume: dict[str, Any] | None, device: str | torch.device | None = None) -> dict[str, Any]:
+    split = cfg.split()
     if split.in_channels != space.in_channels or split.num_classes != space.num_classes:
         raise NasError(f"the space expects {space.in_channels} input channels and {space.num_classes} "
                        f"classes, but {cfg.dataset} has {split.in_channels} and {split.num_classes}")
@@ -283,13 +320,15 @@ def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | P
             raise NasError(f"checkpoint {path} was written for other settings: remove it or use another path")
     if net is None:
         torch.manual_seed(cfg.seed)
-        net = Supernet(space)
+        net = build_supernet(space)
     if state is None:
         state = {"space": space.to_dict(), "train": cfg.to_dict(), "epoch": 0, "history": [],
-                 "init": {k: v.clone() for k, v in net.state_dict().items()},
+                 "init": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                  "sampled": [[0] * n for n in net.num_ops], "snapshots": [], "optimizer": None}
     else:
         net.load_state_dict(state["model"])
+    dev = torch.device(device) if device is not None else next(net.parameters()).device
+    net.to(dev)
     allowed = [list(a) for a in (allowed or [range(n) for n in net.num_ops])]
     stop = state["epoch"] + epochs if epochs is not None else cfg.epochs
     total = total_epochs or max(stop, cfg.epochs)
@@ -306,10 +345,12 @@ def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | P
     n = len(split.train_y)
     steps_per_epoch = max(1, n // cfg.batch_size)
     total_steps = total * steps_per_epoch
+    train_x, train_y = split.train_x.to(dev), split.train_y.to(dev)
     while state["epoch"] < stop:
         epoch = state["epoch"]
         rng = epoch_rng(cfg.seed, epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        aug = torch.Generator().manual_seed(cfg.seed * 100019 + epoch + 7) if cfg.augment else None
         net.train()
         t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
         for step in range(steps_per_epoch):
@@ -320,13 +361,16 @@ def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | P
             choice = [a[rng.randrange(len(a))] for a in allowed]
             for layer, i in enumerate(choice):
                 state["sampled"][layer][i] += 1
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x, y = split.train_x[idx], split.train_y[idx]
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(dev)
+            x, y = train_x[idx], train_y[idx]
+            if aug is not None:
+                x = augment_batch(x, aug)
             opt.zero_grad(set_to_none=True)
             out = net(x, choice)
             loss = F.cross_entropy(out, y)
-            loss.backward()
-            opt.step()
+            if loss.requires_grad:                  # BN mode: a path of parameter-free ops trains nothing
+                loss.backward()
+                opt.step()
             loss_sum += float(loss.detach()) * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
@@ -334,8 +378,8 @@ def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | P
         row = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                "seconds": time.time() - t0, "lr": lr}
         state["history"].append(row)
-        state["model"] = {k: v.clone() for k, v in net.state_dict().items()}
-        state["optimizer"] = opt.state_dict()
+        state["model"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        state["optimizer"] = _cpu(opt.state_dict())
         if snapshots:
             state["snapshots"].append(state["model"])
         if path is not None:
@@ -344,8 +388,19 @@ def _train_supernet(space: SpaceConfig, cfg: TrainConfig, *, checkpoint: str | P
             on_epoch(epoch + 1, row)
     for p in net.parameters():
         p.requires_grad_(True)
-    state.setdefault("model", {k: v.clone() for k, v in net.state_dict().items()})
+    state.setdefault("model", {k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
     return state
+
+
+def _cpu(obj: Any) -> Any:
+    """Every tensor in a nested dict/list moved to the CPU (checkpoints are device-free)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
 
 
 # -- checkpoints: tensors and plain data only ---------------------------------------------------
@@ -411,8 +466,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_supernet(state: Mapping[str, Any], which: str = "model") -> Supernet:
-    """The supernet of a checkpoint dict, with its trained (``model``) or initial (``init``) state."""
-    net = Supernet(SpaceConfig.from_dict(state["space"]))
+    """The supernet of a checkpoint dict (either space), with its trained (``model``) or initial
+    (``init``) state."""
+    net = build_supernet(space_from_dict(state["space"]))
     net.load_state_dict(state[which])
     return net
 
