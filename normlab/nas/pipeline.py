@@ -110,8 +110,17 @@ class ChainConfig:
     shrink: ShrinkSettings | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    # keep the first op of every layer that changes shape (stride 2 or new width: no identity, no
+    # residual) in the supernet and the search: a BN-only supernet cannot learn through a layer
+    # whose every op is a different frozen random map (docs/nas.md, "Why a BN-only supernet stays
+    # at chance")
+    fix_reductions: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fix_reductions, bool):
+            raise NasError(f"fix_reductions={self.fix_reductions!r} is invalid: expected true or false")
+        if self.fix_reductions and self.shrink is not None:
+            raise NasError("fix_reductions and shrink were both set: use one (ABS shrinks the whole space)")
         if self.scorer not in SCORERS:
             raise NasError(f"scorer={self.scorer!r} is invalid: expected one of {', '.join(SCORERS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -285,7 +294,8 @@ def chain_plan(cfg: ChainConfig, space: SpaceConfig | None = None, *, measure: b
     r_steps = max(1, n_fit // r.batch_size)
     rows.append(("retrain", f"the top {r.top} paths from scratch, {r.epochs} epochs each",
                  r.top * r.epochs * r_steps * step * r.batch_size / cfg.supernet.batch_size))
-    return {"space_paths": space.num_paths(), "steps": rows, "seconds": sum(x[2] for x in rows),
+    paths = math.prod(len(a) for a in reduction_fixed(space)) if cfg.fix_reductions else space.num_paths()
+    return {"space_paths": paths, "steps": rows, "seconds": sum(x[2] for x in rows),
             "step_seconds": step}
 
 
@@ -303,7 +313,7 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
     space = space or resolve_space(cfg.space, cfg.dataset, cfg.norm)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    allowed = None
+    allowed = reduction_fixed(space) if cfg.fix_reductions else None
     shrink = None
     checkpoint: Path | None = None
 
@@ -351,6 +361,12 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
               "retrain": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]}
     (folder / f"{name}-report.json").write_text(json.dumps(report, indent=1, default=float))
     return out
+
+
+def reduction_fixed(space: SpaceConfig) -> list[list[int]]:
+    """Per layer the allowed ops: only the first where the layer changes shape, all elsewhere."""
+    return [[0] if (layer["cin"] != layer["cout"] or layer["stride"] != 1) else list(range(len(layer["ops"])))
+            for layer in space.layers()]
 
 
 def supernet_check(checkpoint: str | Path, cfg: TrainConfig, *, allowed: Any = None, seed: int = 0,
