@@ -278,8 +278,8 @@ def study(
     for step, what, secs in plan["steps"]:
         plan_table.add_row(step, what, fmt_seconds(secs))
     steps = plan["step_seconds"]
-    plan_table.add_row("total", f"(a training step here: {1e3 * steps['none cell']:.1f} ms for the all-none cell, "
-                                f"{1e3 * steps['all 3x3 cell']:.1f} ms for the all-3x3 cell)", fmt_seconds(plan["seconds"]))
+    plan_table.add_row("total", "(a training step here: " + ", ".join(f"{1e3 * t:.0f} ms {k}" for k, t in steps.items())
+                       + " cells)", fmt_seconds(plan["seconds"]))
     console.print(plan_table)
     if dry_run:
         return

@@ -232,34 +232,38 @@ def _step_seconds(cfg: StudyConfig, archs: Sequence[str], in_channels: int, clas
         torch.set_num_threads(previous)
 
 
+def _uniform_cell(op: str) -> str:
+    from ...models.nb201 import arch_string
+
+    return arch_string([op] * len(EDGES))
+
+
 def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info: Any = None) -> dict[str, Any]:
     """What the study runs and an estimate of its wall time on this machine.
 
-    A training step's time is measured on random inputs for the two extreme cells of the space
-    (all `none`: the fixed part of the network; all 3x3 convs) and interpolated linearly in each
-    cell's analytic FLOPs; times the steps every cell x seed takes, plus one evaluation pass,
-    divided over ``workers``; the supernets' steps are timed the same way (a path costs about
-    what its stand-alone cell costs)."""
+    A training step's time is measured on random inputs for the five uniform cells (every edge
+    `none`; every edge `skip_connect`; ... every edge `nor_conv_3x3`), and a cell's step is the
+    all-`none` step plus, per edge, a sixth of the extra time of the uniform cell of that edge's
+    op (the ops' costs add up edge by edge); times the steps every cell x seed takes, plus one
+    evaluation pass, divided over ``workers``. The supernets' steps cost about what the mean
+    cell costs (one path at a time)."""
+    from ...models.nb201 import OPS
     from ..pipeline import dataset_info
-    from .space import analytic_flops
 
     info = info or dataset_info(cfg.data_spec, missing_ok=True)
     cin, classes, size = info.in_channels, info.num_classes, info.image_size[0]
     n_train = info.n_train or 0
     cells, why = study_cells(cfg)
     steps = max(1, n_train // cfg.batch_size)
-    lo_arch, hi_arch = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", \
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-    flops = {a: analytic_flops(a, C=cfg.C, N=cfg.N, num_classes=classes, in_channels=cin, image_size=size)
-             for a in set(cells) | {lo_arch, hi_arch}}
     if measure:
-        t_lo, t_hi = _step_seconds(cfg, [lo_arch, hi_arch], cin, classes, size)
+        measured = dict(zip(OPS, _step_seconds(cfg, [_uniform_cell(op) for op in OPS], cin, classes, size)))
     else:
-        t_lo = t_hi = float("nan")
-    slope = (t_hi - t_lo) / max(1, flops[hi_arch] - flops[lo_arch])
+        measured = {op: float("nan") for op in OPS}
+    base = measured["none"]
+    extra = {op: (measured[op] - base) / len(EDGES) for op in OPS}
 
     def step_time(a: str) -> float:
-        return t_lo + slope * (flops[a] - flops[lo_arch])
+        return base + sum(extra[op] for op in parse_arch(a))
 
     eval_images = info.n_test or 0
     per_cell = {a: step_time(a) * (cfg.epochs * steps + eval_images / (3 * cfg.batch_size)) for a in cells}
@@ -278,7 +282,7 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
             ("scores", f"ReBN on {cfg.rebn_images:,} validation images per cell; angle, BN, #params, FLOPs, synflow",
              rebn + len(cells) * 0.05)]
     return {"cells": cells, "why": why, "steps": rows, "seconds": sum(r[2] for r in rows),
-            "step_seconds": {"none cell": t_lo, "all 3x3 cell": t_hi}, "per_cell_seconds": per_cell,
+            "step_seconds": {f"all {op}": t for op, t in measured.items()}, "per_cell_seconds": per_cell,
             "data": cfg.data_spec}
 
 
@@ -354,6 +358,20 @@ def _supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, store: Any,
 
     common = dict(dataset=cfg.data_spec, C=cfg.C, N=cfg.N, image_size=None, batch_size=cfg.batch_size,
                   seed=cfg.sample_seed, store=store, threads=cfg.threads, norm=cfg.norm)
+    import torch
+
+    previous = torch.get_num_threads()                 # oneshot sets cfg.threads: leave no trace
+    try:
+        return _score_supernets(cfg, cells, out, common, say)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: dict,
+                     say: Callable[[str], None]) -> tuple[dict, dict, dict]:
+    from ..train import TrainConfig, load_supernet, read_checkpoint, supernet_accuracy
+    from . import oneshot
+
     scores, seconds, checks = {}, {}, {}
     for label, mode, epochs, lr in (("spos", "full", cfg.spos_epochs, cfg.spos_lr), ("bn", "bn", cfg.bn_epochs, cfg.bn_lr)):
         say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}")
