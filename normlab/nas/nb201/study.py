@@ -590,6 +590,9 @@ def write_study_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
     fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         x = np.asarray(report["table_accuracy"] if key == "table" else report["proxies"][key], float)
+        zero = x < -1e100                     # synflow of a cell without a path: log(0), drawn at the left
+        if zero.any() and (~zero).any():
+            x = np.where(zero, x[~zero].min() - 0.05 * max(1e-9, np.ptp(x[~zero])), x)
         ax.scatter(x[~conn], truth[~conn], s=14, color="0.6", label="disconnected")
         ax.scatter(x[conn], truth[conn], s=16, alpha=0.8, label="connected")
         c = (report["table_transfer"] if key == "table" else
