@@ -75,6 +75,7 @@ class StudyConfig:
     spos_lr: float = 0.05
     bn_epochs: int = 6
     bn_lr: float = 0.1
+    bn_params: str = "last"              # BN-only supernet: each op's last norm (BN-NAS) | all
     rebn_images: int = 1_000             # validation images ReBN scores every cell on
     bootstrap: int = 1000
 
@@ -92,6 +93,8 @@ class StudyConfig:
         if self.cells + 2 * self.extremes < 4:
             raise NB201Error(f"cells={self.cells}, extremes={self.extremes}: expected at least 4 cells in all "
                              f"(a rank correlation needs them)")
+        if self.bn_params not in ("last", "all"):
+            raise NB201Error(f"bn_params={self.bn_params!r} is invalid: expected 'last' (BN-NAS) or 'all'")
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
             raise NB201Error(f"seeds={list(self.seeds)} is invalid: expected at least two different seeds "
                              f"(the noise ceiling compares the first two)")
@@ -375,8 +378,9 @@ def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: 
     scores, seconds, checks = {}, {}, {}
     for label, mode, epochs, lr in (("spos", "full", cfg.spos_epochs, cfg.spos_lr), ("bn", "bn", cfg.bn_epochs, cfg.bn_lr)):
         say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}")
+        extra = {"bn_params": cfg.bn_params} if mode == "bn" else {}
         ckpt = oneshot.train_supernet(mode=mode, epochs=epochs, lr=lr, checkpoint=out / f"{label}.pt",
-                                      **common)
+                                      **common, **extra)
         state = read_checkpoint(ckpt)
         split = TrainConfig.from_dict(state["train"]).split()
         checks[label] = supernet_accuracy(load_supernet(state), split.val_x, split.val_y, seed=cfg.sample_seed,
