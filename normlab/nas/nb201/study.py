@@ -453,14 +453,22 @@ def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0)
                      "below_ceiling_ci": [float(np.percentile(gap, 2.5)), float(np.percentile(gap, 97.5))]
                      if len(gap) else [float("nan")] * 2}
     decided = fam.decide() if len(fam) else []
+    supernet_of = {"bn_indicator": "bn", "rebn_acc": "spos", "abs_angle": "spos"}
+    checks = report.get("supernet_check", {})
     for key, row in rows.items():
         v = decided[row.pop("index")]
         row["verdict"] = v.word
+        chk = checks.get(supernet_of.get(key, ""), {})
+        row["supernet_at_chance"] = bool(chk) and not chk.get("above_chance", True)
         row["text"] = (f"{LABELS.get(key, key)}: tau {row['tau']:.2f} [{row['ci'][0]:.2f}, {row['ci'][1]:.2f}] on the "
                        f"connected cells ({'interval excludes 0' if row['excludes_0'] else 'interval contains 0'}); "
                        f"that it ranks them {v.text('in tau', predicate=True)}; "
                        f"{row['below_ceiling']:+.2f} below the noise ceiling "
                        f"[{row['below_ceiling_ci'][0]:+.2f}, {row['below_ceiling_ci'][1]:+.2f}]")
+        if row["supernet_at_chance"]:
+            row["text"] += (" -- BUT its supernet is within noise of chance, so this ranking did not come from "
+                            "training" + (": with its gammas near their initial 1 and the parameter-free ops scoring 0, "
+                                          "the indicator counts the cell's conv ops" if key == "bn_indicator" else ""))
     return {"proxies": rows, "family": fam.describe() if len(fam) else ""}
 
 
