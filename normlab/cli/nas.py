@@ -210,33 +210,69 @@ def shrink(
 @nas_app.command("correlate")
 def correlate(
     out_dir: str = typer.Option("runs/nas-correlate", help="folder for supernet checkpoints and report.json"),
-    dataset: str = typer.Option("mnist5k"), space: str = typer.Option("small"),
-    n: int = typer.Option(30, help="standalone architectures (the ground truth)"),
-    standalone_epochs: int = typer.Option(4), spos_epochs: int = typer.Option(10),
+    dataset: str = typer.Option("mnist5k"),
+    space: str = typer.Option("small", help="small | imagenet | a YAML file (MBConv), or nb201 (the NB201 cell supernet)"),
+    ground_truth: str = typer.Option("standalone", help="standalone (train the paths from scratch) | nb201 (the "
+                                                        "table's validation accuracy: --space nb201 only)"),
+    n: Optional[int] = typer.Option(None, help="architectures scored (default 30; nb201: 500 cells)"),
+    standalone_epochs: int = typer.Option(4),
+    spos_epochs: Optional[int] = typer.Option(None, help="SPOS supernet epochs (default 10; nb201: 200, NB201's recipe)"),
     bn_epochs: Optional[int] = typer.Option(None, help="BN-only supernet epochs (default a tenth of SPOS's, >= 1)"),
-    batch_size: int = typer.Option(64), lr: float = typer.Option(0.05), bn_lr: float = typer.Option(0.5),
+    batch_size: Optional[int] = typer.Option(None, help="default 64; nb201: 256"),
+    lr: Optional[float] = typer.Option(None, help="default 0.05; nb201: 0.1"), bn_lr: float = typer.Option(0.5),
     train_limit: Optional[int] = typer.Option(None),
-    val_limit: Optional[int] = typer.Option(None, help="validation samples (ReBN evaluates each subnet on them)"),
+    val_limit: Optional[int] = typer.Option(None, help="validation samples (ReBN evaluates each subnet on them; nb201 default 10,000)"),
     seed: int = typer.Option(0),
     repeats: int = typer.Option(2, help="train every ground-truth path with this many seeds (the noise ceiling)"),
+    table: Optional[str] = typer.Option(None, help="nb201: the NB201 table (a .pth/.npz, or 'standin': not evidence)"),
+    table_dataset: Optional[str] = typer.Option(None, help="nb201: the table's dataset to compare with (default "
+                                                           "cifar10-valid for cifar10, cifar100 for cifar100)"),
+    C: int = typer.Option(16, "--C", help="nb201: channels of the first stage"),
+    N: int = typer.Option(5, "--N", help="nb201: cells per stage"),
+    image_size: Optional[int] = typer.Option(None, help="nb201: resize the images (default as stored)"),
+    abs_drop: int = typer.Option(20, help="nb201: edge-ops ABS drops (of 30; 0: no ABS step)"),
+    bootstrap: int = typer.Option(1000, help="nb201: bootstrap resamples for the intervals and verdicts"),
+    abs_children: int = typer.Option(20, help="nb201: cells averaged per edge-op score"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="nb201: crop + flip (default on)"),
+    device: Optional[str] = typer.Option(None, help="nb201: torch device for training and ReBN (default cuda if present)"),
+    download: bool = typer.Option(False, "--download", help="download the dataset first (cifar10, cifar100)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="nb201: print the plan and its cost here and on a GPU, train nothing"),
     name: str = typer.Option("nas-correlate"), workers: int = typer.Option(1),
     backend: str = typer.Option("serial", help="serial | process | ray"),
     store: str = typer.Option(DEFAULT_STORE, help="SQLite results store"),
 ) -> None:
     """Rank correlation of each proxy (BN indicator, ReBN, angle, params, FLOPs, synflow) with
-    stand-alone accuracy on N sampled architectures, and the verdict on BN-NAS's claims."""
+    stand-alone accuracy on N sampled architectures, and the verdict on BN-NAS's claims. With
+    --space nb201 --ground-truth nb201: the NB201 supernets against the table (ABS's NB201 table)."""
+    if ground_truth not in ("standalone", "nb201"):
+        raise fail(f"--ground-truth {ground_truth} is invalid: expected standalone or nb201")
+    if (space == "nb201") != (ground_truth == "nb201"):
+        raise fail("--space nb201 goes with --ground-truth nb201 (the table is the ground truth of NB201 cells; "
+                   "stand-alone training is for the MBConv spaces)")
+    check_run(name=name, backend=backend, workers=workers)
+    if space == "nb201":
+        _correlate_nb201(out_dir=out_dir, dataset=dataset, n=n or 500, spos_epochs=spos_epochs, bn_epochs=bn_epochs,
+                         batch_size=batch_size, lr=lr, bn_lr=bn_lr, train_limit=train_limit, val_limit=val_limit,
+                         seed=seed, table=table, table_dataset=table_dataset, C=C, N=N, image_size=image_size, abs_drop=abs_drop,
+                         abs_children=abs_children, bootstrap=bootstrap, augment=augment, device=device, download=download,
+                         dry_run=dry_run, name=name, workers=workers, backend=backend, store=store)
+        return
+    if dry_run:
+        raise fail("--dry-run is for --space nb201 (the MBConv study's cost: 'normlab nas run --dry-run')")
     from ..nas.search import correlate as run
     from ..nas.train import TrainConfig
 
-    check_run(name=name, backend=backend, workers=workers)
+    n = 30 if n is None else n
+    spos_epochs = 10 if spos_epochs is None else spos_epochs
     if n < 3:
         raise fail(f"--n {n} is invalid: expected at least 3 architectures")
     if repeats < 1:
         raise fail(f"--repeats {repeats} is invalid: expected a positive integer")
     try:
-        common = dict(dataset=dataset, batch_size=batch_size, seed=seed, train_limit=train_limit, val_limit=val_limit)
-        sa = TrainConfig(epochs=standalone_epochs, lr=lr, **common)
-        spos = TrainConfig(epochs=spos_epochs, lr=lr, **common)
+        common = dict(dataset=dataset, batch_size=batch_size or 64, seed=seed, train_limit=train_limit,
+                      val_limit=val_limit)
+        sa = TrainConfig(epochs=standalone_epochs, lr=lr or 0.05, **common)
+        spos = TrainConfig(epochs=spos_epochs, lr=lr or 0.05, **common)
         bn = TrainConfig(epochs=bn_epochs or max(1, spos_epochs // 10), mode="bn", lr=bn_lr, **common)
         space_cfg = _space(space, dataset)
     except ValueError as exc:
@@ -259,6 +295,82 @@ def correlate(
     paths = write_correlation_report(report, out_dir)
     console.print(f"plots: {paths['scatter']}, {paths['early']}\nhtml: {paths['html']}\n"
                   f"markdown: {paths['markdown']}", highlight=False)
+
+
+def _correlate_nb201(*, out_dir, dataset, n, spos_epochs, bn_epochs, batch_size, lr, bn_lr, train_limit, val_limit,
+                     seed, table, table_dataset, C, N, image_size, abs_drop, abs_children, bootstrap, augment, device, download, dry_run,
+                     name, workers, backend, store) -> None:
+    """`nas correlate --space nb201 --ground-truth nb201`: the NB201 supernets against the table."""
+    from ..nas.nb201 import NB201Error, load_table
+    from ..nas.nb201.oneshot import OneShotConfig, correlate_oneshot, oneshot_plan
+    from ..nas.pipeline import dataset_info, fmt_seconds
+
+    kw = {k: v for k, v in dict(epochs=spos_epochs, bn_epochs=bn_epochs, batch_size=batch_size, lr=lr,
+                                limit=train_limit, augment=augment, image_size=image_size).items() if v is not None}
+    try:
+        cfg = OneShotConfig(dataset=dataset, table=table, table_dataset=table_dataset, C=C, N=N, n=n, bn_lr=bn_lr, seed=seed, abs_drop=abs_drop,
+                            abs_children=abs_children, bootstrap=bootstrap, val_limit=10_000 if val_limit is None else val_limit, **kw)
+        _ = cfg.truth_dataset                                            # cifar10 / cifar100 (one line if not)
+        info = dataset_info(dataset, download=download and not dry_run, missing_ok=dry_run)
+        if not dry_run:
+            load_table(table).check_dataset(cfg.truth_dataset)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    n_train = info.n_train or 50_000
+    n_val = max(1, int(round(n_train * cfg.val_fraction)))
+    plan = oneshot_plan(cfg, train_images=n_train - n_val, val_images=n_val, in_channels=info.in_channels,
+                        num_classes=info.num_classes, image_size=cfg.image_size or info.image_size[0])
+    t = Table(title=f"plan: NB201 one-shot on {dataset} (C={C}, N={N}), truth = the table's {cfg.truth_dataset} "
+                    f"validation accuracy")
+    for col in ("step", "what", f"here ({plan['threads']} thread(s))", "on a GPU (estimate)"):
+        t.add_column(col, justify="left" if col in ("step", "what") else "right")
+    for step, what, cpu, gpu in plan["steps"]:
+        t.add_row(step, what, fmt_seconds(cpu), fmt_seconds(gpu))
+    t.add_row("total", f"one training step here: {1000 * plan['step_seconds']:.0f} ms", fmt_seconds(plan["cpu_seconds"]),
+              fmt_seconds(plan["gpu_seconds"]))
+    console.print(t)
+    console.print(plan["assumptions"], highlight=False)
+    if dry_run:
+        return
+    import torch
+
+    dev = device or ("cuda" if torch.cuda.is_available() else None)
+    check_out_dir(out_dir, "--out-dir")
+    if dev is None:
+        _threads()
+    db = open_store(store, readonly=False)
+    executor = _executor(backend, workers)
+
+    def show(epoch: int, row: dict) -> None:
+        console.print(f"supernet epoch {epoch}: loss {row['loss']:.3f}, train acc {100 * row['train_acc']:.1f}% "
+                      f"({row['seconds']:.1f} s)", highlight=False)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    try:
+        with guarded("finished epochs and scored cells are kept; run the same command again to resume."), \
+                Progress(TextColumn("[bold]cells scored"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                         console=console, transient=True) as bar:
+            task = bar.add_task("cells", total=cfg.n)
+            report = correlate_oneshot(cfg, out_dir=out_dir, store=db, name=name, executor=executor, device=dev,
+                                       download=download, log=lambda m: console.print(m, highlight=False),
+                                       on_epoch=show, on_result=lambda _r: bar.update(task, advance=1))
+    except NB201Error as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    finally:
+        executor.close()
+        db.close()
+    print_nb201_report(report)
+    console.print(f"report: {report['files']['markdown']}, {report['files']['html']}", highlight=False)
+
+
+def print_nb201_report(report: dict) -> None:
+    from ..nas.nb201.oneshot import abs_table_md, connected_table_md
+
+    console.print(connected_table_md(report), highlight=False)
+    if "abs" in report:
+        console.print(abs_table_md(report["abs"]), highlight=False)
+    console.print(report["verdict"], highlight=False)
 
 
 def print_report(report: dict) -> None:

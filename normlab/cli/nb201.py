@@ -1,4 +1,4 @@
-"""`normlab nas nb201 show|convert|check-params|benchmark|correlate`: NAS-Bench-201 as a space,
+"""`normlab nas nb201 show|convert|check-params|benchmark|correlate|shrink`: NAS-Bench-201 as a space,
 its table as ground truth, strategies and data-free proxies judged on it."""
 
 from __future__ import annotations
@@ -241,6 +241,56 @@ def correlate(
     finally:
         executor.close()
         db.close()
+
+
+@nb201_app.command("shrink")
+def shrink(
+    checkpoint: str = typer.Argument(..., help="an NB201 SPOS supernet checkpoint (nas correlate --space nb201 "
+                                               "writes OUT_DIR/spos.pt)"),
+    table: Optional[str] = typer.Option(None, help=TABLE_HELP),
+    dataset: str = typer.Option("cifar10-valid", help="the table's dataset giving the ground truth"),
+    drop: int = typer.Option(20, help="edge-ops dropped (of 30; every edge keeps one)"),
+    children: int = typer.Option(20, help="random cells averaged per edge-op score"),
+    random_drops: int = typer.Option(20, help="random drops to compare with"),
+    val_limit: Optional[int] = typer.Option(10_000, help="validation images for ReBN"),
+    calib: int = typer.Option(2560, help="calibration images for ReBN"),
+    seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="torch device for ReBN (default cuda if present)"),
+    out: Optional[str] = typer.Option(None, "--out", help="JSON file for the result"),
+) -> None:
+    """ABS on NB201: drop edge-ops by angle (ABS), by ReBN accuracy and at random from a trained
+    supernet; every dropped pair with its ground-truth rank, and the best accuracy left (the shrunk
+    space searched exhaustively on the table)."""
+    import torch
+
+    from ..nas.nb201 import NB201Error
+    from ..nas.nb201.oneshot import abs_drop, abs_table_md
+
+    if not 0 <= drop <= 24:
+        raise fail(f"--drop {drop} is invalid: expected 0..24 (30 edge-ops, every edge keeps at least one)")
+    for flag, v in (("--children", children), ("--random-drops", random_drops), ("--calib", calib)):
+        if v < 1:
+            raise fail(f"{flag} {v} is invalid: expected a positive integer")
+    t = _table(table)
+    try:
+        t.check_dataset(dataset)
+    except NB201Error as exc:
+        raise fail(str(exc)) from None
+    if out is not None:
+        check_out_file(out, "--out")
+    dev = device or ("cuda" if torch.cuda.is_available() else None)
+    try:
+        res = abs_drop(checkpoint, t, dataset, drop=drop, children=children, seed=seed, random_drops=random_drops,
+                       val_limit=val_limit, calib=calib, device=dev)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    console.print(abs_table_md(res), highlight=False)
+    for k in ("angle", "rebn"):
+        pairs = ", ".join(f"{d['edge']} {d['op']} (#{d['truth_rank']})" for d in res[k]["dropped"])
+        console.print(f"dropped by {k}: {pairs}", highlight=False)
+    if out is not None:
+        Path(out).write_text(json.dumps(res, indent=1, default=float))
+        console.print(f"written to {out}", highlight=False)
 
 
 @nb201_app.command("study")

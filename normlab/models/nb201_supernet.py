@@ -172,7 +172,8 @@ class NB201Supernet(nn.Module):
 
     def angle_modules(self, path: Sequence[int]) -> list[tuple[str, nn.Module]]:
         """(state-dict prefix, module) of everything a child model of ``path`` computes with: the
-        stem, the chosen op on every edge of every cell, the reduction blocks, the classifier."""
+        stem, the chosen op on every edge of every cell, the reduction blocks, the classifier
+        (the ABS angle itself uses :meth:`angle_parts`, ABS's own construction for cells)."""
         out: list[tuple[str, nn.Module]] = [("stem", self.stem)]
         for i, cell in enumerate(self.cells):
             if isinstance(cell, NB201SearchCell):
@@ -181,6 +182,40 @@ class NB201Supernet(nn.Module):
                 out.append((f"cells.{i}", cell))
         out.append(("classifier", self.classifier))
         return out
+
+    def angle_parts(self, path: Sequence[int]) -> list[str | Tensor]:
+        """ABS's V(W) for an NB201 child (Hu et al. 2020, Algorithm 1, the block-like weight vector,
+        as its NB201 code builds it), as a list of state-dict names and fixed tensors: the stem
+        (conv and norm), the reduction blocks (every parameter) and the tail (last norm,
+        classifier); then, in every cell, for each of the four input-to-output paths (0->3,
+        0->2->3, 0->1->2->3, 0->1->3) the weights of its edges' ops in order: a conv's weight; an
+        avg_pool_3x3 a fixed (C, 3, 3) tensor of 1/9 (the same before and after training); a
+        skip_connect nothing; and a ``none`` on the path drops the whole path (it cuts it). A conv
+        on several paths appears once per path."""
+        path = self.check_path(path)
+        parts: list[str | Tensor] = [f"stem.{n}" for n, _ in self.stem.named_parameters()]
+        edge = {key: k for key, k in zip(_EDGE_KEYS, path)}
+        for i, cell in enumerate(self.cells):
+            if not isinstance(cell, NB201SearchCell):
+                parts.extend(f"cells.{i}.{n}" for n, _ in cell.named_parameters())
+                continue
+            for nodes in ((0, 3), (0, 2, 3), (0, 1, 2, 3), (0, 1, 3)):
+                block: list[str | Tensor] = []
+                for src, to in zip(nodes, nodes[1:]):
+                    key = f"{to}<-{src}"
+                    name = OPS[edge[key]]
+                    if name == "none":
+                        block = []
+                        break
+                    if name == "avg_pool_3x3":
+                        c = cell.edges[key][3][1].weight.shape[0]
+                        block.append(torch.full((c, 3, 3), 1.0 / 9.0))
+                    elif name in ("nor_conv_1x1", "nor_conv_3x3"):
+                        block.append(f"cells.{i}.edges.{key}.{edge[key]}.1.weight")
+                parts.extend(block)
+        parts += [f"lastact.{n}" for n, _ in self.lastact.named_parameters()]
+        parts += [f"classifier.{n}" for n, _ in self.classifier.named_parameters()]
+        return parts
 
     def names(self, path: Sequence[int]) -> list[str]:
         return [OPS[i] for i in path]

@@ -15,6 +15,7 @@ __all__ = ["correlation_table", "write_correlation_report", "correlation_verdict
 TAU_MARGIN = 0.1      # Kendall tau: rankings closer than this count as equally good
 
 LABELS = {"bn_indicator": "BN indicator", "rebn_acc": "ReBN accuracy", "abs_angle": "ABS angle",
+          "acc_no_rebn": "accuracy without ReBN",
           "params": "#params", "flops": "FLOPs", "synflow": "synflow (log)"}
 
 

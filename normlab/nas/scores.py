@@ -112,10 +112,17 @@ def angle_vector_names(net: Supernet, path: Sequence[int]) -> list[str]:
 
 def angle(init: dict[str, torch.Tensor], trained: dict[str, torch.Tensor], net: Supernet,
           path: Sequence[int]) -> float:
-    """ABS angle (radians) of a child model between two supernet states."""
-    names = angle_vector_names(net, path)
-    v0 = torch.cat([init[n].reshape(-1).double() for n in names])
-    vt = torch.cat([trained[n].reshape(-1).double() for n in names])
+    """ABS angle (radians) of a child model between two supernet states. A supernet with
+    ``angle_parts`` (NB201's cells) gives V(W) as state-dict names and fixed tensors (ABS's
+    block-like construction); otherwise V(W) is :func:`angle_vector_names`' weights."""
+    if hasattr(net, "angle_parts"):
+        parts = net.angle_parts(path)
+        v0 = torch.cat([(init[p] if isinstance(p, str) else p).reshape(-1).double() for p in parts])
+        vt = torch.cat([(trained[p] if isinstance(p, str) else p).reshape(-1).double() for p in parts])
+    else:
+        names = angle_vector_names(net, path)
+        v0 = torch.cat([init[n].reshape(-1).double() for n in names])
+        vt = torch.cat([trained[n].reshape(-1).double() for n in names])
     cos = float(torch.dot(v0, vt) / (v0.norm() * vt.norm()))
     return math.acos(max(-1.0, min(1.0, cos)))
 

@@ -23,10 +23,10 @@ from .report import correlation_verdict
 from .scores import angle, bn_scores, bn_table, rebn_accuracy, synflow
 from .space import PathSpace
 from .supernet import NasError, SpaceConfig, Supernet, build_supernet
-from .train import (TrainConfig, checkpoint_lock, load_split, load_supernet, read_checkpoint,
+from .train import (TrainConfig, checkpoint_lock, load_supernet, read_checkpoint,
                     train_standalone, train_supernet)
 
-__all__ = ["SCORERS", "SupernetScorer", "Standalone", "FlopsLimit", "search_paths", "correlate",
+__all__ = ["SCORERS", "SupernetScorer", "Standalone", "FlopsLimit", "search_paths", "correlate", "correlations",
            "abs_shrink", "op_angle_scores", "checkpoint_tag"]
 
 SCORERS = ("rebn", "bn", "angle")
@@ -59,7 +59,8 @@ def _load(checkpoint: str) -> tuple[Supernet, dict[str, Any], np.ndarray]:
         except (RuntimeError, KeyError, TypeError) as exc:
             raise NasError(f"{p} does not fit its own space settings ({str(exc).splitlines()[0][:120]}): "
                            f"train it again with 'normlab nas train'") from None
-        _CACHE.clear()
+        while len(_CACHE) >= 4:                        # a few supernets at once (NB201: SPOS and BN-only)
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = (net, state, bn_table(net))
     return _CACHE[key]
 
@@ -176,21 +177,50 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
     the first two trainings is reported as the *noise ceiling*: no proxy can be judged to rank
     better than the ground truth agrees with itself. The SPOS and BN-only supernets are trained
     with epoch checkpoints in ``out_dir`` (resumable) and per-epoch snapshots; then each proxy
-    scores the same paths, timed. Returns the report (also written to ``out_dir/report.json``)."""
+    scores the same paths, timed. Returns the report (also written to ``out_dir/report.json``).
+    (The NB201 cell supernet's study against the table: :mod:`normlab.nas.nb201.oneshot`.)"""
     import json
-    from dataclasses import replace
-
-    from scipy.stats import kendalltau
-
-    from ..search import random_search, rank_correlation
 
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise NasError(f"repeats={repeats!r} is invalid: expected a positive integer")
     say = log or (lambda *a: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    full = PathSpace.full(Supernet(space).num_ops)
     say(f"ground truth: {n} paths trained from scratch ({standalone.epochs} epochs each, {repeats} seed(s))")
+    paths, runs, ceiling = _standalone_truth(space, standalone, n=n, seed=seed, repeats=repeats, store=store,
+                                             name=name, executor=executor, progress=progress, bootstrap=bootstrap)
+    acc = np.nanmean(np.stack(runs), axis=0)
+    say(f"supernets: SPOS {spos.epochs} epochs, BN-only {bn.epochs} epochs")
+    s_state = train_supernet(space, spos, checkpoint=out / "spos.pt", snapshots=True)
+    b_state = train_supernet(space, bn, checkpoint=out / "bn.pt", snapshots=True)
+    t_spos, t_bn = (sum(h["seconds"] for h in st["history"]) for st in (s_state, b_state))   # also when resumed
+    s_net, b_net = load_supernet(s_state), load_supernet(b_state)
+    split = spos.split()
+    proxies, seconds = _proxy_scores(paths, space, s_state, s_net, b_net, split, calib)
+    early = _early_stage_taus(paths, acc, s_state, b_state, s_net, b_net, split, calib)
+    report = {"n": len(paths), "paths": [list(p) for p in paths], "standalone_acc": acc.tolist(),
+              "proxies": {k: v.tolist() for k, v in proxies.items()},
+              "correlation": correlations(proxies, acc, bootstrap=bootstrap, seed=seed),
+              "seconds_per_subnet": seconds, "bn_indicator_subnets_per_second": _bn_rate(bn_table(b_net), s_net.num_ops, seed),
+              "supernet_seconds": {"spos": t_spos, "bn": t_bn},
+              "supernet_epochs": {"spos": spos.epochs, "bn": bn.epochs}, "early_stage_tau": early,
+              "repeats": repeats, "standalone_runs": [r.tolist() for r in runs], "noise_ceiling": ceiling}
+    report["verdict_seed"] = seed
+    report["verdict"] = correlation_verdict(report, seed=seed)         # the shared rule (report.stats)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _standalone_truth(space: SpaceConfig, standalone: TrainConfig, *, n: int, seed: int, repeats: int, store: Any,
+                      name: str, executor: Any, progress: bool | None, bootstrap: int):
+    """The ground truth: ``n`` random paths trained from scratch (a stored random search), each
+    again with the next ``repeats - 1`` seeds; returns the paths, one accuracy array per seed and
+    the noise ceiling (the first two seeds' rank agreement), or None with one seed."""
+    from dataclasses import replace
+
+    from ..search import random_search, rank_correlation
+
+    full = PathSpace.full(Supernet(space).num_ops)
     truth = random_search(full, Standalone(space, standalone), budget=n, seed=seed, store=store,
                           name=f"{name}/standalone", executor=executor, progress=progress)
     ok = [e for e in truth.history if e.ok]
@@ -200,7 +230,6 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
         rows = retrain(space, paths, replace(standalone, seed=standalone.seed + r), store=store,
                        name=f"{name}/standalone-seed{standalone.seed + r}", executor=executor)
         runs.append(np.array([row.get("score", np.nan) if row["status"] == "ok" else np.nan for row in rows]))
-    acc = np.nanmean(np.stack(runs), axis=0)
     ceiling = None
     if repeats > 1:
         both = ~(np.isnan(runs[0]) | np.isnan(runs[1]))
@@ -208,12 +237,12 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
             ceiling = rank_correlation(runs[1][both], runs[0][both], bootstrap=bootstrap, seed=seed).to_dict()
         except ValueError as exc:                        # e.g. every path scored the same
             ceiling = {"error": str(exc)}
-    say(f"supernets: SPOS {spos.epochs} epochs, BN-only {bn.epochs} epochs")
-    s_state = train_supernet(space, spos, checkpoint=out / "spos.pt", snapshots=True)
-    b_state = train_supernet(space, bn, checkpoint=out / "bn.pt", snapshots=True)
-    t_spos, t_bn = (sum(h["seconds"] for h in st["history"]) for st in (s_state, b_state))   # also when resumed
-    s_net, b_net = load_supernet(s_state), load_supernet(b_state)
-    split = spos.split()
+    return paths, runs, ceiling
+
+
+def _proxy_scores(paths: Sequence[tuple[int, ...]], space: SpaceConfig, s_state: Mapping[str, Any], s_net: Supernet,
+                  b_net: Supernet, split: Any, calib: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Every proxy's score of every path, and the mean seconds each took per path."""
     proxies: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
 
@@ -231,40 +260,55 @@ def correlate(space: SpaceConfig, *, standalone: TrainConfig, spos: TrainConfig,
     init_net = load_supernet(s_state, "init")
     shape = (space.in_channels, space.image_size, space.image_size)
     timed("synflow", lambda p: math.log(max(synflow(init_net.subnet(p), shape), 1e-300)))
-    corr = {}
-    for label, vals in proxies.items():
-        try:
-            corr[label] = rank_correlation(vals, acc, bootstrap=bootstrap, seed=seed).to_dict()
-        except ValueError as exc:
-            corr[label] = {"error": str(exc)}
-    # the early-stage claim: tau of each one-shot scorer after every supernet epoch
-    early: dict[str, list[float]] = {"bn_indicator": [], "rebn_acc": [], "abs_angle": []}
+    return proxies, seconds
 
+
+def correlations(proxies: Mapping[str, Any], truth: Any, *, bootstrap: int, seed: int,
+                 keep: Any = None) -> dict[str, Any]:
+    """Kendall tau and Spearman rho (bootstrap intervals) of each proxy with the truth, over the
+    entries ``keep`` selects (all by default) where the proxy is finite; an error entry where
+    they cannot be computed (e.g. a constant proxy)."""
+    from ..search import rank_correlation
+
+    truth = np.asarray(truth, float)
+    keep = np.ones(len(truth), bool) if keep is None else np.asarray(keep, bool)
+    out: dict[str, Any] = {}
+    for label, vals in proxies.items():
+        vals = np.asarray(vals, float)
+        ok = keep & np.isfinite(vals)
+        try:
+            out[label] = rank_correlation(vals[ok], truth[ok], bootstrap=bootstrap, seed=seed).to_dict()
+        except ValueError as exc:
+            out[label] = {"error": str(exc)}
+    return out
+
+
+def _early_stage_taus(paths: Sequence[tuple[int, ...]], acc: np.ndarray, s_state: Mapping[str, Any],
+                      b_state: Mapping[str, Any], s_net: Supernet, b_net: Supernet, split: Any,
+                      calib: int) -> dict[str, list[float]]:
+    """The early-stage claim: tau of each one-shot scorer after every supernet epoch (snapshots);
+    leaves the two nets at their last snapshot."""
+    from scipy.stats import kendalltau
+
+    early: dict[str, list[float]] = {"bn_indicator": [], "rebn_acc": [], "abs_angle": []}
     for snap in b_state["snapshots"]:
         b_net.load_state_dict(snap)
-        t = bn_table(b_net)
-        early["bn_indicator"].append(float(kendalltau(bn_scores(t, paths), acc)[0]))
+        early["bn_indicator"].append(float(kendalltau(bn_scores(bn_table(b_net), paths), acc)[0]))
     for snap in s_state["snapshots"]:
         s_net.load_state_dict(snap)
         early["rebn_acc"].append(float(kendalltau([rebn_accuracy(s_net, p, split.train_x[:calib], split.val_x,
                                                                  split.val_y) for p in paths], acc)[0]))
         early["abs_angle"].append(float(kendalltau([angle(s_state["init"], snap, s_net, p) for p in paths], acc)[0]))
-    # scoring throughput of the BN indicator, vectorised over many random paths
+    return early
+
+
+def _bn_rate(table: np.ndarray, num_ops: Sequence[int], seed: int) -> float:
+    """Scoring throughput of the BN indicator, vectorised over 100,000 random paths (per second)."""
     rng = np.random.default_rng(seed)
-    many = np.stack([rng.integers(0, k, 100_000) for k in s_net.num_ops], axis=1)
+    many = np.stack([rng.integers(0, k, 100_000) for k in num_ops], axis=1)
     t = time.time()
     bn_scores(table, many)
-    bn_rate = len(many) / max(time.time() - t, 1e-9)
-    report = {"n": len(paths), "paths": [list(p) for p in paths], "standalone_acc": acc.tolist(),
-              "proxies": {k: v.tolist() for k, v in proxies.items()}, "correlation": corr,
-              "seconds_per_subnet": seconds, "bn_indicator_subnets_per_second": bn_rate,
-              "supernet_seconds": {"spos": t_spos, "bn": t_bn},
-              "supernet_epochs": {"spos": spos.epochs, "bn": bn.epochs}, "early_stage_tau": early,
-              "repeats": repeats, "standalone_runs": [r.tolist() for r in runs], "noise_ceiling": ceiling}
-    report["verdict_seed"] = seed
-    report["verdict"] = correlation_verdict(report, seed=seed)         # the shared rule (report.stats)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    return report
+    return len(many) / max(time.time() - t, 1e-9)
 
 
 # -- ABS ---------------------------------------------------------------------------------------
