@@ -11,7 +11,8 @@ The truth of a cell is its mean test accuracy over the seeds; the first two seed
 other are the **noise ceiling** (no proxy can be shown to rank better than the ground truth agrees
 with itself).
 
-Proxies: the two supernets (SPOS for ReBN and the angle, BN-only for the BN indicator) come from
+Proxies: the two supernets (SPOS for ReBN, the accuracy without ReBN and the angle, BN-only for
+the BN indicator) come from
 :mod:`normlab.nas.nb201.oneshot` (epoch checkpoints, resumable), each checked against chance
 (:func:`normlab.nas.train.supernet_accuracy`); #params and FLOPs are analytic, synflow is computed
 at initialisation (:mod:`normlab.nas.nb201.proxies`).
@@ -42,7 +43,7 @@ __all__ = ["StudyConfig", "load_study_config", "STUDY_PRESETS", "connected", "st
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STUDY_PRESETS = ("nas-nb201-fashion",)
-PROXY_ORDER = ("bn_indicator", "rebn_acc", "abs_angle", "params", "flops", "synflow")
+PROXY_ORDER = ("bn_indicator", "rebn_acc", "acc_no_rebn", "abs_angle", "params", "flops", "synflow")
 
 
 @dataclass(frozen=True)
@@ -387,7 +388,8 @@ def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: 
                                           batch_size=cfg.batch_size)
         checks[label]["train_seconds"] = float(sum(h["seconds"] for h in state["history"]))
         say(f"  {label} supernet, validation accuracy of {checks[label]['paths']} random paths: {checks[label]['text']}")
-        scorers = (("rebn_acc", "rebn"), ("abs_angle", "angle")) if mode == "full" else (("bn_indicator", "bn"),)
+        scorers = ((("rebn_acc", "rebn"), ("acc_no_rebn", "acc"), ("abs_angle", "angle")) if mode == "full"
+                   else (("bn_indicator", "bn"),))
         for key, scorer in scorers:
             t = time.perf_counter()
             scores[key] = oneshot.score_cells(ckpt, cells, scorer, limit=cfg.rebn_images, seed=cfg.sample_seed)
@@ -453,7 +455,7 @@ def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0)
                      "below_ceiling_ci": [float(np.percentile(gap, 2.5)), float(np.percentile(gap, 97.5))]
                      if len(gap) else [float("nan")] * 2}
     decided = fam.decide() if len(fam) else []
-    supernet_of = {"bn_indicator": "bn", "rebn_acc": "spos", "abs_angle": "spos"}
+    supernet_of = {"bn_indicator": "bn", "rebn_acc": "spos", "acc_no_rebn": "spos", "abs_angle": "spos"}
     checks = report.get("supernet_check", {})
     for key, row in rows.items():
         v = decided[row.pop("index")]
