@@ -299,6 +299,7 @@ def study(
     preset: Optional[str] = typer.Option(None, help="nas-nb201-fashion (the default unless CONFIG is given)"),
     table: Optional[str] = typer.Option(None, help="override the config's table: " + TABLE_HELP),
     cells: Optional[int] = typer.Option(None, help="override: cells drawn uniformly"),
+    extremes: Optional[int] = typer.Option(None, help="override: best and worst cells by the table (each)"),
     epochs: Optional[int] = typer.Option(None, help="override: stand-alone epochs per cell"),
     out_dir: str = typer.Option("runs/nb201-study", help="report.json, report.md/html, plots, supernet checkpoints"),
     name: str = typer.Option("nas-nb201-study", help="the stored experiments' name prefix"),
@@ -316,7 +317,7 @@ def study(
     from ..runtime import make_executor
 
     try:
-        cfg = load_study_config(config, preset=preset, table=table, cells=cells, epochs=epochs)
+        cfg = load_study_config(config, preset=preset, table=table, cells=cells, extremes=extremes, epochs=epochs)
         plan = study_plan(cfg, workers=workers if backend != "serial" else 1)
     except (NB201Error, ValueError) as exc:
         raise fail(str(exc).splitlines()[0]) from None
