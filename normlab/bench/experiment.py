@@ -384,6 +384,8 @@ def _is_bench_preset(path: Path) -> bool:
 def _owner(name: str) -> str:
     """The command a preset of another command belongs to (by its file name's prefix)."""
     command, _, short = name.partition("-")
+    if name.startswith("nas-nb201"):
+        return f"'normlab nas nb201 study --preset {name}'"
     if command in ("evolve", "nas") and short:
         return f"'normlab {command} run --preset {short}'"
     if command == "nago":

@@ -560,3 +560,7 @@ def run_chain(
         db.close()
     _retrain_table(out["retrain"], f"{name}: the top {len(out['retrain'])} paths by {cfg.scorer}, retrained from "
                                    f"scratch ({cfg.retrain.epochs} epochs)")
+    check = out["supernet_check"]
+    console.print(f"supernet ({check['paths']} random paths on the validation split): {check['text']}"
+                  + ("" if check["above_chance"] else f": the {cfg.scorer} scores that chose these paths carry no "
+                     f"signal, so this is a random choice"), highlight=False)

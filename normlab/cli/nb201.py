@@ -288,3 +288,65 @@ def shrink(
     if out is not None:
         Path(out).write_text(json.dumps(res, indent=1, default=float))
         console.print(f"written to {out}", highlight=False)
+
+
+@nb201_app.command("study")
+def study(
+    config: Optional[str] = typer.Argument(None, help="YAML study config (see normlab/configs/nas-nb201-fashion.yaml)"),
+    preset: Optional[str] = typer.Option(None, help="nas-nb201-fashion (the default unless CONFIG is given)"),
+    table: Optional[str] = typer.Option(None, help="override the config's table: " + TABLE_HELP),
+    cells: Optional[int] = typer.Option(None, help="override: cells drawn uniformly"),
+    extremes: Optional[int] = typer.Option(None, help="override: best and worst cells by the table (each)"),
+    epochs: Optional[int] = typer.Option(None, help="override: stand-alone epochs per cell"),
+    out_dir: str = typer.Option("runs/nb201-study", help="report.json, report.md/html, plots, supernet checkpoints"),
+    name: str = typer.Option("nas-nb201-study", help="the stored experiments' name prefix"),
+    workers: int = typer.Option(2), backend: str = typer.Option("process", help="serial | process | ray"),
+    store: str = typer.Option(DEFAULT_STORE, help="SQLite results store (a rerun trains only what is missing)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated time, train nothing"),
+) -> None:
+    """The CPU study (issue 24): NB201 cells trained stand-alone with two seeds (the noise
+    ceiling first), against the BN indicator, ReBN, the ABS angle, #params, FLOPs and synflow;
+    tau/rho over all cells and over connected cells, plots and a verdict per proxy. Resumable."""
+    from ..nas.nb201 import NB201Error
+    from ..nas.nb201.study import load_study_config, run_study, study_plan, study_table, study_summary
+    from ..nas.pipeline import fmt_seconds
+    from ..report import rich_table
+    from ..runtime import make_executor
+
+    try:
+        cfg = load_study_config(config, preset=preset, table=table, cells=cells, extremes=extremes, epochs=epochs)
+        plan = study_plan(cfg, workers=workers if backend != "serial" else 1)
+    except (NB201Error, ValueError) as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    from rich.table import Table
+
+    plan_table = Table(title=f"plan: {config or 'preset ' + (preset or 'nas-nb201-fashion')}, data {plan['data']}")
+    for col in ("step", "what", "estimate"):
+        plan_table.add_column(col, justify="right" if col == "estimate" else "left")
+    for step, what, secs in plan["steps"]:
+        plan_table.add_row(step, what, fmt_seconds(secs))
+    steps = plan["step_seconds"]
+    plan_table.add_row("total", "(a training step here: " + ", ".join(f"{1e3 * t:.0f} ms {k}" for k, t in steps.items())
+                       + " cells)", fmt_seconds(plan["seconds"]))
+    console.print(plan_table)
+    if dry_run:
+        return
+    check_out_dir(out_dir, "--out-dir")
+    try:
+        executor = make_executor(backend, workers)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    db = open_store(store, readonly=False)
+    try:
+        with guarded(f"finished trainings are kept in {store}; run the same command to resume."):
+            report = run_study(cfg, out_dir=out_dir, store=db, name=name, executor=executor,
+                               log=lambda m: console.print(m, highlight=False))
+    except (NB201Error, ValueError) as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    finally:
+        executor.close()
+        db.close()
+    console.print(rich_table(study_table(report)))
+    console.print(study_summary(report), highlight=False)
+    console.print(f"took {fmt_seconds(report['seconds']['total'])} (estimate {fmt_seconds(plan['seconds'])}); "
+                  f"html {report['files']['html']}", highlight=False)

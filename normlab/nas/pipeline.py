@@ -114,8 +114,17 @@ class ChainConfig(Settings):
     shrink: ShrinkSettings | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    # keep the first op of every layer that changes shape (stride 2 or new width: no identity, no
+    # residual) in the supernet and the search: a BN-only supernet cannot learn through a layer
+    # whose every op is a different frozen random map (docs/nas.md, "Why a BN-only supernet stays
+    # at chance")
+    fix_reductions: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fix_reductions, bool):
+            raise NasError(f"fix_reductions={self.fix_reductions!r} is invalid: expected true or false")
+        if self.fix_reductions and self.shrink is not None:
+            raise NasError("fix_reductions and shrink were both set: use one (ABS shrinks the whole space)")
         if self.scorer not in SCORERS:
             raise NasError(f"scorer={self.scorer!r} is invalid: expected one of {', '.join(SCORERS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -289,7 +298,8 @@ def chain_plan(cfg: ChainConfig, space: SpaceConfig | None = None, *, measure: b
     r_steps = max(1, n_fit // r.batch_size)
     rows.append(("retrain", f"the top {r.top} paths from scratch, {r.epochs} epochs each",
                  r.top * r.epochs * r_steps * step * r.batch_size / cfg.supernet.batch_size))
-    return {"space_paths": space.num_paths(), "steps": rows, "seconds": sum(x[2] for x in rows),
+    paths = math.prod(len(a) for a in reduction_fixed(space)) if cfg.fix_reductions else space.num_paths()
+    return {"space_paths": paths, "steps": rows, "seconds": sum(x[2] for x in rows),
             "step_seconds": step}
 
 
@@ -307,7 +317,7 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
     space = space or resolve_space(cfg.space, cfg.dataset, cfg.norm)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    allowed = None
+    allowed = reduction_fixed(space) if cfg.fix_reductions else None
     shrink = None
     checkpoint: Path | None = None
 
@@ -334,6 +344,11 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
         say(f"{'BN-only' if kind == 'bn' else 'SPOS'} supernet, {cfg.supernet.epochs} epochs -> {checkpoint}")
         train_supernet(space, cfg.supernet, checkpoint=checkpoint, allowed=allowed, on_epoch=epoch_line("supernet"))
     assert checkpoint is not None
+    check = supernet_check(checkpoint, cfg.supernet, allowed=allowed, seed=cfg.seed)
+    say(f"supernet check: {check['paths']} random paths, validation accuracy {check['text']}")
+    if not check["above_chance"]:
+        say(f"WARNING: the supernet is within noise of chance, so its {cfg.scorer} scores carry no signal about "
+            f"the paths: the search below ranks noise (train longer, or see docs/nas.md, 'BN-only supernet')")
     say(f"search: {cfg.search.budget} paths scored by {cfg.scorer}")
     s = cfg.search
     result = search_paths(checkpoint, scorer=cfg.scorer, budget=s.budget, population=s.population,
@@ -344,8 +359,30 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path, store: Any = None, name:
     say(f"retrain: the top {cfg.retrain.top} paths, {cfg.retrain.epochs} epochs each")
     rows = retrain(space, top_paths(result, cfg.retrain.top), cfg.standalone(), store=store,
                    name=f"{name}/retrain", executor=executor)
-    return {"space": space, "shrink": None if shrink is None else {k: shrink[k] for k in ("allowed", "stages", "size")},
-            "checkpoint": str(checkpoint), "search": result, "retrain": rows}
+    out = {"space": space, "shrink": None if shrink is None else {k: shrink[k] for k in ("allowed", "stages", "size")},
+           "checkpoint": str(checkpoint), "supernet_check": check, "search": result, "retrain": rows}
+    report = {"name": name, "config": cfg.to_dict(), "checkpoint": str(checkpoint), "supernet_check": check,
+              "retrain": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]}
+    (folder / f"{name}-report.json").write_text(json.dumps(report, indent=1, default=float))
+    return out
+
+
+def reduction_fixed(space: SpaceConfig) -> list[list[int]]:
+    """Per layer the allowed ops: only the first where the layer changes shape, all elsewhere."""
+    return [[0] if (layer["cin"] != layer["cout"] or layer["stride"] != 1) else list(range(len(layer["ops"])))
+            for layer in space.layers()]
+
+
+def supernet_check(checkpoint: str | Path, cfg: TrainConfig, *, allowed: Any = None, seed: int = 0,
+                   paths: int = 8) -> dict[str, Any]:
+    """:func:`normlab.nas.train.supernet_accuracy` of a trained checkpoint on its validation split:
+    is the supernet above chance (exact binomial test, alpha 0.01)?"""
+    from .train import load_split, load_supernet, read_checkpoint, supernet_accuracy
+
+    net = load_supernet(read_checkpoint(checkpoint))
+    split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
+    return supernet_accuracy(net, split.val_x, split.val_y, paths=paths, seed=seed, batch_size=cfg.batch_size,
+                             allowed=allowed)
 
 
 def fmt_seconds(s: float) -> str:

@@ -36,7 +36,7 @@ from .supernet import NasError, SpaceConfig, Supernet, build_supernet, check_pos
 
 __all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
            "norm_modules", "is_norm", "load_supernet", "read_checkpoint", "write_checkpoint", "checkpoint_lock",
-           "train_standalone"]
+           "train_standalone", "supernet_accuracy"]
 
 _SPLITS: dict[tuple, "DataSplit"] = {}
 
@@ -176,6 +176,41 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     for s in range(0, len(y), batch_size):
         correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
     return correct / max(1, len(y))
+
+
+@torch.no_grad()
+def supernet_accuracy(net: Supernet, x: torch.Tensor, y: torch.Tensor, *, paths: int = 8, seed: int = 0,
+                      batch_size: int = 64, allowed: Sequence[Sequence[int]] | None = None,
+                      alpha: float = 0.01) -> dict[str, Any]:
+    """Has the supernet learnt anything? Mean accuracy on ``x``, ``y`` (the validation split) of
+    ``paths`` paths drawn uniformly (from ``allowed``) with a generator seeded by ``seed``, each
+    op's norms normalising with the statistics of each batch of ``batch_size``, as in training
+    (a shared op's running statistics mix every path's; the buffers are restored afterwards),
+    and the exact binomial test of that accuracy against 1/classes on ``len(y)`` images
+    (:func:`normlab.report.stats.chance_test`; conservative: averaging over paths only lowers
+    the variance). A supernet within noise of chance has norm affines that carry no signal."""
+    from ..report.stats import chance_test
+
+    rng = random.Random(f"check:{seed}")
+    allowed = [list(a) for a in (allowed or [range(n) for n in net.num_ops])]
+    saved = {k: v.clone() for k, v in net.named_buffers()}
+    was = net.training
+    net.train()
+    accs = []
+    try:
+        for _ in range(paths):
+            path = [a[rng.randrange(len(a))] for a in allowed]
+            correct = 0
+            for s in range(0, len(y), batch_size):
+                correct += int((net(x[s:s + batch_size], path).argmax(1) == y[s:s + batch_size]).sum())
+            accs.append(correct / max(1, len(y)))
+    finally:
+        net.load_state_dict(saved, strict=False)
+        net.train(was)
+    acc = sum(accs) / len(accs)
+    out = chance_test(acc, len(y), int(net.classifier.out_features), alpha=alpha)
+    out.update(paths=paths, path_accuracies=accs)
+    return out
 
 
 def trainable_parameters(net: Supernet, mode: str, bn_params: str = "last") -> list[nn.Parameter]:

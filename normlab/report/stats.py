@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["Stat", "describe", "Comparison", "Verdict", "Family", "paired", "unpaired", "estimate",
            "p_values", "holm", "power", "seeds_needed", "ALPHA", "MARGIN", "POWER", "HOLDS", "DOES_NOT_HOLD",
-           "INCONCLUSIVE"]
+           "INCONCLUSIVE", "chance_test"]
 
 
 def _t975(df: int) -> float:
@@ -61,6 +61,31 @@ class Stat:
 
 def describe(values: Iterable[float]) -> Stat:
     return Stat(tuple(float(v) for v in values))
+
+
+def chance_test(accuracy: float, n: int, classes: int, *, alpha: float = 0.01) -> dict[str, Any]:
+    """Is a classifier's ``accuracy`` on ``n`` test images above guessing among ``classes``?
+
+    One-sided exact binomial test of ``round(accuracy * n)`` correct answers against p = 1/classes;
+    ``band`` is the accuracy a guesser reaches with probability 1 - ``alpha`` at most (the
+    binomial's 1 - alpha quantile over n). ``above_chance`` when p < alpha. Returns the numbers and
+    a sentence for people (``text``)."""
+    from scipy.stats import binom, binomtest
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is invalid: expected a positive number of test images")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"classes={classes!r} is invalid: expected an integer >= 2")
+    chance = 1.0 / classes
+    k = int(round(float(accuracy) * n))
+    p = float(binomtest(k, n, chance, alternative="greater").pvalue)
+    band = float(binom.ppf(1 - alpha, n, chance)) / n
+    above = p < alpha
+    text = (f"{100 * accuracy:.1f}% on {n:,} images vs chance {100 * chance:.1f}% (a guesser stays below "
+            f"{100 * band:.1f}% with probability {1 - alpha:.0%}; binomial p = {p:.2g}): "
+            + ("above chance" if above else "WITHIN NOISE OF CHANCE"))
+    return {"accuracy": float(accuracy), "n": n, "classes": classes, "chance": chance, "p_value": p,
+            "band": band, "alpha": alpha, "above_chance": above, "text": text}
 
 
 # -- verdicts: one family per report, difference and equivalence, seeds needed -----------------

@@ -1,0 +1,644 @@
+"""The CPU study on NAS-Bench-201 (``normlab nas nb201 study --preset nas-nb201-fashion``): do the
+one-shot scorers (BN indicator, ReBN accuracy, ABS angle) and the data-free proxies (#params,
+FLOPs, synflow) rank NB201 cells the way the cells rank when trained stand-alone, on data small
+enough for two CPU cores, where the cells really differ?
+
+Ground truth: ``cells`` cells drawn uniformly from the 15,625, plus the ``extremes`` best and worst
+by the table (``table_dataset``), each trained from scratch with every seed of ``seeds`` through
+:func:`normlab.train.fit` (the shared trial function :func:`normlab.train.trial.run_trial`), as
+stored trials of normlab's runtime: a rerun, or a run after a kill, trains only what is missing.
+The truth of a cell is its mean test accuracy over the seeds; the first two seeds against each
+other are the **noise ceiling** (no proxy can be shown to rank better than the ground truth agrees
+with itself).
+
+Proxies: the two supernets (SPOS for ReBN, the accuracy without ReBN and the angle, BN-only for
+the BN indicator) come from
+:mod:`normlab.nas.nb201.oneshot` (epoch checkpoints, resumable), each checked against chance
+(:func:`normlab.nas.train.supernet_accuracy`); #params and FLOPs are analytic, synflow is computed
+at initialisation (:mod:`normlab.nas.nb201.proxies`).
+
+Every Kendall tau / Spearman rho is reported twice: over all cells, and over the *connected*
+cells only (a cell whose `none` ops cut every path from its input to its output outputs zeros and
+sits at chance; any proxy that spots those looks good on all cells). The proxies are judged on the
+connected cells: does the 95% interval exclude 0 (one family, Holm-adjusted, under
+:mod:`normlab.report.stats`), and how far below the ceiling is it (paired bootstrap over cells).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ...models.nb201 import EDGES, NB201Error, parse_arch
+
+__all__ = ["StudyConfig", "load_study_config", "STUDY_PRESETS", "connected", "study_cells", "study_plan",
+           "run_study", "ground_truth_trials", "PROXY_ORDER"]
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+STUDY_PRESETS = ("nas-nb201-fashion",)
+PROXY_ORDER = ("bn_indicator", "rebn_acc", "acc_no_rebn", "abs_angle", "params", "flops", "synflow")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What the study trains and scores. ``dataset`` is any normlab dataset; ``image_size``,
+    ``train_images`` and ``test_images`` reduce it (the ``size``/``train``/``test`` spec
+    parameters): the stand-alone cells train on the ``train_images`` and are tested on the
+    ``test_images``; the supernets split the same ``train_images`` into train and validation."""
+
+    dataset: str = "fashion-mnist"
+    image_size: int | None = 16
+    train_images: int | None = 10_000
+    test_images: int | None = 2_000
+    C: int = 8
+    N: int = 1
+    norm: str = "bn"
+    cells: int = 40                      # drawn uniformly
+    extremes: int = 4                    # plus this many best and this many worst by the table
+    table: str = "standin"               # the NB201 table (a path) or "standin" (synthetic, not evidence)
+    table_dataset: str = "cifar10-valid"
+    sample_seed: int = 0
+    seeds: tuple[int, ...] = (1, 2)
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    threads: int = 1                     # torch threads per training (pins the results)
+    spos_epochs: int = 15
+    spos_lr: float = 0.05
+    bn_epochs: int = 6
+    bn_lr: float = 0.1
+    bn_params: str = "last"              # BN-only supernet: each op's last norm (BN-NAS) | all
+    rebn_images: int = 1_000             # validation images ReBN scores every cell on
+    bootstrap: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        for name in ("C", "N", "epochs", "batch_size", "threads", "spos_epochs", "bn_epochs", "rebn_images",
+                     "bootstrap"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise NB201Error(f"{name}={v!r} is invalid: expected a positive integer")
+        for name in ("cells", "extremes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise NB201Error(f"{name}={v!r} is invalid: expected an integer >= 0")
+        if self.cells + 2 * self.extremes < 4:
+            raise NB201Error(f"cells={self.cells}, extremes={self.extremes}: expected at least 4 cells in all "
+                             f"(a rank correlation needs them)")
+        if self.bn_params not in ("last", "all"):
+            raise NB201Error(f"bn_params={self.bn_params!r} is invalid: expected 'last' (BN-NAS) or 'all'")
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise NB201Error(f"seeds={list(self.seeds)} is invalid: expected at least two different seeds "
+                             f"(the noise ceiling compares the first two)")
+        for name in ("lr", "spos_lr", "bn_lr"):
+            if not getattr(self, name) > 0:
+                raise NB201Error(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
+
+    @property
+    def data_spec(self) -> str:
+        """The dataset spec with its reductions, e.g. ``fashion-mnist:size=16,train=10000,test=2000``."""
+        parts = [f"{k}={v}" for k, v in (("size", self.image_size), ("train", self.train_images),
+                                          ("test", self.test_images)) if v is not None]
+        base, _, own = self.dataset.partition(":")
+        return base + ":" + ",".join(([own] if own else []) + parts) if parts else self.dataset
+
+    def train_settings(self, seed: int) -> dict[str, Any]:
+        """fit()'s TrainConfig fields for one stand-alone training (plain SGD + cosine, no
+        augmentation, one evaluation at the end)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "base_batch_size": None,
+                "momentum": self.momentum, "nesterov": True, "weight_decay": self.weight_decay,
+                "augment": False, "progress": False, "eval_every": 0, "final_eval": True, "seed": seed}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StudyConfig":
+        from ..._settings import known_settings
+
+        return cls(**known_settings(d, cls, "study", NB201Error))
+
+
+def load_study_config(path: str | Path | None = None, *, preset: str | None = None,
+                      **overrides: Any) -> StudyConfig:
+    """A study config from a YAML file or a preset (``nas-nb201-fashion``), then the non-None
+    ``overrides``."""
+    from ..._yaml import read_yaml_mapping
+
+    if path is not None and preset is not None:
+        raise NB201Error(f"--preset {preset} and the config file {path} were both given: use one")
+    if path is None:
+        preset = preset or STUDY_PRESETS[0]
+        if preset not in STUDY_PRESETS:
+            raise NB201Error(f"--preset {preset!r} is invalid: expected one of {', '.join(STUDY_PRESETS)}")
+        path = CONFIGS / f"{preset}.yaml"
+    base = dict(read_yaml_mapping(path, "study config"))
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyConfig.from_dict(base)
+
+
+# -- the cells -------------------------------------------------------------------------------------
+
+def connected(arch: str | Sequence[str]) -> bool:
+    """Whether some path of non-`none` ops leads from the cell's input (node 0) to its output
+    (node 3). A cell without one outputs zeros whatever its input."""
+    ops = parse_arch(arch)
+    reach = {0}
+    for (dst, src), op in sorted(zip(EDGES, ops), key=lambda e: e[0][0]):
+        if op != "none" and src in reach:
+            reach.add(dst)
+    return 3 in reach
+
+
+def study_cells(cfg: StudyConfig, table: Any = None) -> tuple[list[str], list[str]]:
+    """(cells, how each was chosen): ``cfg.cells`` drawn uniformly without replacement (seeded
+    by ``sample_seed``), then the ``extremes`` best and worst of the table's mean accuracy on
+    ``table_dataset`` that were not drawn already."""
+    from .space import NUM_ARCHS, index_to_arch
+    from .table import load_table
+
+    rng = random.Random(f"nb201-study:{cfg.sample_seed}")
+    rows = rng.sample(range(NUM_ARCHS), cfg.cells)
+    cells = [index_to_arch(i) for i in rows]
+    why = ["uniform"] * len(cells)
+    if cfg.extremes:
+        table = table if table is not None else load_table(cfg.table)
+        acc = np.asarray(table.mean_accuracy(cfg.table_dataset, "test"), dtype=float)
+        order = [int(i) for i in np.argsort(-np.nan_to_num(acc, nan=-np.inf), kind="stable")]
+        taken = set(rows)
+        for label, seq in (("table best", order), ("table worst", [i for i in reversed(order) if np.isfinite(acc[i])])):
+            added = 0
+            for i in seq:
+                if added == cfg.extremes:
+                    break
+                if i not in taken:
+                    taken.add(i)
+                    cells.append(table.archs[i])
+                    why.append(label)
+                    added += 1
+    return cells, why
+
+
+def ground_truth_trials(cfg: StudyConfig, cells: Sequence[str]) -> list[dict[str, Any]]:
+    """One trial description per (cell, seed), for :func:`normlab.train.trial.run_trial`."""
+    out = []
+    for arch in cells:
+        for seed in cfg.seeds:
+            out.append({"key": f"{arch}#seed{seed}", "model": "nb201", "norm": cfg.norm, "dataset": cfg.data_spec,
+                        "data_seed": 0, "seed": seed, "threads": cfg.threads, "train": cfg.train_settings(seed),
+                        "model_options": {"arch": arch, "C": cfg.C, "N": cfg.N}})
+    return out
+
+
+# -- the plan and its cost -------------------------------------------------------------------------
+
+def _step_seconds(cfg: StudyConfig, archs: Sequence[str], in_channels: int, classes: int, size: int,
+                  rounds: int = 3) -> list[float]:
+    """Median seconds of one training step (forward + backward + SGD step, batch ``batch_size``)
+    of each of ``archs`` on random inputs of the real shape, with ``cfg.threads`` threads."""
+    import torch
+    import torch.nn.functional as F
+
+    from ...models import create_model
+    from ...train import timed_calls
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        out = []
+        for arch in archs:
+            torch.manual_seed(0)
+            model = create_model("nb201", norm=cfg.norm, in_channels=in_channels, num_classes=classes, arch=arch,
+                                 C=cfg.C, N=cfg.N)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            x = torch.randn(cfg.batch_size, in_channels, size, size)
+            y = torch.randint(0, classes, (cfg.batch_size,))
+
+            def step() -> None:
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+            times = sorted(timed_calls(step, rounds))
+            out.append(times[len(times) // 2])
+        return out
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _uniform_cell(op: str) -> str:
+    from ...models.nb201 import arch_string
+
+    return arch_string([op] * len(EDGES))
+
+
+def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info: Any = None) -> dict[str, Any]:
+    """What the study runs and an estimate of its wall time on this machine.
+
+    A training step's time is measured on random inputs for the five uniform cells (every edge
+    `none`; every edge `skip_connect`; ... every edge `nor_conv_3x3`), and a cell's step is the
+    all-`none` step plus, per edge, a sixth of the extra time of the uniform cell of that edge's
+    op (the ops' costs add up edge by edge); times the steps every cell x seed takes, plus one
+    evaluation pass, divided over ``workers``. The supernets' steps cost about what the mean
+    cell costs (one path at a time)."""
+    from ...models.nb201 import OPS
+    from ..pipeline import dataset_info
+
+    info = info or dataset_info(cfg.data_spec, missing_ok=True)
+    cin, classes, size = info.in_channels, info.num_classes, info.image_size[0]
+    n_train = info.n_train or 0
+    cells, why = study_cells(cfg)
+    steps = max(1, n_train // cfg.batch_size)
+    if measure:
+        measured = dict(zip(OPS, _step_seconds(cfg, [_uniform_cell(op) for op in OPS], cin, classes, size)))
+    else:
+        measured = {op: float("nan") for op in OPS}
+    base = measured["none"]
+    extra = {op: (measured[op] - base) / len(EDGES) for op in OPS}
+
+    def step_time(a: str) -> float:
+        return base + sum(extra[op] for op in parse_arch(a))
+
+    eval_images = info.n_test or 0
+    per_cell = {a: step_time(a) * (cfg.epochs * steps + eval_images / (3 * cfg.batch_size)) for a in cells}
+    truth = sum(per_cell.values()) * len(cfg.seeds)
+    mean_step = float(np.mean([step_time(a) for a in cells]))
+    n_fit = max(1, n_train - round(0.2 * n_train))
+    sup_steps = max(1, n_fit // cfg.batch_size)
+    spos = cfg.spos_epochs * sup_steps * mean_step
+    bn = cfg.bn_epochs * sup_steps * mean_step * 0.8                   # no conv weight gradients
+    rebn = len(cells) * (256 + min(cfg.rebn_images, n_train - n_fit)) / cfg.batch_size * mean_step / 3
+    rows = [("ground truth", f"{len(cells)} cells ({why.count('uniform')} uniform, {len(cells) - why.count('uniform')} "
+                             f"best/worst by the table) x {len(cfg.seeds)} seeds, {cfg.epochs} epochs on "
+                             f"{n_train:,} images, {workers} worker(s)", truth / max(1, workers)),
+            ("SPOS supernet", f"{cfg.spos_epochs} epochs (ReBN, angle)", spos),
+            ("BN-only supernet", f"{cfg.bn_epochs} epochs (BN indicator)", bn),
+            ("scores", f"ReBN on {cfg.rebn_images:,} validation images per cell; angle, BN, #params, FLOPs, synflow",
+             rebn + len(cells) * 0.05)]
+    return {"cells": cells, "why": why, "steps": rows, "seconds": sum(r[2] for r in rows),
+            "step_seconds": {f"all {op}": t for op, t in measured.items()}, "per_cell_seconds": per_cell,
+            "data": cfg.data_spec}
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def _truth(cfg: StudyConfig, cells: Sequence[str], store: Any, name: str, executor: Any,
+           on_result: Callable[[Any], None] | None) -> np.ndarray:
+    """(cells, seeds) test accuracies of the stand-alone trainings (stored trials)."""
+    from ...runtime import Driver
+    from ...train.trial import run_trial
+
+    config = {"strategy": "nb201-study-truth", "data": cfg.data_spec, "C": cfg.C, "N": cfg.N, "norm": cfg.norm,
+              "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "momentum": cfg.momentum,
+              "weight_decay": cfg.weight_decay, "threads": cfg.threads}
+    exp = store.experiment(f"{name}/ground-truth", "nas", config)
+    descs = ground_truth_trials(cfg, cells)
+    driver = Driver(store, exp, run_trial, executor)
+    try:
+        driver.run(descs, poll_every=0.5, on_result=on_result)
+    finally:
+        driver.close()
+    rows = {r["description"]["key"]: r for r in store.rows(experiment_id=exp.id)}
+    acc = np.full((len(cells), len(cfg.seeds)), np.nan)
+    failed = []
+    for i, arch in enumerate(cells):
+        for j, seed in enumerate(cfg.seeds):
+            r = rows.get(f"{arch}#seed{seed}")
+            if r is not None and r["status"] == "ok" and "test_acc" in r["metrics"]:
+                acc[i, j] = r["metrics"]["test_acc"]
+            else:
+                failed.append((arch, seed, (r or {}).get("error")))
+    if failed:
+        arch, seed, err = failed[0]
+        last = (err or "").strip().splitlines()
+        raise NB201Error(f"{len(failed)} stand-alone trainings failed (run again to retry them); first {arch} "
+                         f"seed {seed}: {last[-1] if last else '?'}")
+    return acc
+
+
+def _zero_cost(cfg: StudyConfig, cells: Sequence[str], cin: int, classes: int, size: int) -> tuple[dict, dict]:
+    import torch
+
+    from ...models.nb201 import NB201Net
+    from .proxies import synflow
+    from .space import analytic_flops, analytic_params, arch_to_index
+
+    scores: dict[str, list[float]] = {"params": [], "flops": [], "synflow": []}
+    seconds = {"params": 0.0, "flops": 0.0, "synflow": 0.0}
+    for arch in cells:
+        t = time.perf_counter()
+        scores["params"].append(float(analytic_params(arch, C=cfg.C, N=cfg.N, num_classes=classes, in_channels=cin,
+                                                      norm=cfg.norm)))
+        seconds["params"] += time.perf_counter() - t
+        t = time.perf_counter()
+        scores["flops"].append(float(analytic_flops(arch, C=cfg.C, N=cfg.N, num_classes=classes, in_channels=cin,
+                                                    image_size=size)))
+        seconds["flops"] += time.perf_counter() - t
+        t = time.perf_counter()
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.sample_seed * 100_003 + arch_to_index(arch))
+            s = synflow(NB201Net(arch, C=cfg.C, N=cfg.N, num_classes=classes, in_channels=cin), (cin, size, size))
+        scores["synflow"].append(math.log(s) if s > 0 else -1e300)
+        seconds["synflow"] += time.perf_counter() - t
+    return scores, {k: v / max(1, len(cells)) for k, v in seconds.items()}
+
+
+def _supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, store: Any,
+               say: Callable[[str], None]) -> tuple[dict, dict, dict]:
+    """BN indicator, ReBN accuracy and ABS angle of every cell, from the two supernets of
+    :mod:`normlab.nas.nb201.oneshot` (checkpoints in ``out``), and each supernet's chance check."""
+    from ..train import TrainConfig, load_supernet, read_checkpoint, supernet_accuracy
+    from . import oneshot
+
+    common = dict(dataset=cfg.data_spec, C=cfg.C, N=cfg.N, image_size=None, batch_size=cfg.batch_size,
+                  seed=cfg.sample_seed, store=store, threads=cfg.threads, norm=cfg.norm)
+    import torch
+
+    previous = torch.get_num_threads()                 # oneshot sets cfg.threads: leave no trace
+    try:
+        return _score_supernets(cfg, cells, out, common, say)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: dict,
+                     say: Callable[[str], None]) -> tuple[dict, dict, dict]:
+    from ..train import TrainConfig, load_supernet, read_checkpoint, supernet_accuracy
+    from . import oneshot
+
+    scores, seconds, checks = {}, {}, {}
+    for label, mode, epochs, lr in (("spos", "full", cfg.spos_epochs, cfg.spos_lr), ("bn", "bn", cfg.bn_epochs, cfg.bn_lr)):
+        say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}")
+        extra = {"bn_params": cfg.bn_params} if mode == "bn" else {}
+        ckpt = oneshot.train_supernet(mode=mode, epochs=epochs, lr=lr, checkpoint=out / f"{label}.pt",
+                                      **common, **extra)
+        state = read_checkpoint(ckpt)
+        split = TrainConfig.from_dict(state["train"]).split()
+        checks[label] = supernet_accuracy(load_supernet(state), split.val_x, split.val_y, seed=cfg.sample_seed,
+                                          batch_size=cfg.batch_size)
+        checks[label]["train_seconds"] = float(sum(h["seconds"] for h in state["history"]))
+        say(f"  {label} supernet, validation accuracy of {checks[label]['paths']} random paths: {checks[label]['text']}")
+        scorers = ((("rebn_acc", "rebn"), ("acc_no_rebn", "acc"), ("abs_angle", "angle")) if mode == "full"
+                   else (("bn_indicator", "bn"),))
+        for key, scorer in scorers:
+            t = time.perf_counter()
+            scores[key] = oneshot.score_cells(ckpt, cells, scorer, limit=cfg.rebn_images, seed=cfg.sample_seed)
+            seconds[key] = (time.perf_counter() - t) / max(1, len(cells))
+    return scores, seconds, checks
+
+
+def _corr(x: Sequence[float], y: Sequence[float], mask: np.ndarray, bootstrap: int, seed: int) -> dict[str, Any]:
+    from ...search import rank_correlation
+
+    x, y = np.asarray(x, float)[mask], np.asarray(y, float)[mask]
+    ok = np.isfinite(x) & np.isfinite(y)
+    try:
+        return rank_correlation(x[ok], y[ok], bootstrap=bootstrap, seed=seed).to_dict()
+    except ValueError as exc:
+        return {"error": str(exc).splitlines()[0]}
+
+
+def _below_ceiling(proxy: np.ndarray, truth: np.ndarray, s1: np.ndarray, s2: np.ndarray, *, bootstrap: int,
+                   seed: int) -> tuple[list[float], list[float]]:
+    """Paired bootstrap over cells: Kendall tau of the proxy with the truth, and of seed 2 with
+    seed 1 (the ceiling), on the same resamples."""
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(seed)
+    tp, tc = [], []
+    for _ in range(bootstrap):
+        i = rng.integers(0, len(truth), len(truth))
+        if min(np.ptp(proxy[i]), np.ptp(truth[i]), np.ptp(s1[i]), np.ptp(s2[i])) == 0:
+            continue
+        tp.append(float(kendalltau(proxy[i], truth[i])[0]))
+        tc.append(float(kendalltau(s2[i], s1[i])[0]))
+    return tp, tc
+
+
+def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Per proxy, on the connected cells: does it rank (tau > 0; one family over the proxies,
+    Holm-adjusted, under normlab.report.stats with a 0.1-tau margin) and how far below the noise
+    ceiling it is (tau_ceiling - tau_proxy, with a 95% paired-bootstrap interval)."""
+    from ...report.stats import Family, estimate
+    from ..report import LABELS, TAU_MARGIN
+
+    mask = np.asarray(report["connected"], bool)
+    truth = np.asarray(report["truth"], float)[mask]
+    s1, s2 = (np.asarray(report["runs"][k], float)[mask] for k in (0, 1))
+    fam = Family(margin=TAU_MARGIN)
+    rows = {}
+    for key in PROXY_ORDER:
+        vals = report["proxies"].get(key)
+        c = report["correlation"]["connected"].get(key, {})
+        if vals is None or "kendall" not in c:
+            continue
+        v = np.asarray(vals, float)[mask]
+        tp, tc = _below_ceiling(v, truth, s1, s2, bootstrap=bootstrap, seed=seed)
+        gap = np.asarray(tc) - np.asarray(tp)
+        se = float(np.std(tp, ddof=1)) if len(tp) > 1 else float("nan")
+        idx = fam.add(estimate(float(c["kendall"]), se, int(mask.sum()), f"{LABELS.get(key, key)} ranks the connected cells",
+                               method="bootstrap over the cells, normal approximation", unit="cells"))
+        ceiling = (report["noise_ceiling"]["connected"] or {}).get("kendall", float("nan"))
+        rows[key] = {"index": idx, "tau": float(c["kendall"]), "ci": list(c["kendall_ci"]),
+                     "excludes_0": bool(c["kendall_ci"][0] > 0 or c["kendall_ci"][1] < 0),
+                     "below_ceiling": float(ceiling - c["kendall"]),
+                     "below_ceiling_ci": [float(np.percentile(gap, 2.5)), float(np.percentile(gap, 97.5))]
+                     if len(gap) else [float("nan")] * 2}
+    decided = fam.decide() if len(fam) else []
+    supernet_of = {"bn_indicator": "bn", "rebn_acc": "spos", "acc_no_rebn": "spos", "abs_angle": "spos"}
+    checks = report.get("supernet_check", {})
+    for key, row in rows.items():
+        v = decided[row.pop("index")]
+        row["verdict"] = v.word
+        chk = checks.get(supernet_of.get(key, ""), {})
+        row["supernet_at_chance"] = bool(chk) and not chk.get("above_chance", True)
+        row["text"] = (f"{LABELS.get(key, key)}: tau {row['tau']:.2f} [{row['ci'][0]:.2f}, {row['ci'][1]:.2f}] on the "
+                       f"connected cells ({'interval excludes 0' if row['excludes_0'] else 'interval contains 0'}); "
+                       f"that it ranks them {v.text('in tau', predicate=True)}; "
+                       f"{row['below_ceiling']:+.2f} below the noise ceiling "
+                       f"[{row['below_ceiling_ci'][0]:+.2f}, {row['below_ceiling_ci'][1]:+.2f}]")
+        if row["supernet_at_chance"]:
+            row["text"] += (" -- BUT its supernet is within noise of chance, so this ranking did not come from "
+                            "training" + (": with its gammas near their initial 1 and the parameter-free ops scoring 0, "
+                                          "the indicator counts the cell's conv ops" if key == "bn_indicator" else ""))
+    return {"proxies": rows, "family": fam.describe() if len(fam) else ""}
+
+
+def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name: str = "nas-nb201-study",
+              executor: Any = None, log: Callable[[str], None] | None = None,
+              on_result: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Run the study (resumes from ``out_dir`` and the store) and write report.json, the tables
+    (report.md), the plots and report.html to ``out_dir``; returns the report."""
+    from ...runtime import Store
+    from ..pipeline import dataset_info
+    from .table import load_table
+
+    say = log or (lambda m: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = store if isinstance(store, Store) else (Store(store) if store else Store(out / "study.sqlite"))
+    t0 = time.perf_counter()
+    try:
+        info = dataset_info(cfg.data_spec)
+        cin, classes, size = info.in_channels, info.num_classes, info.image_size[0]
+        table = load_table(cfg.table)
+        cells, why = study_cells(cfg, table)
+        say(f"ground truth: {len(cells)} cells x {len(cfg.seeds)} seeds, {cfg.epochs} epochs on {cfg.data_spec}")
+        runs = _truth(cfg, cells, db, name, executor, on_result)
+        t_truth = time.perf_counter() - t0
+        scores, seconds = _zero_cost(cfg, cells, cin, classes, size)
+        one, one_sec, checks = _supernets(cfg, cells, out, db, say)
+    finally:
+        if db is not store:
+            db.close()
+    scores.update(one)
+    seconds.update(one_sec)
+    proxies = {k: scores[k] for k in PROXY_ORDER if k in scores}
+    truth = runs.mean(axis=1)
+    conn = np.array([connected(a) for a in cells])
+    masks = {"all": np.ones(len(cells), bool), "connected": conn}
+    table_acc = np.array([table.accuracy(a, cfg.table_dataset) for a in cells], dtype=float)
+    corr, ceiling, transfer = {}, {}, {}
+    for label, m in masks.items():
+        corr[label] = {k: _corr(v, truth, m, cfg.bootstrap, cfg.sample_seed) for k, v in proxies.items()}
+        ceiling[label] = _corr(runs[:, 1], runs[:, 0], m, cfg.bootstrap, cfg.sample_seed)
+        transfer[label] = _corr(table_acc, truth, m, cfg.bootstrap, cfg.sample_seed)
+
+    def spread(m: np.ndarray) -> dict[str, float]:
+        t = truth[m]
+        return {"min": float(t.min()), "max": float(t.max()), "range": float(t.max() - t.min()),
+                "median": float(np.median(t)), "seed_diff_mean_abs": float(np.mean(np.abs(runs[m, 1] - runs[m, 0])))}
+    report = {"config": cfg.to_dict(), "data": cfg.data_spec, "cells": list(cells), "why": why,
+              "connected": conn.tolist(), "runs": [runs[:, j].tolist() for j in range(runs.shape[1])],
+              "truth": truth.tolist(), "table_accuracy": table_acc.tolist(), "table": str(table.source),
+              "standin": bool(table.standin), "proxies": {k: list(map(float, v)) for k, v in proxies.items()},
+              "seconds_per_cell": seconds, "correlation": corr, "noise_ceiling": ceiling, "table_transfer": transfer,
+              "spread": {k: spread(m) for k, m in masks.items()}, "supernet_check": checks,
+              "seconds": {"ground_truth": t_truth, "total": time.perf_counter() - t0}}
+    report["verdicts"] = verdicts(report, bootstrap=cfg.bootstrap, seed=cfg.sample_seed)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    report["files"] = {k: str(v) for k, v in write_study_report(report, out).items()}
+    return report
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+def _fmt(c: Mapping[str, Any], key: str) -> str:
+    if key not in c:
+        return c.get("error", "-")
+    return f"{c[key]:.2f} [{c[key + '_ci'][0]:.2f}, {c[key + '_ci'][1]:.2f}]"
+
+
+def study_table(report: Mapping[str, Any]):
+    """The table: the noise ceiling first, then every proxy and the table's transfer, tau and rho
+    over all cells and over connected cells."""
+    from ...report import ReportTable
+    from ..report import LABELS
+
+    n_all, n_conn = len(report["cells"]), int(sum(report["connected"]))
+    t = ReportTable(f"rank correlation with stand-alone test accuracy ({n_all} cells, {n_conn} connected)",
+                    ["", f"tau, all {n_all}", f"rho, all {n_all}", f"tau, connected {n_conn}",
+                     f"rho, connected {n_conn}", "ms / cell"],
+                    note="95% bootstrap intervals over the cells; judge the proxies on the connected cells")
+    rows = [("ground truth seed 2 vs seed 1 (noise ceiling)", report["noise_ceiling"], None)]
+    rows += [(LABELS.get(k, k), {lab: report["correlation"][lab][k] for lab in ("all", "connected")},
+              report["seconds_per_cell"].get(k)) for k in report["proxies"]]
+    rows.append((f"NB201 table, {report['config']['table_dataset']}" + (" (STAND-IN)" if report["standin"] else ""),
+                 report["table_transfer"], None))
+    for label, c, sec in rows:
+        t.add([label, _fmt(c["all"], "kendall"), _fmt(c["all"], "spearman"), _fmt(c["connected"], "kendall"),
+               _fmt(c["connected"], "spearman"), "-" if sec is None else f"{1e3 * sec:.3g}"])
+    return t
+
+
+def study_summary(report: Mapping[str, Any]) -> str:
+    """The verdicts and what the numbers say, in sentences."""
+    sp = report["spread"]
+    lines = [f"Stand-alone test accuracy (mean of {len(report['runs'])} seeds): all cells "
+             f"{100 * sp['all']['min']:.1f}-{100 * sp['all']['max']:.1f}% (spread {100 * sp['all']['range']:.1f} "
+             f"points), connected cells {100 * sp['connected']['min']:.1f}-{100 * sp['connected']['max']:.1f}% "
+             f"(spread {100 * sp['connected']['range']:.1f} points); the two seeds of a cell differ by "
+             f"{100 * sp['connected']['seed_diff_mean_abs']:.2f} points on average (connected)."]
+    ceil = report["noise_ceiling"]["connected"]
+    if "kendall" in ceil:
+        lines.append(f"Noise ceiling (seed 2 vs seed 1, connected cells): tau {_fmt(ceil, 'kendall')}.")
+    for label, chk in report.get("supernet_check", {}).items():
+        lines.append(f"{'SPOS' if label == 'spos' else 'BN-only'} supernet: {chk['text']}"
+                     + ("" if chk["above_chance"] else " -- its scores carry no signal"))
+    for row in report["verdicts"]["proxies"].values():
+        lines.append(row["text"] + ".")
+    tr = report["table_transfer"]["connected"]
+    if "kendall" in tr:
+        lines.append(f"Ranking transfer: the table's {report['config']['table_dataset']} accuracy against our ground "
+                     f"truth, tau {_fmt(tr, 'kendall')} on the connected cells"
+                     + (" (STAND-IN table: its accuracies are made up, so this is plumbing, not evidence)."
+                        if report["standin"] else "."))
+    if report["verdicts"]["family"]:
+        lines.append(report["verdicts"]["family"])
+    return "\n\n".join(lines)
+
+
+def write_study_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
+    """report.md, report.html, scatter.png (each proxy against the truth, connected cells in
+    colour, disconnected in grey) and seeds.png (seed 2 against seed 1)."""
+    from ...report import html_page, html_table, markdown_table
+    from ...report.figures import pyplot, save_figure
+    from ..report import LABELS
+
+    plt = pyplot()
+    truth = 100 * np.asarray(report["truth"], float)
+    conn = np.asarray(report["connected"], bool)
+    keys = list(report["proxies"]) + ["table"]
+    cols = 4
+    nrows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        x = np.asarray(report["table_accuracy"] if key == "table" else report["proxies"][key], float)
+        zero = x < -1e100                     # synflow of a cell without a path: log(0), drawn at the left
+        if zero.any() and (~zero).any():
+            x = np.where(zero, x[~zero].min() - 0.05 * max(1e-9, np.ptp(x[~zero])), x)
+        ax.scatter(x[~conn], truth[~conn], s=14, color="0.6", label="disconnected")
+        ax.scatter(x[conn], truth[conn], s=16, alpha=0.8, label="connected")
+        c = (report["table_transfer"] if key == "table" else
+             {lab: report["correlation"][lab][key] for lab in ("all", "connected")})["connected"]
+        name = "NB201 table" + (" (stand-in)" if report["standin"] and key == "table" else "") if key == "table" \
+            else LABELS.get(key, key)
+        ax.set_title(f"{name}: tau {c['kendall']:.2f}" if "kendall" in c else name, fontsize=9)
+        ax.set_xlabel(name, fontsize=8)
+        ax.set_ylabel("stand-alone test acc. (%)", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    scatter = save_figure(fig, out / "scatter")[0]
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    r1, r2 = (100 * np.asarray(report["runs"][k], float) for k in (0, 1))
+    ax.scatter(r1[~conn], r2[~conn], s=14, color="0.6", label="disconnected")
+    ax.scatter(r1[conn], r2[conn], s=16, label="connected")
+    lo, hi = min(r1.min(), r2.min()), max(r1.max(), r2.max())
+    ax.plot([lo, hi], [lo, hi], color="0.5", linewidth=0.8)
+    ax.set_xlabel(f"seed {report['config']['seeds'][0]} test acc. (%)")
+    ax.set_ylabel(f"seed {report['config']['seeds'][1]} test acc. (%)")
+    ax.set_title("the noise ceiling: one cell, two seeds", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    seeds = save_figure(fig, out / "seeds")[0]
+    table = study_table(report)
+    summary = study_summary(report)
+    md = markdown_table(table) + "\n" + summary + "\n"
+    (out / "report.md").write_text(md)
+    page = html_page("NAS-Bench-201 cells on CPU: do the proxies rank like stand-alone training?", [html_table(table)],
+                     figures=[("each proxy against stand-alone accuracy", scatter), ("seed 2 against seed 1", seeds)],
+                     intro=summary, markdown=md)
+    (out / "report.html").write_text(page)
+    return {"scatter": scatter, "seeds": seeds, "markdown": out / "report.md", "html": out / "report.html"}
