@@ -49,10 +49,11 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .._settings import Settings
 from ..runtime.executors import Executor
 from ..runtime.protocol import FINISHED, RunContext, TrialResult
 from ..runtime.store import Store
@@ -92,7 +93,7 @@ def _train_default() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class NagoConfig:
+class NagoConfig(Settings):
     """A generator search. ``ranges[level][param] = (low, high)`` and ``models[level]`` (ws | er |
     ba) define the space; ``train`` is a TrainConfig mapping for each sampled network."""
 
@@ -213,17 +214,8 @@ class NagoConfig:
             d.pop(key)
         return d
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channel_ratios"] = list(self.channel_ratios)
-        d["ranges"] = {lv: {k: list(v) for k, v in r.items()} for lv, r in self.ranges.items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NagoConfig":
-        from .._settings import known_settings
-
-        return cls(**known_settings(d, cls, "NAGO", NagoError))
+    settings_error = NagoError
+    settings_label = "NAGO"
 
 
 # -- presets and configs ------------------------------------------------------------------------
@@ -246,20 +238,16 @@ def load_config(path: str | Path | None = None, *, preset: str | None = None,
         raise NagoError(f"preset {preset!r} and the config file {path} were both given: use one")
     base: dict[str, Any] = {}
     if path is not None:
-        from .._yaml import read_yaml_mapping
-
-        try:
-            base = read_yaml_mapping(path, "config")
-        except ValueError as exc:
-            raise NagoError(str(exc)) from None
+        base = NagoConfig.read_yaml(path, "config")
     elif preset is not None:
-        if preset not in PRESETS:
-            raise NagoError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
-        base = {"name": f"nago-{preset}", **PRESETS[preset]}
+        base = {"name": f"nago-{preset}", **NagoConfig.preset_settings(preset)}
     base.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(base.get("train"), dict):
         base["train"] = {**_train_default(), **base["train"]}
     return NagoConfig.from_dict(base)
+
+
+NagoConfig.presets = PRESETS
 
 
 # -- the space ----------------------------------------------------------------------------------
