@@ -121,58 +121,6 @@ class InstanceNorm(_PerChannelAffine):
         return F.group_norm(x, self.num_channels, self.weight, self.bias, self.eps)
 
 
-# Temporaries of the per-position route are at most this many values (1 MiB in float32): in
-# cache, and never a second activation-sized buffer. Freeing two activation-sized blocks in one
-# call made glibc return them to the OS and the next call page-fault them back in (2,600 minor
-# faults and about 5 ms of system time per call on a (2, 64, 112, 112) input, more than the math).
-_PN_BLOCK = 1 << 18
-# From this many values per sample (C * S), each sample is one call of BatchNorm's kernels on its
-# (C, S) view (statistics over C at every position, and the output, in one fused pass; the same
-# for the backward); below it the Python loop over samples costs more than it saves.
-_PN_SAMPLE_MIN = 1 << 15
-
-
-def _pn_blocks(n: int, c: int, s: int):
-    """(sample slice, position slice) pieces of an (N, C, S) tensor of about ``_PN_BLOCK`` values:
-    whole samples when they are small, else runs of positions within one sample."""
-    if c * s <= _PN_BLOCK:
-        k = max(1, _PN_BLOCK // (c * s))
-        for a in range(0, n, k):
-            yield slice(a, min(n, a + k)), slice(None)
-    else:
-        w = max(1, _PN_BLOCK // c)
-        for i in range(n):
-            for a in range(0, s, w):
-                yield slice(i, i + 1), slice(a, min(s, a + w))
-
-
-def _channel_sums_of_products(u: Tensor, v: Tensor, centre: Tensor | None = None) -> Tensor:
-    """sum over C of u * (v - centre) for (N, C, S) tensors (centre (N, 1, S) or None), as an
-    (N, 1, S) tensor, through a block-sized buffer instead of an activation-sized product."""
-    if u.device.type != "cpu":          # a caching allocator, no page faults: one product
-        return (u * (v if centre is None else v - centre)).sum(dim=1, keepdim=True)
-    n, c, s = u.shape
-    out = u.new_empty(n, 1, s)
-    buf = u.new_empty(min(u.numel(), max(_PN_BLOCK, c * min(s, max(1, _PN_BLOCK // c)))))
-    for ns, ss in _pn_blocks(n, c, s):
-        ub, vb = u[ns, :, ss], v[ns, :, ss]
-        t = buf[:ub.numel()].view(ub.shape)
-        if centre is None:
-            torch.mul(ub, vb, out=t)
-        else:
-            torch.sub(vb, centre[ns, :, ss], out=t).mul_(ub)
-        torch.sum(t, dim=1, keepdim=True, out=out[ns, :, ss])
-    return out
-
-
-_bn_out = torch.ops.aten.native_batch_norm.out
-_bn_backward_out = torch.ops.aten.native_batch_norm_backward.out
-
-
-def _pn_per_sample(x: Tensor) -> bool:
-    return x.device.type == "cpu" and x.shape[1] > 1 and x.shape[1] * x.shape[2] >= _PN_SAMPLE_MIN
-
-
 def _positional_norm_plain(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
     """PONO on (N, C, S) in plain differentiable ops: what ``torch.export``, ``torch.compile`` and
     ``torch.jit.trace`` see (same arguments and math as :class:`_PositionalNormFunction`)."""
@@ -187,30 +135,23 @@ def _positional_norm_plain(x: Tensor, weight: Tensor | None, bias: Tensor | None
 class _PositionalNormFunction(torch.autograd.Function):
     """PONO over the channel dim of a contiguous (N, C, S) tensor, without moving C last.
 
-    Forward: mu = mean over C, xc = x - mu, var = |xc|^2 / C (two-pass, no cancellation),
-    xhat = xc * rstd; affine optional. Backward, with g = dy * gamma:
+    Forward: mu = mean over C, var = mean over C of (x - mu)^2 (two-pass, no cancellation),
+    y = (x - mu) * rstd; affine optional. Backward, with g = dy * gamma:
         dx = rstd * (g - mean_C(g) - xhat * mean_C(g * xhat)),
         dgamma = sum over (N, S) of dy * xhat,   dbeta = sum over (N, S) of dy.
-    Large samples: each sample's (C, S) view is a batch of C rows with S features, so BatchNorm's
-    training kernels compute exactly this (statistics per position over C, output, gradient), one
-    fused call per sample written into one output buffer. Otherwise (many small samples): channel
-    means by a reduction over dim 1, the output and dx built in place in their own buffers, the
-    sums of products through a block-sized buffer. Only the output (dx) is activation-sized."""
+    The output (dx) is the only activation-sized buffer: the squares (products) that the channel
+    sums need are computed in it and then overwritten. A second activation-sized temporary, freed
+    in the same call, made glibc hand both back to the OS and the next call page-fault them in
+    again (2,600 minor faults, ~5 ms of system time per call on (2, 64, 112, 112), more than the
+    math). Few whole-tensor ops, too: each is a parallel region."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
-        n, c, s = x.shape
-        if _pn_per_sample(x):
-            y = torch.empty_like(x)
-            mean, rstd = x.new_empty(n, 1, s), x.new_empty(n, 1, s)
-            for i in range(n):
-                _bn_out(x[i], None, None, None, None, True, 0.0, eps,
-                        out=y[i], save_mean=mean[i, 0], save_invstd=rstd[i, 0])
-        else:
-            mean = x.mean(dim=1, keepdim=True)                               # (N, 1, S)
-            y = torch.sub(x, mean)
-            rstd = _channel_sums_of_products(y, y).div_(c).add_(eps).rsqrt_()
-            y.mul_(rstd)
+        c = x.shape[1]
+        mean = x.mean(dim=1, keepdim=True)                               # (N, 1, S)
+        y = torch.sub(x, mean)
+        rstd = y.square_().mean(dim=1, keepdim=True).add_(eps).rsqrt_()
+        torch.sub(x, mean, out=y).mul_(rstd)
         ctx.save_for_backward(x, mean, rstd, weight)
         if weight is not None:
             scale_shift(y, weight.view(1, c, 1), bias.view(1, c, 1), out=y)
@@ -220,15 +161,14 @@ class _PositionalNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor):
         x, mean, rstd, weight = ctx.saved_tensors
-        n, c, s = x.shape
+        c = x.shape[1]
         dy = grad_out.contiguous()
         gw = gb = None
+        dx = torch.sub(x, mean)                                          # x - mu
         if weight is not None:
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-                # per channel over (N, S): sum dy * xhat = sum over (N, S) of rstd * dy * (x - mu)
-                xhat = torch.sub(x, mean).mul_(rstd)
-                gw, gb = channel_sums(dy, xhat)
-                del xhat
+                # per channel over (N, S): sums of dy * xhat and dy in one read (_fused.channel_sums)
+                gw, gb = channel_sums(dy, dx.mul(rstd))
                 gw = gw if ctx.needs_input_grad[1] else None
                 gb = gb if ctx.needs_input_grad[2] else None
             if not ctx.needs_input_grad[0]:
@@ -236,20 +176,13 @@ class _PositionalNormFunction(torch.autograd.Function):
             g = dy * weight.view(1, c, 1)
         else:
             g = dy
-        if _pn_per_sample(x):
-            dx = torch.empty_like(x)
-            gs, bs = x.new_empty(s), x.new_empty(s)        # BatchNorm's parameter gradients: unused
-            for i in range(n):
-                _bn_backward_out(g[i], x[i], None, None, None, mean[i, 0], rstd[i, 0], True, 0.0,
-                                 [True, True, True], out0=dx[i], out1=gs, out2=bs)
-            return dx, gw, gb, None
-        # dx = rstd g - rstd a / C - (x - mu) rstd^3 b / C, with a = sum_C g, b = sum_C g (x - mu)
-        # (sum_C g xhat = rstd b)
+        # dx = rstd g - rstd a / C - (x - mu) rstd^3 b / C, with a = sum_C g and
+        # b = sum_C g (x - mu) (so sum_C g xhat = rstd b); the products g (x - mu) are made in dx
         a = g.sum(dim=1, keepdim=True)
-        b = _channel_sums_of_products(g, x, mean)
+        b = dx.mul_(g).sum(dim=1, keepdim=True)
         k1 = b.mul_(rstd.pow(3)).div_(-c)
         k0 = a.mul_(rstd).div_(c)
-        dx = torch.sub(x, mean).mul_(k1).sub_(k0).addcmul_(g, rstd)
+        torch.sub(x, mean, out=dx).mul_(k1).sub_(k0).addcmul_(g, rstd)
         return dx, gw, gb, None
 
 

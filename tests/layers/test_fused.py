@@ -140,18 +140,7 @@ def test_batch_renorm_with_active_r_and_d_matches_autograd_formula(norm_batch):
 
 @pytest.mark.parametrize("shape", [(3, 5, 4, 2), (4, 6), (2, 3, 7)])
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("route", ["default", "per_sample", "blocks"])
-def test_positional_norm_matches_formula_and_gradcheck(shape, affine, route, monkeypatch):
-    """Both eager routes: BatchNorm's kernels on each sample's (C, S) view (large samples), and the
-    per-position reductions with block-sized temporaries (here blocks smaller than one sample, so
-    the blocks cut runs of positions)."""
-    import normlab.layers.sample as sample
-
-    if route == "per_sample":
-        monkeypatch.setattr(sample, "_PN_SAMPLE_MIN", 1)
-    elif route == "blocks":
-        monkeypatch.setattr(sample, "_PN_SAMPLE_MIN", 1 << 40)
-        monkeypatch.setattr(sample, "_PN_BLOCK", 7)
+def test_positional_norm_matches_formula_and_gradcheck(shape, affine):
     layer = PositionalNorm(shape[1], affine=affine).double()
     if affine:
         with torch.no_grad():
