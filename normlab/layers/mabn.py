@@ -25,22 +25,51 @@ from ._common import (
 __all__ = ["MovingAverageBatchNorm", "CenteredConv2d", "mabn_function"]
 
 
+def _snapshot_impl(t: Tensor) -> Tensor:
+    return t.clone()
+
+
+# A copy that torch.compile's partitioner must save rather than recompute: it may recompute a
+# read of an input in the backward, after the forward has updated that input in place, and then
+# computes the gradient from the new running variance (pytorch/pytorch#197039). Custom ops are
+# outside its recompute allowlist. Registered once per process (a second import of this file,
+# as benchmarks/layers.py --baseline makes, reuses it).
+if not hasattr(torch.ops, "normlab") or not hasattr(torch.ops.normlab, "snapshot"):
+    _snapshot = torch.library.custom_op("normlab::snapshot", mutates_args=())(_snapshot_impl)
+    _snapshot.register_fake(lambda t: torch.empty_like(t))
+_snapshot_op = torch.ops.normlab.snapshot
+
+
 class _MABNFunction(torch.autograd.Function):
     """Forward with a moving average of E[x^2]; backward with a moving average of E[g * z]."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None,
-                running_var: Tensor, buffer_x2: Tensor, buffer_gz: Tensor, step: int,
-                use_average: bool, renorm: bool, r_max: float, eps: float, momentum: float) -> Tensor:
+                running_var: Tensor, buffer_x2: Tensor, buffer_gz: Tensor, step: int | Tensor,
+                use_average: bool | Tensor, renorm: bool | Tensor, r_max: float, eps: float,
+                momentum: float) -> Tensor:
+        # step, use_average and renorm are Python values in eager, 0-dim tensors under
+        # torch.compile (read on the device from num_batches_tracked: one graph for every step)
         dims = reduce_dims(x)
         dt = compute_dtype(x)
         xc = x.to(dt)
+        on_device = isinstance(step, Tensor)
         slot = step % buffer_x2.shape[0]
         x2 = mean_square(xc, dims)
-        buffer_x2[slot] = x2.to(buffer_x2.dtype)
-        var = buffer_x2.mean(dim=0).to(dt) if use_average else x2
+        if on_device:
+            buffer_x2.index_copy_(0, slot.view(1), x2.to(buffer_x2.dtype).view(1, -1))
+            var = torch.where(use_average, buffer_x2.mean(dim=0).to(dt), x2)
+        else:
+            buffer_x2[slot] = x2.to(buffer_x2.dtype)
+            var = buffer_x2.mean(dim=0).to(dt) if use_average else x2
         std = torch.sqrt(var + eps)
-        if renorm:
+        if on_device:
+            # running_var through an opaque copy: the compiler's partitioner would otherwise
+            # recompute r in the backward from running_var after the update below (see _snapshot)
+            run_var = _snapshot_op(running_var).to(dt)
+            r = torch.where(renorm, (std / torch.sqrt(run_var + eps)).clamp(1.0 / r_max, r_max),
+                            torch.ones_like(std))
+        elif renorm:
             r = (std / torch.sqrt(running_var.to(dt) + eps)).clamp(1.0 / r_max, r_max)
         else:
             r = torch.ones_like(std)
@@ -52,8 +81,12 @@ class _MABNFunction(torch.autograd.Function):
         else:
             y = xc * channel_view(scale, x.dim())
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
-        ctx.save_for_backward(x, weight, std, r)
-        ctx.buffer_gz, ctx.slot, ctx.use_average = buffer_gz, slot, use_average
+        if on_device:
+            ctx.save_for_backward(x, weight, std, r, slot, use_average)
+        else:
+            ctx.save_for_backward(x, weight, std, r)
+            ctx.slot, ctx.use_average = slot, use_average
+        ctx.buffer_gz, ctx.on_device = buffer_gz, on_device
         ctx.has_bias = bias is not None
         ctx.bias_dtype = bias.dtype if bias is not None else None
         return y.to(x.dtype)
@@ -67,7 +100,11 @@ class _MABNFunction(torch.autograd.Function):
         #   dgamma = r / std * sum(dy x),              dbeta = sum(dy).
         # Both sums come from one read of dy and x (BatchNorm's backward asked for its parameter
         # gradients with mean 0 and invstd 1), dx from two passes.
-        x, weight, std, r = ctx.saved_tensors
+        if ctx.on_device:
+            x, weight, std, r, slot, use_average = ctx.saved_tensors
+        else:
+            x, weight, std, r = ctx.saved_tensors
+            slot, use_average = ctx.slot, ctx.use_average
         dt = std.dtype
         n, c = x.shape[0], x.shape[1]
         x3 = x.to(dt).contiguous().view(n, c, -1)
@@ -78,8 +115,12 @@ class _MABNFunction(torch.autograd.Function):
         count = dy.numel() // c
         g_scale = r if weight is None else r * weight.to(dt)
         gz = g_scale / std * s_dyx / count
-        ctx.buffer_gz[ctx.slot] = gz.to(ctx.buffer_gz.dtype)
-        mean_gz = ctx.buffer_gz.mean(dim=0).to(dt) if ctx.use_average else gz
+        if ctx.on_device:
+            ctx.buffer_gz.index_copy_(0, slot.view(1), gz.to(ctx.buffer_gz.dtype).view(1, -1))
+            mean_gz = torch.where(use_average, ctx.buffer_gz.mean(dim=0).to(dt), gz)
+        else:
+            ctx.buffer_gz[slot] = gz.to(ctx.buffer_gz.dtype)
+            mean_gz = ctx.buffer_gz.mean(dim=0).to(dt) if use_average else gz
         gx = torch.mul(dy, (g_scale / std).view(1, c, 1))
         gx.addcmul_(x3, (-mean_gz / (std * std)).view(1, c, 1))
         gw = gb = None
@@ -91,7 +132,8 @@ class _MABNFunction(torch.autograd.Function):
 
 
 def mabn_function(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_var: Tensor,
-                  buffer_x2: Tensor, buffer_gz: Tensor, step: int, use_average: bool, renorm: bool,
+                  buffer_x2: Tensor, buffer_gz: Tensor, step: int | Tensor,
+                  use_average: bool | Tensor, renorm: bool | Tensor,
                   r_max: float = 5.0, eps: float = 1e-5, momentum: float = 0.02) -> Tensor:
     """Functional MABN training step (see :class:`MovingAverageBatchNorm`); updates the buffers."""
     return _MABNFunction.apply(x, weight, bias, running_var, buffer_x2, buffer_gz, step,
@@ -149,6 +191,7 @@ class MovingAverageBatchNorm(nn.Module):
         self.register_buffer("buffer_gz", torch.zeros(buffer_size, num_channels))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         self._step = 0  # python mirror of num_batches_tracked: no device sync per call
+        self._step_stale = False  # compiled steps advanced num_batches_tracked on the device
 
     def extra_repr(self) -> str:
         return (f"{self.num_channels}, eps={self.eps}, momentum={self.momentum}, "
@@ -158,6 +201,7 @@ class MovingAverageBatchNorm(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._step = int(self.num_batches_tracked)
+        self._step_stale = False
 
     def phase(self, step: int) -> tuple[bool, bool]:
         """(uses the moving averages, renormalises) at training iteration ``step`` (1-based)."""
@@ -176,12 +220,37 @@ class MovingAverageBatchNorm(nn.Module):
             return y if self.bias is None else y + channel_view(self.bias, x.dim()).to(x.dtype)
         if torch.compiler.is_exporting() or torch.jit.is_tracing():
             return self._exported_step(x)
+        if torch.compiler.is_compiling():
+            return self._compiled_step(x)
+        if self._step_stale:
+            self._step, self._step_stale = int(self.num_batches_tracked), False
         self._step += 1
         self.num_batches_tracked.fill_(self._step)
         use_average, renorm = self.phase(self._step)
         return mabn_function(x, self.weight, self.bias, self.running_var, self.buffer_x2,
                              self.buffer_gz, self._step, use_average, renorm, self.r_max,
                              self.eps, self.momentum)
+
+    def _device_phase(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Advance num_batches_tracked on the device; (step, uses the moving averages,
+        renormalises) as tensors, as :meth:`phase` gives them for a Python step."""
+        with torch.no_grad():
+            step = self.num_batches_tracked + 1
+            self.num_batches_tracked.copy_(step)
+            use_average = (step > self.buffer_size) & (step >= self.warmup_iters)
+            renorm = step > max(self.renorm_iters, self.warmup_iters)
+        return step, use_average, renorm
+
+    def _compiled_step(self, x: Tensor) -> Tensor:
+        """A training step as ``torch.compile`` traces it: the step, ring-buffer slot and phase
+        read on the device (one graph for every step: a Python step counter would recompile at
+        each one and fail ``fullgraph=True`` at dynamo's limit), the same Function, so the
+        backward keeps the moving average of E[g z]. The next eager step re-reads the counter."""
+        self._step_stale = True
+        step, use_average, renorm = self._device_phase()
+        return mabn_function(x, self.weight, self.bias, self.running_var, self.buffer_x2,
+                             self.buffer_gz, step, use_average, renorm, self.r_max, self.eps,
+                             self.momentum)
 
     def _exported_step(self, x: Tensor) -> Tensor:
         """A training step as ``torch.export`` / ``torch.jit.trace`` record it: the step counter,

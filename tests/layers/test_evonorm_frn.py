@@ -56,6 +56,8 @@ def test_evonorm_s0(shape, groups, device):
     expected = x * torch.sigmoid(_view(v, nd) * x) / std * _view(gamma, nd) + _view(beta, nd)
     for training in (True, False):
         torch.testing.assert_close(layer.train(training)(x), expected, rtol=1e-10, atol=1e-10)
+        with torch.no_grad():            # the no-grad path (nothing kept for a backward)
+            torch.testing.assert_close(layer(x), expected, rtol=1e-10, atol=1e-10)
 
 
 def _assert_same_gradients(layer, x, expected, reference_leaves):

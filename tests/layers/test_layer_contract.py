@@ -110,13 +110,14 @@ def test_torch_compile_ghost_batches(name, interleaved):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["brn:warmup_steps=1,r_max_steps=4,d_max_steps=3"])
+@pytest.mark.parametrize("spec", ["brn:warmup_steps=1,r_max_steps=4,d_max_steps=3",
+                                  "mabn:buffer_size=2,warmup_iters=2,renorm_iters=3"])
 def test_torch_compile_through_the_schedule(spec):
-    """Batch Renorm compiles once, not once per step: ten steps (more than dynamo's recompile
-    limit of 8) through its ramp, fullgraph, equal to eager; an eager step after compiled ones
-    continues from the counter. (MABN is not here: its step is a Python int, so a compiled MABN
-    recompiles each step, and its moving-average gradient writes a buffer in the backward, which
-    a compiled backward does not keep; see the README's Deploying section.)"""
+    """Batch Renorm and MABN compile once, not once per step: ten steps (more than dynamo's
+    recompile limit of 8) through Batch Renorm's ramp and MABN's three phases (batch statistics,
+    moving averages, renormalisation), fullgraph, with inputs, parameter gradients and buffers
+    (MABN's ring buffers, the one of E[g z] written in the backward) equal to eager; an eager step
+    after compiled ones continues from the counter."""
     torch.manual_seed(0)
     eager, compiled_layer = create_norm(spec, 8), create_norm(spec, 8)
     _compile_matches_eager(eager, compiled_layer, (4, 8, 3, 3), steps=10)
