@@ -484,16 +484,16 @@ def test_verdicts_are_holm_adjusted_and_say_inconclusive_with_seeds_needed():
     # BN's drop: +1.3 points with a spread of ~1.5: p about 0.3 at 3 seeds: neither shown nor refuted
     rows = _rows({("bn", 2): [0.90, 0.92, 0.905], ("bn", 32): [0.925, 0.915, 0.925]})
     [s] = summarize(rows)
-    drop = next(v for v in verdicts(s, "resnet20") if v.startswith("BN from"))
+    drop = next(v for v in verdicts(s, "resnet20") if v.startswith("BN's drop from"))
     assert "inconclusive at 3 seeds" in drop and "seeds would decide it" in drop
     assert "does not hold" not in drop
     # equal within a tight spread: equivalence within 1 point is shown: does not hold
     rows = _rows({("bn", 2): [0.90, 0.92, 0.91, 0.93], ("bn", 32): [0.901, 0.921, 0.912, 0.929]})
     [s] = summarize(rows)
-    drop = next(v for v in verdicts(s, "resnet20") if v.startswith("BN from"))
+    drop = next(v for v in verdicts(s, "resnet20") if v.startswith("BN's drop from"))
     assert "degrades at small batch does not hold (equivalence within ±1 points is shown)" in drop
     [s] = summarize(rows, margin=0.05)                                      # a margin too small to show
-    drop = next(v for v in verdicts(s, "resnet20") if v.startswith("BN from"))
+    drop = next(v for v in verdicts(s, "resnet20") if v.startswith("BN's drop from"))
     assert "inconclusive at 4 seeds" in drop
 
 
