@@ -83,23 +83,18 @@ class LayerSpace:
         return True
 
 
-_DATA: dict[tuple[str, int], Any] = {}
-
-
 def _data(spec: str, seed: int) -> Any:
-    from ..data import load_dataset
+    from ..runtime.data import load_data
 
-    if (spec, seed) not in _DATA:
-        _DATA[(spec, seed)] = load_dataset(spec, seed=seed)
-    return _DATA[(spec, seed)]
+    return load_data(spec, seed)
 
 
 @dataclass(frozen=True)
 class ProxyTask:
     """Train a candidate layer inside each anchor (``(model, width)`` pairs) for ``steps`` SGD
-    steps of ``batch_size`` on ``dataset`` and return the validation accuracies (eval mode).
-    ``norm_batch_size`` splits each batch into micro-batches for the forward pass (gradients
-    accumulated), so the layer normalises over that many samples. Picklable: it runs on any
+    steps of ``batch_size`` on ``dataset`` (through ``normlab.train.fit``) and return the validation
+    accuracies (eval mode). ``norm_batch_size``: the layer normalises over that many samples
+    (fit's ghost batches: one forward per step). Picklable: it runs on any
     executor. Returns a TrialResult: "ok" with one accuracy per anchor, or "diverged" with the
     rejection rule (quality, stability) or the divergence in its error."""
 
@@ -161,57 +156,43 @@ class ProxyTask:
         return create_model(model_name, norm=self.spec(genome), in_channels=data.in_channels,
                             num_classes=data.num_classes, width=width), data
 
-    def _train_one(self, genome: Genome, model_name: str, width: float) -> dict[str, Any]:
-        import torch
-        import torch.nn.functional as F
+    def fit_config(self) -> Any:
+        """The proxy training as ``normlab.train`` settings: SGD with Nesterov momentum 0.9 at
+        ``lr`` (no batch-size scaling), cosine to 0 over ``steps``, gradients clipped at norm 5,
+        no augmentation, evaluated by the task itself; ``norm_batch_size`` becomes fit's (ghost
+        batches). Weight decay is on every parameter, the evolved layers' included: the proxy
+        always trained so (its old exemption looked for modules named ``EvolvedLayer``, and the
+        anchors hold ``EvolvedNorm``, so it never matched); kept, so searches score as before."""
+        from ..train import TrainConfig
 
-        from ..train.loop import evaluate
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, norm_batch_size=self.norm_batch_size,
+                           lr=self.lr, base_batch_size=None, momentum=0.9, nesterov=True,
+                           weight_decay=self.weight_decay, norm_weight_decay=self.weight_decay, schedule="cosine",
+                           grad_clip=5.0, augment=False, seed=self.seed, device="cpu", eval_every=0,
+                           final_eval=False, progress=False)
+
+    def _train_one(self, genome: Genome, model_name: str, width: float) -> dict[str, Any]:
+        """Train one anchor through ``normlab.train.fit``, with the stability test and the quality
+        rule as callbacks that stop the run with their rule; the accuracy after the last step."""
+        from ..train import EarlyRejection, StabilityCheck, evaluate, fit
 
         model, data = self.build(genome, model_name, width)
+        callbacks: list[Any] = []
         if self.stability_steps:
-            grew = stability_ratio(model, data, self.stability_steps, self.batch_size, self.seed)
-            if not math.isfinite(grew) or grew > self.stability_factor:
-                return {"error": f"gradient norm grew {grew:.3g}x under adversarial weights "
-                                 f"(limit {self.stability_factor:g}x)", "rule": "stability", "steps": 0}
-            model, data = self.build(genome, model_name, width)      # train from a fresh init
-        norm_ids = {id(p) for m in model.modules() if type(m).__name__ == "EvolvedLayer"
-                    for p in m.parameters()}
-        params = [{"params": [p for p in model.parameters() if id(p) not in norm_ids],
-                   "weight_decay": self.weight_decay},
-                  {"params": [p for p in model.parameters() if id(p) in norm_ids], "weight_decay": 0.0}]
-        opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, self.steps) / self.steps)))
-        g = torch.Generator().manual_seed(self.seed)
-        micro = self.norm_batch_size or self.batch_size
-        step = 0
-        model.train()
-        while step < self.steps:
-            for xb, yb in data.batches("train", self.batch_size, shuffle=True, generator=g,
-                                       drop_last=True):
-                opt.zero_grad(set_to_none=True)
-                total = 0.0
-                for xs, ys in zip(xb.split(micro), yb.split(micro)):
-                    loss = F.cross_entropy(model(xs), ys) * (len(ys) / len(yb))
-                    loss.backward()
-                    total += float(loss.detach())
-                if not math.isfinite(total):
-                    return {"error": f"loss is {total} at step {step}", "rule": "diverged",
-                            "steps": step}
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                opt.step()
-                sched.step()
-                step += 1
-                if self.reject_acc is not None and step == self.reject_steps < self.steps:
-                    acc = self._accuracy(model, data, evaluate)
-                    if acc < self.reject_acc:
-                        return {"error": f"validation accuracy {acc:.3f} < {self.reject_acc:g} after "
-                                         f"{step} steps", "rule": "quality", "steps": step, "acc": acc}
-                    model.train()
-                if step >= self.steps:
-                    break
-        acc = self._accuracy(model, data, evaluate)
-        return {"acc": acc, "steps": step}
+            callbacks.append(StabilityCheck(data, self.stability_steps, self.batch_size, self.seed,
+                                            self.stability_factor))
+        if self.reject_acc is not None:
+            callbacks.append(EarlyRejection(self.reject_steps, self.reject_acc,
+                                            lambda m: self._accuracy(m, data, evaluate)))
+        out = fit(model, data, self.fit_config(), callbacks)
+        steps = int(out.metrics["steps"])
+        if out.status != "ok":
+            rule = out.stopped_by
+            found = {"error": out.message, "rule": rule, "steps": steps}
+            if rule == "quality":
+                found["acc"] = callbacks[-1].score
+            return found
+        return {"acc": self._accuracy(model, data, evaluate), "steps": steps}
 
     def _accuracy(self, model: Any, data: Any, evaluate: Any) -> float:
         import torch
@@ -222,34 +203,11 @@ class ProxyTask:
         return acc if math.isfinite(out["test_loss"]) else 0.0
 
 
-def stability_ratio(model: Any, data: Any, steps: int, batch_size: int, seed: int,
-                    step_size: float = 0.05) -> float:
-    """How much ||dL/dw||^2 grows when the conv weights take ``steps`` normalised gradient-ascent
-    steps on it (the paper's stability rejection). The model's weights are changed."""
-    import torch
-    import torch.nn.functional as F
+def stability_ratio(*args: Any, **kwargs: Any) -> float:
+    """:func:`normlab.train.callbacks.stability_ratio` (the stability rule's measurement)."""
+    from ..train.callbacks import stability_ratio as ratio
 
-    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    g = torch.Generator().manual_seed(seed)
-    xb, yb = next(iter(data.batches("train", batch_size, shuffle=True, generator=g, drop_last=True)))
-    model.train()
-    first = None
-    for _ in range(steps + 1):
-        loss = F.cross_entropy(model(xb), yb)
-        grads = torch.autograd.grad(loss, convs, create_graph=True)
-        norm = sum((gr * gr).sum() for gr in grads)
-        value = float(norm.detach())
-        if not math.isfinite(value):
-            return math.inf
-        first = value if first is None else first
-        if _ == steps:
-            break
-        ascent = torch.autograd.grad(norm, convs, allow_unused=True)
-        with torch.no_grad():
-            for w, d in zip(convs, ascent):
-                if d is not None:
-                    w.add_(d / (d.norm() + 1e-12) * w.norm() * step_size)
-    return value / max(first, 1e-30)
+    return ratio(*args, **kwargs)
 
 
 # -- the run --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._ghost import ghost_forward, sequential_update
 from .genome import INITIAL, OPS, Genome, GenomeError, depends_on_x, formula, live_nodes
 
 __all__ = ["EvolvedLayer", "apply_op", "check_valid", "InvalidLayer", "compiled_genome", "genome_source",
@@ -116,6 +117,12 @@ class EvolvedLayer(nn.Module):
     minute per genome (train and eval each) and needs a C++ compiler on the CPU; if it fails, the
     layer warns once and interprets. While exporting or compiling a model, the layer interprets
     (the outer compiler then fuses it).
+
+    Ghost batches (``norm_batch``, set by :func:`normlab.layers.ghost.set_norm_batch`, as fit()
+    does for ``norm_batch_size``): in training each batch aggregate takes its statistics over
+    consecutive groups of ``norm_batch`` samples (a remainder is its own group) and its running
+    statistic takes one update per group, in order: what feeding the groups one at a time would
+    compute, in one call.
     """
 
     def __init__(self, num_channels: int, genome: Genome | str | Any, *, groups: int | None = None,
@@ -135,6 +142,8 @@ class EvolvedLayer(nn.Module):
         self.groups = resolve_groups(num_channels, groups, 32, "EvolvedLayer")
         self.apply_act = bool(apply_act)
         self.unbiased_running = bool(unbiased_running)
+        self.norm_batch: int | None = None       # ghost batches (layers/ghost.py)
+        self.ghost_interleaved = False           # fed batches reordered by ghost.interleave (fit())
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.v0 = nn.Parameter(torch.zeros(num_channels))
@@ -160,7 +169,7 @@ class EvolvedLayer(nn.Module):
                 f"momentum={self.momentum}")
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.compile and self.apply_act and x.shape[0] > 0 and not _tracing():
+        if self.compile and self.apply_act and x.shape[0] > 0 and not _tracing() and not self._ghost_on(x):
             fn = compiled_genome(self.genome, self.training, self.groups, self.eps)
             if fn is not None and x.dim() >= 3 and x.shape[1] == self.num_channels:
                 return self._forward_compiled(fn, x)
@@ -210,9 +219,31 @@ class EvolvedLayer(nn.Module):
                         running.mul_(1 - m).add_(batch_var.to(running.dtype), alpha=m)
         return out
 
+    def _ghost_on(self, x: Tensor) -> bool:
+        return bool(self.training and self.norm_batch and x.shape[0] > self.norm_batch)
+
+    def _ghost_stat(self, running: Tensor, stat: str, g: Tensor) -> Tensor:
+        """One batch aggregate over k ghost groups g (k, b, C, *spatial): per-group moments, and
+        the running statistic updated once per group in order."""
+        k, c = g.shape[0], g.shape[2]
+        var, mean = torch.var_mean(g, dim=(1, *range(3, g.dim())), correction=0, keepdim=True)
+        with torch.no_grad():
+            if stat == "mu":
+                batch = mean.reshape(k, c)
+            else:
+                count = g[0].numel() // c
+                batch = var.reshape(k, c)
+                if self.unbiased_running and count > 1:
+                    batch = batch * (count / (count - 1))
+            sequential_update([(running, batch.to(running.dtype))], self.momentum, None)
+        return _stat_of(stat, var, mean, self.eps).expand_as(g)
+
     def _batch_stat(self, i: int, stat: str, a: Tensor) -> Tensor:
         running: Tensor = getattr(self, f"running_{i}")
         shape = (1, self.num_channels) + (1,) * (a.dim() - 2)
+        if self._ghost_on(a):
+            return ghost_forward(a, self.norm_batch, lambda g: self._ghost_stat(running, stat, g),
+                                 self.ghost_interleaved)
         if self.training:
             var, mean = _moments(a, "bhw", self.groups)
             with torch.no_grad():

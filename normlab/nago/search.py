@@ -274,17 +274,11 @@ def generator_from(cfg: NagoConfig, params: Mapping[str, Any]) -> GeneratorParam
 
 # -- the trial function -------------------------------------------------------------------------
 
-_DATA: dict[tuple[str, str | None, int], Any] = {}
-
-
 def _dataset(spec: str, root: str | None, seed: int, download: bool = False):
-    key = (spec, root, seed)
-    if key not in _DATA:
-        from ..data import load_dataset
+    """The dataset from the per-process cache every study shares (``normlab.runtime.data``)."""
+    from ..runtime.data import load_data
 
-        _DATA.clear()                                   # one dataset per worker at a time
-        _DATA[key] = load_dataset(spec, root=root, download=download, seed=seed)
-    return _DATA[key]
+    return load_data(spec, seed, RunContext(data_root=root, download=download))
 
 
 def evaluate_generator(description: Mapping[str, Any], context: RunContext | None = None) -> TrialResult:

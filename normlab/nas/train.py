@@ -24,7 +24,7 @@ import os
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -32,13 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._settings import Settings
+from ..layers import is_norm
+from ..train.callbacks import Callback
 from .supernet import NasError, SpaceConfig, Supernet, build_supernet, check_positive, space_from_dict
 
-__all__ = ["TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
+__all__ = ["SupernetSettings", "TrainConfig", "DataSplit", "load_split", "train_supernet", "trainable_parameters",
            "norm_modules", "is_norm", "load_supernet", "read_checkpoint", "write_checkpoint", "checkpoint_lock",
-           "train_standalone", "supernet_accuracy"]
-
-_SPLITS: dict[tuple, "DataSplit"] = {}
+           "train_standalone", "supernet_accuracy", "evaluate_accuracy", "split_data"]
 
 
 @dataclass
@@ -61,15 +62,19 @@ def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_lim
     """The dataset's training split shuffled with ``seed`` and cut into train / validation (the
     last ``val_fraction``); ``train_limit`` keeps the first samples of train only, ``val_limit``
     the first of validation (ReBN evaluates every subnet on it); ``image_size`` resizes every
-    image (bilinear, antialiased) to that square size. Cached."""
-    key = (dataset, seed, float(val_fraction), train_limit, val_limit, image_size)
-    if key in _SPLITS:
-        return _SPLITS[key]
-    from ..data import load_dataset
+    image (bilinear, antialiased) to that square size. Cached in the per-process dataset cache
+    (``normlab.runtime.data``)."""
+    from ..runtime.data import cached, load_data
 
     if not 0 < val_fraction < 1:
         raise NasError(f"val_fraction={val_fraction!r} is invalid: expected a number in (0, 1)")
-    data = load_dataset(dataset)
+    key = ("nas-split", dataset, seed, float(val_fraction), train_limit, val_limit, image_size)
+    return cached(key, lambda: _make_split(load_data(dataset), seed, val_fraction, train_limit, val_limit,
+                                           image_size))
+
+
+def _make_split(data: Any, seed: int, val_fraction: float, train_limit: int | None,
+                val_limit: int | None, image_size: int | None = None) -> DataSplit:
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(data.mean).view(1, -1, 1, 1)
@@ -87,16 +92,30 @@ def load_split(dataset: str, seed: int = 0, val_fraction: float = 0.2, train_lim
         tr = tr[:train_limit]
     if val_limit is not None:
         va = va[:val_limit]
-    split = DataSplit(norm(data.train_x[tr]), data.train_y[tr], norm(data.train_x[va]), data.train_y[va],
-                      norm(data.test_x), data.test_y, data.num_classes, data.in_channels,
-                      image_size or data.image_size[0])
-    _SPLITS[key] = split
-    return split
+    return DataSplit(norm(data.train_x[tr]), data.train_y[tr], norm(data.train_x[va]), data.train_y[va],
+                     norm(data.test_x), data.test_y, data.num_classes, data.in_channels,
+                     image_size or data.image_size[0])
+
+
+def split_data(split: DataSplit, test: str = "test") -> Any:
+    """The split as ``normlab.data.ImageData`` (already normalised: scale 1, mean 0, std 1, so
+    its batches are the split's tensors exactly), its "test" split the ``test`` or ``val`` one."""
+    from ..data import ImageData
+
+    tx, ty = (split.test_x, split.test_y) if test == "test" else (split.val_x, split.val_y)
+    c = split.in_channels
+    return ImageData(name="nas-split", num_classes=split.num_classes, in_channels=c,
+                     image_size=(split.image_size, split.image_size), mean=(0.0,) * c, std=(1.0,) * c,
+                     train_x=split.train_x, train_y=split.train_y, test_x=tx, test_y=ty)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How a supernet (or a standalone subnet) is trained."""
+class SupernetSettings(Settings):
+    """How a supernet (or a standalone subnet) is trained: the supernet's own settings (dataset
+    and its train/validation split, ``mode`` SPOS or BN-NAS, ``bn_params``) and the SGD settings
+    they share with every training in normlab; :meth:`fit_config` is the latter as the one
+    ``normlab.train.TrainConfig``. Also importable as ``normlab.nas.train.TrainConfig`` (the name
+    nas's configs, CLI and pipeline have always used)."""
 
     dataset: str = "mnist5k"
     mode: str = "full"                 # full (SPOS) | bn (BN-NAS: only BN affine parameters)
@@ -122,14 +141,11 @@ class TrainConfig:
         if not self.lr > 0:
             raise NasError(f"lr={self.lr!r} is invalid: expected a positive number")
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        from .._settings import known_settings
-
-        return cls(**known_settings(d, cls, "training", NasError))
+    settings_error = NasError
+    settings_label = "training"
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = super().to_dict()
         for k in ("image_size", "augment"):          # added later: absent at their default, so older
             if not out[k]:                            # checkpoints keep resuming
                 del out[k]
@@ -138,6 +154,17 @@ class TrainConfig:
     def split(self) -> "DataSplit":
         return load_split(self.dataset, self.seed, self.val_fraction, self.train_limit, self.val_limit,
                           self.image_size)
+
+    def fit_config(self) -> Any:
+        """Stand-alone training as ``normlab.train.TrainConfig``: SGD (Nesterov when momentum > 0)
+        at ``lr`` (no batch-size scaling), cosine to 0 over ``epochs``, no augmentation, on the CPU,
+        evaluated by the caller."""
+        from ..train import TrainConfig as FitConfig
+
+        return FitConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, base_batch_size=None,
+                         momentum=self.momentum, nesterov=self.momentum > 0, weight_decay=self.weight_decay,
+                         norm_weight_decay=0.0, schedule="cosine", augment=False, seed=self.seed,
+                         device="cpu", eval_every=0, final_eval=False, progress=False)
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -157,25 +184,24 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def is_norm(m: nn.Module) -> bool:
-    """A normalization layer (anything from normlab.layers or torch's norms)."""
-    from torch.nn.modules.batchnorm import _NormBase
-
-    return isinstance(m, (_NormBase, nn.GroupNorm, nn.LayerNorm)) or type(m).__module__.startswith("normlab.layers")
+TrainConfig = SupernetSettings          # the name nas has always used (configs, CLI, pipeline)
 
 
 def norm_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if is_norm(m) and m is not model]
 
 
-@torch.no_grad()
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` (put in eval mode) on ``x``, ``y``, ``batch_size`` samples at a time."""
+    """Top-1 accuracy of ``model`` (put in eval mode, and left there) on normalised tensors ``x``,
+    ``y``, ``batch_size`` samples at a time: ``normlab.train.evaluate`` on them."""
+    from ..data import ImageData
+    from ..train import evaluate
+
+    c = x.shape[1]
+    data = ImageData(name="tensors", num_classes=0, in_channels=c, image_size=tuple(x.shape[2:4]),
+                     mean=(0.0,) * c, std=(1.0,) * c, train_x=x[:0], train_y=y[:0], test_x=x, test_y=y)
     model.eval()
-    correct = 0
-    for s in range(0, len(y), batch_size):
-        correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
-    return correct / max(1, len(y))
+    return evaluate(model, data, "test", batch_size=batch_size)["test_acc"]
 
 
 @torch.no_grad()
@@ -473,30 +499,38 @@ def load_supernet(state: Mapping[str, Any], which: str = "model") -> Supernet:
     return net
 
 
-def train_standalone(space: SpaceConfig, path: Sequence[int], cfg: TrainConfig) -> dict[str, float]:
-    """Train one path from scratch (the ground truth): SGD + cosine schedule for ``cfg.epochs``
-    epochs on the train split; returns validation and test accuracy."""
+class _EpochShuffle(Callback):
+    """Reseeds fit()'s shuffling generator at every epoch start with (seed, epoch), the order
+    nas has always used (``seed * 100003 + epoch``), so a standalone run shuffles as before."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def _reseed(self, state: Any) -> None:
+        state.generator.manual_seed(self.seed * 100003 + state.epoch)
+
+    def on_fit_start(self, state: Any) -> None:
+        self._reseed(state)
+
+    def on_epoch_end(self, state: Any) -> None:
+        self._reseed(state)
+
+
+def train_standalone(space: SpaceConfig, path: Sequence[int], cfg: SupernetSettings) -> dict[str, float]:
+    """Train one path from scratch (the ground truth) through ``normlab.train.fit``: SGD + cosine
+    schedule for ``cfg.epochs`` epochs on the train split, weight decay on conv/linear weights
+    only; returns validation and test accuracy."""
+    from ..train import fit
     from .supernet import Subnet
 
     split = load_split(cfg.dataset, cfg.seed, cfg.val_fraction, cfg.train_limit, cfg.val_limit)
+    if len(split.train_y) < cfg.batch_size:
+        raise NasError(f"batch_size={cfg.batch_size} is larger than the training split "
+                       f"({len(split.train_y)} samples): lower batch_size or raise train_limit")
     model = Subnet.build(space, path, seed=cfg.seed)
-    params = list(model.parameters())
-    opt = torch.optim.SGD(_param_groups(model, params, cfg.weight_decay, "full"), lr=cfg.lr,
+    opt = torch.optim.SGD(_param_groups(model, list(model.parameters()), cfg.weight_decay, "full"), lr=cfg.lr,
                           momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    n = len(split.train_y)
-    steps = max(1, n // cfg.batch_size)
-    total = steps * cfg.epochs
     t0 = time.time()
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        for step in range(steps):
-            t = epoch * steps + step
-            for g in opt.param_groups:
-                g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * t / total))
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(split.train_x[idx]), split.train_y[idx]).backward()
-            opt.step()
+    fit(model, split_data(split), cfg.fit_config(), [_EpochShuffle(cfg.seed)], optimizer=opt)
     return {"test_acc": evaluate_accuracy(model, split.test_x, split.test_y),
             "val_acc": evaluate_accuracy(model, split.val_x, split.val_y), "seconds": time.time() - t0}

@@ -11,16 +11,16 @@ import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..data import ImageData
 from ..layers import is_norm
 from ..layers.ghost import batch_dependent_layers, interleave_order, set_norm_batch
-from .callbacks import Callback, Checkpoint, ProgressBar, TrainState, load_checkpoint
+from .callbacks import Callback, Checkpoint, DivergenceGuard, ProgressBar, TrainState, load_checkpoint
 from .config import TrainConfig
 
 __all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr_lambda", "timed_calls",
@@ -29,10 +29,11 @@ __all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr
 
 @dataclass
 class FitResult:
-    status: str                                  # "ok" or "diverged"
+    status: str                                  # "ok", "diverged", or "stopped" (by a rule)
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
-    message: str = ""
+    message: str = ""                            # why it diverged or stopped
+    stopped_by: str = ""                         # the rule that stopped it ("diverged", "quality", ...)
 
     @property
     def diverged(self) -> bool:
@@ -127,10 +128,56 @@ def evaluate(model: nn.Module, data: ImageData, split: str = "test", *, mode: st
     return {f"{split}_loss": loss_sum / max(1, total), f"{split}_acc": correct / max(1, total)}
 
 
+@dataclass
+class _Run:
+    """What every step of one fit() call uses (built once by :func:`_prepare`)."""
+
+    model: nn.Module
+    data: ImageData
+    cfg: TrainConfig
+    device: torch.device
+    state: TrainState
+    callbacks: list[Callback]
+    micro: int                            # the normalization batch
+    ghost: bool                           # True: ghost batches in one forward, else micro-batches
+    autocast: Any
+    seen: int = 0                         # training samples stepped on
+
+
 def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
-        callbacks: Iterable[Callback] = ()) -> FitResult:
-    """Train ``model`` on ``data``. Never raises for a diverged run: its result says so."""
+        callbacks: Iterable[Callback] = (), *, optimizer: torch.optim.Optimizer | None = None) -> FitResult:
+    """Train ``model`` on ``data``. Never raises for a diverged run: its result says so, as it says
+    which callback stopped a run and why (``FitResult.stopped_by``, ``message``).
+
+    ``optimizer``: train with this one (its learning rates are the schedule's base) instead of
+    :func:`make_optimizer`'s, e.g. for a study whose weight-decay rule differs."""
     cfg = config or TrainConfig()
+    run = _prepare(model, data, cfg, list(callbacks), optimizer)
+    state = run.state
+    start = time.perf_counter()
+    model.train()
+    for cb in run.callbacks:
+        cb.on_fit_start(state)
+    try:
+        while state.step < state.total_steps and not state.stop:
+            _train_epoch(run)
+    finally:
+        if run.ghost:
+            set_norm_batch(model, None)
+        for cb in run.callbacks:
+            if isinstance(cb, ProgressBar):
+                cb.on_fit_end(state)
+    seconds = time.perf_counter() - start
+    if state.stopped_by != "diverged":
+        for cb in run.callbacks:
+            if not isinstance(cb, ProgressBar):
+                cb.on_fit_end(state)
+    return _result(state, seconds, run.seen)
+
+
+def _prepare(model: nn.Module, data: ImageData, cfg: TrainConfig, extra: list[Callback],
+             optimizer: torch.optim.Optimizer | None) -> _Run:
+    """Seed, place the model, build optimizer, schedule, state, callbacks and the norm batching."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     steps_per_epoch = data.size("train") // cfg.batch_size
@@ -142,110 +189,121 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
     model.to(device)
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg)
+    opt = optimizer if optimizer is not None else make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total, steps_per_epoch))
     gen = torch.Generator().manual_seed(cfg.seed)
     state = TrainState(model, opt, sched, cfg, total, steps_per_epoch, generator=gen)
-    cbs: list[Callback] = []
+    cbs: list[Callback] = [DivergenceGuard(every=20 if cuda else 1)]
     if cfg.checkpoint:
         cbs.append(Checkpoint(cfg.checkpoint))
         if cfg.resume:
             load_checkpoint(cfg.checkpoint, state)
     if cfg.progress:
         cbs.append(ProgressBar())
-    cbs.extend(callbacks)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.amp else nullcontext())
-    check_every = 20 if cuda else 1
+    cbs.extend(extra)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.amp else nullcontext()
+    micro, ghost = _norm_batching(model, cfg)
+    return _Run(model, data, cfg, device, state, cbs, micro, ghost, autocast)
+
+
+def _norm_batching(model: nn.Module, cfg: TrainConfig) -> tuple[int, bool]:
+    """The normalization batch and how it is made: ghost batches in one forward when every
+    batch-dependent layer supports them (set on the model here), else sequential micro-batches."""
     micro = cfg.norm_batch_size or cfg.batch_size
     if micro < cfg.batch_size and not batch_dependent_layers(model):
         micro = cfg.batch_size            # no batch statistics: the same computation at any norm batch
-    ghost = False
-    if micro < cfg.batch_size:            # ghost batches in one forward when every layer can
-        unsupported = set_norm_batch(model, micro, interleaved=True)   # batches go in interleaved
-        ghost = not unsupported
-        if not ghost:
-            set_norm_batch(model, None)
-            warnings.warn(f"norm_batch_size={micro}: {', '.join(unsupported[:3])}"
-                          f"{' ...' if len(unsupported) > 3 else ''} cannot use ghost batches; "
-                          f"running sequential micro-batches instead (slower, same result)", stacklevel=2)
-    status, message = "ok", ""
-    start, seen = time.perf_counter(), 0
-    model.train()
-    for cb in cbs:
-        cb.on_fit_start(state)
-    running = torch.zeros((), device=device)
+    if micro >= cfg.batch_size:
+        return micro, False
+    unsupported = set_norm_batch(model, micro, interleaved=True)   # batches go in interleaved
+    if not unsupported:
+        return micro, True
+    set_norm_batch(model, None)
+    warnings.warn(f"norm_batch_size={micro}: {', '.join(unsupported[:3])}"
+                  f"{' ...' if len(unsupported) > 3 else ''} cannot use ghost batches; "
+                  f"running sequential micro-batches instead (slower, same result)", stacklevel=4)
+    return micro, False
+
+
+def _train_epoch(run: _Run) -> None:
+    """One pass over the training batches (or up to the last step), then the epoch's record."""
+    state, cfg = run.state, run.cfg
+    running = torch.zeros((), device=run.device)
     running_n = 0
-    try:
-        while state.step < total and not state.stop:
-            for xb, yb in data.batches("train", cfg.batch_size, shuffle=True, generator=gen,
-                                       augment=cfg.augment, drop_last=True, device=device):
-                if ghost:                  # the same ghost groups, regrouped without copies
-                    order = interleave_order(len(yb), micro, yb.device)
-                    xb, yb = xb[order], yb[order]
-                if cuda and cfg.channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                opt.zero_grad(set_to_none=True)
-                if ghost or micro >= len(yb):
-                    with autocast:
-                        loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=cfg.label_smoothing)
-                    loss.backward()
-                    step_loss = loss.detach()
-                else:                      # micro-batches: normalization sees `micro` samples
-                    step_loss = torch.zeros((), device=device)
-                    for xc, yc in zip(xb.split(micro), yb.split(micro)):
-                        with autocast:
-                            loss = F.cross_entropy(model(xc).float(), yc,
-                                                   label_smoothing=cfg.label_smoothing)
-                        (loss * (len(yc) / len(yb))).backward()
-                        step_loss += loss.detach() * (len(yc) / len(yb))
-                if (state.step + 1) % check_every == 0 or state.step + 1 == total:
-                    state.loss = float(step_loss)
-                    if not math.isfinite(state.loss):
-                        status = "diverged"
-                        message = f"non-finite loss ({state.loss}) at step {state.step + 1}"
-                        break
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                for cb in cbs:
-                    cb.on_before_step(state)
-                opt.step()
-                sched.step()
-                running += step_loss
-                running_n += 1
-                state.step += 1
-                seen += len(yb)
-                for cb in cbs:
-                    cb.on_step_end(state)
-                if state.step >= total or state.stop:
-                    break
-            if status == "diverged":
-                break
-            state.epoch += 1
-            record = {"epoch": float(state.epoch), "step": float(state.step), "lr": state.lr,
-                      "train_loss": float(running) / max(1, running_n)}
-            running.zero_()
-            running_n = 0
-            last = state.step >= total or state.stop
-            if not math.isfinite(record["train_loss"]):
-                status, message = "diverged", f"non-finite training loss in epoch {state.epoch}"
-                break
-            if (cfg.eval_every and state.epoch % cfg.eval_every == 0) or (last and cfg.final_eval):
-                record.update(evaluate(model, data, "test", mode=cfg.eval_mode,
-                                       batch_size=cfg.eval_batch_size, device=device))
-            state.history.append(record)
-            for cb in cbs:
-                cb.on_epoch_end(state)
-    finally:
-        if ghost:
-            set_norm_batch(model, None)
-        for cb in cbs:
-            if isinstance(cb, ProgressBar):
-                cb.on_fit_end(state)
-    seconds = time.perf_counter() - start
-    if status == "ok":
-        for cb in cbs:
-            if not isinstance(cb, ProgressBar):
-                cb.on_fit_end(state)
+    for xb, yb in run.data.batches("train", cfg.batch_size, shuffle=True, generator=state.generator,
+                                   augment=cfg.augment, drop_last=True, device=run.device):
+        if not _train_step(run, xb, yb):
+            return                        # diverged: the step was not applied, no record
+        running += state.step_loss
+        running_n += 1
+        if state.step >= state.total_steps or state.stop:
+            break
+    _end_epoch(run, float(running) / max(1, running_n))
+
+
+def _train_step(run: _Run, xb: Tensor, yb: Tensor) -> bool:
+    """Forward, backward, callbacks, optimizer step. False when the loss diverged (not stepped)."""
+    state, cfg = run.state, run.cfg
+    if run.ghost:                          # the same ghost groups, regrouped without copies
+        order = interleave_order(len(yb), run.micro, yb.device)
+        xb, yb = xb[order], yb[order]
+    if run.device.type == "cuda" and cfg.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step_loss = _forward_backward(run, xb, yb)
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    for cb in run.callbacks:
+        cb.on_before_step(state)
+        if state.stopped_by == "diverged":
+            return False
+    state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+    run.seen += len(yb)
+    for cb in run.callbacks:
+        cb.on_step_end(state)
+    return True
+
+
+def _forward_backward(run: _Run, xb: Tensor, yb: Tensor) -> Tensor:
+    """The batch's mean loss, its gradients accumulated; by micro-batches when the normalization
+    batch is smaller than the batch and ghost batches are off."""
+    smoothing = run.cfg.label_smoothing
+    if run.ghost or run.micro >= len(yb):
+        with run.autocast:
+            loss = F.cross_entropy(run.model(xb).float(), yb, label_smoothing=smoothing)
+        loss.backward()
+        return loss.detach()
+    step_loss = torch.zeros((), device=run.device)   # micro-batches: normalization sees `micro` samples
+    for xc, yc in zip(xb.split(run.micro), yb.split(run.micro)):
+        with run.autocast:
+            loss = F.cross_entropy(run.model(xc).float(), yc, label_smoothing=smoothing)
+        (loss * (len(yc) / len(yb))).backward()
+        step_loss += loss.detach() * (len(yc) / len(yb))
+    return step_loss
+
+
+def _end_epoch(run: _Run, train_loss: float) -> None:
+    """Count the epoch, evaluate when due, record it and call the epoch-end hooks."""
+    state, cfg = run.state, run.cfg
+    state.epoch += 1
+    if not math.isfinite(train_loss):
+        state.stop_run("diverged", f"non-finite training loss in epoch {state.epoch}")
+        return
+    record = {"epoch": float(state.epoch), "step": float(state.step), "lr": state.lr,
+              "train_loss": train_loss}
+    last = state.step >= state.total_steps or state.stop
+    if (cfg.eval_every and state.epoch % cfg.eval_every == 0) or (last and cfg.final_eval):
+        record.update(evaluate(run.model, run.data, "test", mode=cfg.eval_mode,
+                               batch_size=cfg.eval_batch_size, device=run.device))
+    state.history.append(record)
+    for cb in run.callbacks:
+        cb.on_epoch_end(state)
+
+
+def _result(state: TrainState, seconds: float, seen: int) -> FitResult:
+    """The run's metrics: steps, time, throughput, the last evaluation and the best accuracy."""
+    status = {"": "ok", "diverged": "diverged"}.get(state.stopped_by, "stopped")
     metrics: dict[str, float] = {"steps": float(state.step), "epochs": float(state.epoch),
                                  "seconds": seconds, "images_per_sec": seen / max(seconds, 1e-9)}
     if state.history:
@@ -255,4 +313,4 @@ def fit(model: nn.Module, data: ImageData, config: TrainConfig | None = None,
         accs = [h["test_acc"] for h in state.history if "test_acc" in h]
         if accs:
             metrics["best_test_acc"] = max(accs)
-    return FitResult(status, metrics, state.history, message)
+    return FitResult(status, metrics, state.history, state.stop_reason, state.stopped_by)

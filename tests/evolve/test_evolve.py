@@ -554,3 +554,48 @@ def test_evolution_against_random_is_decided_under_the_shared_rule():
             [search("random", s, 0.90 + 0.01 * ((s + 1) % 2)) for s in range(3)]
     assert "is inconclusive at 3 searches" in strategy_claims(close)[0]
     assert strategy_claims(far[:4]) == []                       # no baseline: no claim
+
+
+def test_norm_batch_2_trains_through_fit_with_ghost_batches(monkeypatch):
+    """--norm-batch-size 2: the proxy trains through train.fit, whose ghost path sets every
+    evolved layer to groups of 2 and runs one forward per step (not 16 micro-batches)."""
+    import normlab.train.loop as loop
+
+    seen, forwards = [], []
+    original = loop._forward_backward
+
+    def spy(run, xb, yb):
+        seen.append((run.ghost, run.micro, sorted({m.norm_batch for m in run.model.modules()
+                                                   if type(m).__name__ == "EvolvedNorm"})))
+        handle = run.model.register_forward_hook(lambda *a: forwards.append(1))
+        try:
+            return original(run, xb, yb)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(loop, "_forward_backward", spy)
+    task = ProxyTask(dataset="digits", steps=3, batch_size=8, norm_batch_size=2, reject_acc=None, eval_limit=50)
+    out = task(reference("evonorm_b0"))
+    assert out.status == "ok" and out.metrics["steps_total"] == 3
+    assert seen == [(True, 2, [2])] * 3 and len(forwards) == 3
+    assert task.fit_config().norm_batch_size == 2
+
+
+def test_evolved_layer_ghost_batches_equal_micro_batches():
+    """A batch aggregate over ghost groups of 2: the output and the running statistics of feeding
+    the groups one by one (consecutive groups, and interleaved as fit() feeds them)."""
+    from normlab.layers.ghost import interleave_order
+
+    g = Genome.from_code("s_bhw.0;mul.3.0;s_hw.0;add.5.6;max.4.7;div.0.8")
+    for n in (8, 9):
+        x = _x((n, 6, 5, 4)).float()
+        one, ref, inter = (EvolvedLayer(6, g, groups=2) for _ in range(3))
+        expect = torch.cat([ref(part) for part in x.split(2)])
+        one.norm_batch = 2
+        torch.testing.assert_close(one(x), expect)
+        inter.norm_batch, inter.ghost_interleaved = 2, True
+        order = interleave_order(n, 2)
+        torch.testing.assert_close(inter(x[order]), expect[order])
+        for name, buf in ref.named_buffers():
+            torch.testing.assert_close(dict(one.named_buffers())[name], buf)
+            torch.testing.assert_close(dict(inter.named_buffers())[name], buf)

@@ -867,3 +867,28 @@ def test_kill_9_during_nas_correlate_resumes_to_the_uninterrupted_result(tmp_pat
     assert {k: (r["finished"], r["attempts"]) for k, r in b.items() if k in first} == first     # not trained again
     assert report("b") == report("a")
     assert len(set(json.loads(report("a"))["standalone_acc"])) > 1        # a real ground truth, not all at chance
+
+
+def test_standalone_trains_through_fit(monkeypatch):
+    """train_standalone is normlab.train.fit with nas's settings (fit_config), its shuffling and
+    its weight-decay rule; the same seed gives the same accuracies."""
+    import normlab.train as train
+    from normlab.nas.train import SupernetSettings, train_standalone
+
+    assert TrainConfig is SupernetSettings                      # the name nas's code imports
+    calls = []
+    real = train.fit
+
+    def spy(model, data, config, callbacks=(), **kw):
+        calls.append((config, kw))
+        return real(model, data, config, callbacks, **kw)
+
+    monkeypatch.setattr(train, "fit", spy)
+    cfg = TrainConfig(epochs=1, **TRAIN)
+    first = train_standalone(TINY, [0, 1], cfg)
+    again = train_standalone(TINY, [0, 1], cfg)
+    assert len(calls) == 2 and isinstance(calls[0][0], train.TrainConfig)
+    fc = calls[0][0]
+    assert (fc.epochs, fc.batch_size, fc.lr, fc.base_batch_size, fc.augment) == (1, 64, 0.1, None, False)
+    assert calls[0][1]["optimizer"].param_groups[0]["weight_decay"] == cfg.weight_decay
+    assert (first["test_acc"], first["val_acc"]) == (again["test_acc"], again["val_acc"])

@@ -449,3 +449,21 @@ def test_a_waiting_driver_takes_over_a_dead_local_peers_trial_without_waiting_ou
     with Store(path, readonly=True) as store:
         [row] = store.rows(experiment="t")
     assert row["status"] == "ok" and row["attempts"] == 2
+
+
+def test_one_dataset_cache_for_every_study():
+    """bench trials, evolve's proxy, nago's evaluations and nas's splits read one per-process
+    cache (normlab.runtime.data): the same object, loaded once; no study keeps its own."""
+    import normlab.evolve.search as evolve
+    import normlab.nago.search as nago
+    import normlab.nas.train as nas
+    from normlab.runtime import data as cache
+
+    cache.clear_data_cache()
+    first = cache.load_data("digits")
+    assert evolve._data("digits", 0) is first and nago._dataset("digits", None, 0) is first
+    split = nas.load_split("digits")
+    assert nas.load_split("digits") is split and len(cache._CACHE) == 2
+    assert not any(hasattr(m, name) for m in (evolve, nago, nas) for name in ("_DATA", "_SPLITS"))
+    cache.clear_data_cache()
+    assert cache.load_data("digits") is not first

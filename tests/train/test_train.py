@@ -177,3 +177,24 @@ def test_unreadable_fit_checkpoint_is_one_clear_error(tmp_path):
     path.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read as tensors and plain data"):
         load_checkpoint(path, None)
+
+
+def test_rules_stop_a_run_with_their_reason(digits):
+    """Early rejection and the stability test are callbacks: the run stops, fit's result names the
+    rule and the reason, and nothing after the stop is trained."""
+    from normlab.train import EarlyRejection, StabilityCheck
+
+    cfg = TrainConfig(steps=6, eval_every=0, final_eval=False, **QUICK)
+    reject = EarlyRejection(2, 1.01, lambda m: evaluate(m, digits, limit=64)["test_acc"])
+    out = fit(_small(), digits, cfg, [reject])
+    assert (out.status, out.stopped_by, out.metrics["steps"]) == ("stopped", "quality", 2.0)
+    assert "after 2 steps" in out.message and reject.score is not None
+    model = _small()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stab = StabilityCheck(digits, steps=2, batch_size=32, seed=0, factor=1.0)   # any growth is too much
+    out = fit(model, digits, cfg, [stab])
+    assert (out.status, out.stopped_by, out.metrics["steps"]) == ("stopped", "stability", 0.0)
+    assert "gradient norm grew" in out.message and stab.ratio > 1.0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())   # put back
+    passed = fit(_small(), digits, cfg, [EarlyRejection(2, 0.0, lambda m: 0.5)])
+    assert passed.status == "ok" and passed.stopped_by == "" and passed.metrics["steps"] == 6

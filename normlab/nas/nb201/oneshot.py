@@ -175,18 +175,15 @@ def _loaded(checkpoint: str | Path):
     return net, state, table
 
 
-_REBN_DATA: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-
 def _rebn_data(state: Mapping[str, Any], dataset: str | None, limit: int | None, calib: int, seed: int,
                device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The calibration and validation tensors on ``device``, in the one per-process data cache."""
     import json
 
-    key = (json.dumps(state["train"], sort_keys=True), dataset, limit, calib, seed, str(device))
-    if key not in _REBN_DATA:
-        _REBN_DATA.clear()
-        _REBN_DATA[key] = _make_rebn_data(state, dataset, limit, calib, seed, device)
-    return _REBN_DATA[key]
+    from ...runtime.data import cached
+
+    key = ("nb201-rebn", json.dumps(state["train"], sort_keys=True), dataset, limit, calib, seed, str(device))
+    return cached(key, lambda: _make_rebn_data(state, dataset, limit, calib, seed, device))
 
 
 def _make_rebn_data(state: Mapping[str, Any], dataset: str | None, limit: int | None, calib: int, seed: int,

@@ -30,7 +30,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -357,8 +357,6 @@ def _supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, store: Any,
                say: Callable[[str], None]) -> tuple[dict, dict, dict]:
     """BN indicator, ReBN accuracy and ABS angle of every cell, from the two supernets of
     :mod:`normlab.nas.nb201.oneshot` (checkpoints in ``out``), and each supernet's chance check."""
-    from ..train import TrainConfig, load_supernet, read_checkpoint, supernet_accuracy
-    from . import oneshot
 
     common = dict(dataset=cfg.data_spec, C=cfg.C, N=cfg.N, image_size=None, batch_size=cfg.batch_size,
                   seed=cfg.sample_seed, store=store, threads=cfg.threads, norm=cfg.norm)
