@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from .._settings import Settings
 from ..layers.genome import BATCH_OPS, Genome, canonical_key, live_nodes, mutate, random_genome
 from ..layers.genome_module import InvalidLayer, check_valid
 
@@ -238,8 +239,13 @@ def _anchors(value: Any) -> tuple[tuple[str, float], ...]:
 
 
 @dataclass(frozen=True)
-class EvolveConfig:
-    """Everything a layer search needs; ``task`` and ``space`` are built from it."""
+class EvolveConfig(Settings):
+    """Everything a layer search needs; ``task`` and ``space`` are built from it. Presets: the
+    YAML files normlab/configs/evolve-quick.yaml and evolve-paper.yaml."""
+
+    settings_error = EvolveError
+    settings_label = "evolve"
+    presets = {"quick": "evolve-quick.yaml", "paper": "evolve-paper.yaml"}
 
     dataset: str = "digits"
     anchors: tuple[tuple[str, float], ...] = (("resnet20", 0.25),)
@@ -290,20 +296,8 @@ class EvolveConfig:
             raise EvolveError(f"sample_size={self.sample_size} is larger than population="
                               f"{self.population}: expected sample_size <= population")
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EvolveConfig":
-        from .._settings import known_settings
-
-        return cls(**known_settings(d, cls, "evolve", EvolveError))
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "EvolveConfig":
-        if name not in PRESET_NAMES:
-            raise EvolveError(f"unknown preset {name!r}: expected one of {', '.join(PRESET_NAMES)}")
-        return cls.from_dict({**preset_settings(name), **overrides})
-
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = super().to_dict()
         d["anchors"] = [anchor_name(m, w) for m, w in self.anchors]
         return d
 
@@ -334,12 +328,7 @@ PRESET_NAMES = ("quick", "paper")
 def preset_settings(name: str) -> dict[str, Any]:
     """A preset's settings, read from its YAML file normlab/configs/evolve-NAME.yaml (read when
     asked for, so that importing this module needs no YAML reader)."""
-    from pathlib import Path
-
-    from .._yaml import read_yaml_mapping
-
-    path = Path(__file__).resolve().parent.parent / "configs" / f"evolve-{name}.yaml"
-    return read_yaml_mapping(path, "evolve preset")
+    return EvolveConfig.preset_settings(name)
 
 
 def __getattr__(name: str) -> Any:
