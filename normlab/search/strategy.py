@@ -139,7 +139,8 @@ class RegularizedEvolution(Strategy):
     def _winner(self) -> Evaluation:
         rng = self.search.rng
         k = min(self.sample_size, len(self.population))
-        contenders = rng.sample(self.population, k)
+        pop = self.population                  # indices drawn as rng.sample(pop, k) draws them, without
+        contenders = [pop[i] for i in rng.sample(range(len(pop)), k)]    # its per-call check of a deque
         if self.selection == "pareto" and len(self.objectives) > 1:
             from .history import pareto_mask
 
