@@ -120,8 +120,8 @@ def test_parameter_count_with_other_norms_and_sizes(norm, C, N, classes):
 
 
 @pytest.mark.slow
-def test_parameter_count_equals_construction_on_500_random_cells():
-    for a in random.Random(3).sample(nb201.all_archs(), 500):
+def test_parameter_count_equals_construction_on_200_random_cells():
+    for a in random.Random(3).sample(nb201.all_archs(), 200):   # all 15,625: python benchmarks/nb201.py --all-params
         with torch.device("meta"):
             net = NB201Net(a)
         assert _count(net) == nb201.analytic_params(a), a

@@ -56,7 +56,7 @@ def test_resnet20_bn_reaches_the_spherical_motion_equilibrium():
     lose every ReLU in the first steps and stop moving at all.)"""
     data = load_dataset("mnist5k")
     torch.manual_seed(0)
-    model = create_model("resnet20", norm="bn", in_channels=1, width=0.5)
+    model = create_model("resnet20", norm="bn", in_channels=1, width=0.25)
     rec = AngularUpdate()
     cfg = TrainConfig(steps=600, batch_size=64, lr=1.0, base_batch_size=None, momentum=0.9,
                       weight_decay=5e-4, schedule="constant", warmup_epochs=1.0, augment=False,
