@@ -390,14 +390,8 @@ def _abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stag
                        "scores": [{str(k): v for k, v in s.items()} for s in scores]})
         if size <= target or stage == max_stages:
             break
-        ranked = sorted(((v, layer, op) for layer, s in enumerate(scores) for op, v in s.items()))
-        dropped = 0
-        for _, layer, op in ranked:
-            if dropped >= drop:
-                break
-            if len(allowed[layer]) > 1:
-                allowed[layer].remove(op)
-                dropped += 1
+        dropped = drop_lowest(allowed, [(v, layer, op) for layer, s in enumerate(scores) for op, v in s.items()],
+                              drop)
         if dropped == 0:
             break
         # what the next epochs' checkpoints carry, so that a kill during this stage resumes it
@@ -406,6 +400,20 @@ def _abs_shrink(space: SpaceConfig, cfg: TrainConfig, *, first_epochs: int, stag
         state = train_supernet(space, cfg, checkpoint=checkpoint, allowed=allowed, epochs=stage_epochs,
                                total_epochs=total, net=net, resume=state, on_epoch=on_epoch)
     return {"allowed": allowed, "stages": stages, "size": math.prod(len(a) for a in allowed), "state": state}
+
+
+def drop_lowest(allowed: list[list[int]], scored: Sequence[tuple[float, int, int]], drop: int) -> int:
+    """ABS's shrinking rule, for the MBConv stages and the NB201 edges alike: drop the ``drop``
+    lowest-scoring ``(score, slot, op)`` entries from ``allowed`` (in place), each slot keeping at
+    least one op; returns how many were dropped."""
+    dropped = 0
+    for _, slot, op in sorted(scored):
+        if dropped >= drop:
+            break
+        if len(allowed[slot]) > 1:
+            allowed[slot].remove(op)
+            dropped += 1
+    return dropped
 
 
 def _rng_json(state: tuple) -> list:

@@ -591,15 +591,11 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 def shrink_ops(scores: np.ndarray, drop: int) -> list[list[int]]:
     """ABS's rule on one ranking: drop the ``drop`` lowest-scoring edge-ops across all edges, each
     edge keeping at least one op; returns the kept ops per edge."""
+    from ..search import drop_lowest
+
     allowed = [list(range(scores.shape[1])) for _ in range(scores.shape[0])]
-    ranked = sorted((float(scores[e, o]), e, o) for e in range(scores.shape[0]) for o in range(scores.shape[1]))
-    dropped = 0
-    for _, e, o in ranked:
-        if dropped >= drop:
-            break
-        if len(allowed[e]) > 1:
-            allowed[e].remove(o)
-            dropped += 1
+    drop_lowest(allowed, [(float(scores[e, o]), e, o) for e in range(scores.shape[0]) for o in range(scores.shape[1])],
+                drop)
     return allowed
 
 
