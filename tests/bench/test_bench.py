@@ -96,6 +96,8 @@ def test_presets_validate():
     study = load_experiment(preset="study")                  # both ends of the BGN paper's claim
     assert study.dataset == "fashion-mnist" and min(study.batch_sizes) == 2 and max(study.batch_sizes) >= 128
     assert len(study.seeds) >= 3
+    sweep = load_experiment(preset="g-sweep-digits")          # issue 25's evidence on the auto rule
+    assert sweep.tune.grid == [1, 2, 4, 8, 16, "auto", "auto,ref_batch=8"] and len(sweep.seeds) == 3
     paper = load_experiment(preset="paper-cifar10")
     assert paper.dataset == "cifar10" and paper.batch_sizes == [2, 4, 8, 16, 32, 64, 128]
 

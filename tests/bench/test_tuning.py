@@ -18,10 +18,10 @@ from normlab.runtime import Store
 from normlab.runtime.protocol import TrialResult
 
 # synthetic 8x8 one-channel images: ResNet-20 at width 0.25 has the digits preset's layer shapes
-SETUP = dict(name="gtune", dataset="synthetic:n=192,classes=3,channels=1,size=8", models=["resnet20"],
-             width=0.25, norms=["bn", "bgn:groups=tuned"], batch_sizes=[2, 32], batch_mode="norm",
-             fixed_batch_size=32, seeds=[0, 1, 2, 3], steps=4, augment=False,
-             tune={"grid": [16, 1, 4, "auto"], "val_fraction": 0.25})
+SETUP = {"name": "gtune", "dataset": "synthetic:n=192,classes=3,channels=1,size=8", "models": ["resnet20"],
+         "width": 0.25, "norms": ["bn", "bgn:groups=tuned"], "batch_sizes": [2, 32], "batch_mode": "norm",
+         "fixed_batch_size": 32, "seeds": [0, 1, 2, 3], "steps": 4, "augment": False,
+         "tune": {"grid": [16, 1, 4, "auto"], "val_fraction": 0.25}}
 
 
 def _truth(norm: str, b: int, rng: random.Random) -> float:
