@@ -66,7 +66,9 @@ class Tune(BaseModel):
     seed) on the training data less a held-out ``val_fraction`` (stratified, split by
     ``data_seed``); the G with the best mean validation accuracy over the seeds is chosen, and the
     report shows the test accuracy of the chosen G's runs only, so the test set never picks the
-    winner. Every run is a stored trial."""
+    winner. Every run is a stored trial. A grid entry is a group count G (one G for every layer) or
+    the auto rule itself, ``"auto"`` or with its settings (``"auto,ref_batch=8"``: per layer,
+    G ~ batch * C / ref_batch), so a rule is judged on the same validation split as a fixed G."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
