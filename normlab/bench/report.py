@@ -310,8 +310,8 @@ def auto_picks(summary: Summary, model: str, rule: str = AUTO) -> dict[tuple[int
     if shapes is None and by_size:
         try:
             shapes = summary._picks[model] = layer_shapes(next(iter(by_size.values())))
-        except (ValueError, KeyError, TypeError, RuntimeError, NotImplementedError):
-            shapes = summary._picks[model] = []
+        except (ValueError, KeyError, TypeError, OSError, RuntimeError, NotImplementedError):
+            shapes = summary._picks[model] = []       # shapes unknown: no picks shown, the rest still is
     if shapes:
         out = {}
         for c, sp, k in shapes:
