@@ -66,19 +66,42 @@ class Tune(BaseModel):
     seed) on the training data less a held-out ``val_fraction`` (stratified, split by
     ``data_seed``); the G with the best mean validation accuracy over the seeds is chosen, and the
     report shows the test accuracy of the chosen G's runs only, so the test set never picks the
-    winner. Every run is a stored trial."""
+    winner. Every run is a stored trial. A grid entry is a group count G (one G for every layer) or
+    the auto rule itself, ``"auto"`` or with its settings (``"auto,ref_batch=8"``: per layer,
+    G ~ batch * C / ref_batch), so a rule is judged on the same validation split as a fixed G."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    grid: list[int] = Field(default_factory=lambda: [1, 4, 16])
+    grid: list[int | str] = Field(default_factory=lambda: [1, 4, 16])
     val_fraction: float = 0.1
 
     @field_validator("grid")
     @classmethod
-    def _grid(cls, v: list[int]) -> list[int]:
-        if not v or any(isinstance(g, bool) or g < 1 for g in v) or len(set(v)) != len(v):
-            raise ValueError(f"tune.grid={v} is invalid: expected distinct positive group counts, e.g. [1, 4, 16]")
-        return sorted(v)
+    def _grid(cls, v: list[int | str]) -> list[int | str]:
+        from ..layers import parse_spec
+
+        counts = [g for g in v if not isinstance(g, str)]
+        rules = []
+        for g in v:
+            if not isinstance(g, str):
+                continue
+            try:
+                spec = parse_spec(f"bgn:groups={g.replace(' ', '')}")
+            except ValueError:
+                spec = None
+            if spec is None or str(spec.params.get("groups", "")).lower() != "auto":
+                raise ValueError(f"tune.grid entry {g!r} is invalid: expected a group count or a rule "
+                                 f"'auto' (optionally with its settings, e.g. 'auto,ref_batch=8')")
+            rules.append(str(spec).partition("groups=")[2])
+        if (not v or any(isinstance(g, bool) or g < 1 for g in counts) or len(set(counts)) != len(counts)
+                or len(set(rules)) != len(rules)):
+            raise ValueError(f"tune.grid={v} is invalid: expected distinct positive group counts, e.g. [1, 4, 16] "
+                             f"(and, to put the auto rule on the same validation, 'auto' entries)")
+        return sorted(counts) + rules
+
+    def specs(self) -> list[str]:
+        """The norm specs the grid trains: ``bgn:groups=G`` per count, then the auto rules."""
+        return [f"bgn:groups={g}" for g in self.grid]
 
     @field_validator("val_fraction")
     @classmethod
@@ -264,7 +287,7 @@ class Experiment(Settings, BaseModel):
         """The norm specs that are trained: ``bgn:groups=tuned`` stands for its G grid."""
         out: list[str] = []
         for n in self.norms:
-            for spec in ([f"bgn:groups={g}" for g in self.tune.grid] if n == TUNED else [n]):
+            for spec in (self.tune.specs() if n == TUNED else [n]):
                 if spec not in out:
                     out.append(spec)
         return out
@@ -415,7 +438,7 @@ def plan(exp: Experiment) -> list[dict[str, Any]]:
     for model in exp.models:
         for name in exp.norms:
             tuned = name == TUNED            # one validation trial per G of the grid
-            for norm in ([f"bgn:groups={g}" for g in exp.tune.grid] if tuned else [name]):
+            for norm in (exp.tune.specs() if tuned else [name]):
                 for batch_size in exp.batch_sizes:
                     for lr in exp.lrs or [exp.lr]:
                         for seed in exp.seeds:

@@ -19,7 +19,7 @@ from ..report import ReportTable, Stat, describe, html_page, html_table, markdow
 from ..report.stats import ALPHA, MARGIN, Comparison, Family, best_claim, best_text, paired
 
 __all__ = ["Summary", "Cell", "summarize", "write_report", "markdown", "tables", "compare", "verdicts",
-           "Decided", "MARGIN", "tuning_table"]
+           "Decided", "MARGIN", "tuning_table", "auto_picks", "layer_shapes"]
 
 PAPER_BN_DROP = "9.6 on ImageNet ResNet-50, batch 32 -> 2 (BGN paper)"
 
@@ -36,9 +36,13 @@ class Cell:
     seeds: list[int] = field(default_factory=list)       # the seed of each accuracy, for pairing
     vals: list[float] = field(default_factory=list)      # validation accuracies (tuning trials)
     note: str = ""                                       # e.g. the G a tuned cell chose
+    val_seeds: list[int] = field(default_factory=list)   # the seed of each validation accuracy
 
     def by_seed(self) -> dict[int, float]:
         return dict(zip(self.seeds, self.accs))
+
+    def val_by_seed(self) -> dict[int, float]:
+        return dict(zip(self.val_seeds, self.vals))
 
     @property
     def stat(self) -> Stat:
@@ -72,6 +76,9 @@ class Summary:
     # model -> tuned norm -> batch size -> grid norm -> cell (val accs in .vals, test accs in .accs)
     margin: float = MARGIN                              # points: smaller differences do not matter
     alpha: float = ALPHA
+    descriptions: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # model -> batch size -> one trial's description (what the auto rule's picks are computed from)
+    _picks: dict = field(default_factory=dict, repr=False, compare=False)
     _decided: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -144,6 +151,7 @@ class Decided:
     lines: list[str]
     best: dict[int, str]
     leaders: dict[int, list[str]]
+    tuned: dict[tuple[str, int], str] = field(default_factory=dict)   # (tuned norm, b) -> best/tied on validation
 
 
 def compare(a: Cell, b: Cell, claim: str = "", *, direction: int = 1) -> Comparison:
@@ -205,8 +213,16 @@ def _decide(summary: "Summary", model: str) -> Decided:
                 continue
             same = next((i for bb, i, o, _ in pending_best if bb == b and o[:2] == order[:2]), None)
             pending_sweep.append((b, family.add(c) if same is None else same, order, values))
+    pending_tune = []
+    for tuned, by_size in summary.tuning.get(model, {}).items():
+        for b in summary.batch_sizes:
+            values = {n: c.val_by_seed() for n, c in by_size.get(b, {}).items() if c.vals}
+            order, c = best_claim(values, f"b={b} ({tuned}, validation)")
+            if c is not None:
+                pending_tune.append((tuned, b, family.add(c), order, values))
     verdicts = family.decide()
     lines = [write(verdicts[i]) for i, write in claims]
+    tuned_best: dict[tuple[str, int], str] = {}
     for b, i, order, values in pending_best:
         text = best_text(order, verdicts[i], values)
         best[b], leaders[b] = text, _names(text)
@@ -220,9 +236,112 @@ def _decide(summary: "Summary", model: str) -> Decided:
         spread = [100 * statistics.fmean(v.values()) for v in values.values()]
         lines.append(f"b={b}, BGN group count: {text} (top against runner-up: {verdicts[i].text()}); "
                      f"the G sweep's means span {max(spread) - min(spread):.1f} points (sensitivity to G).")
+    for tuned, b, i, order, values in pending_tune:
+        text = best_text(order, verdicts[i], values)
+        tuned_best[(tuned, b)] = text
+        lines.append(f"b={b}, {tuned}'s G on validation: {text} (top against runner-up: {verdicts[i].text()}); "
+                     f"{_auto_against(summary, model, tuned, b, _names(text))}.")
     if family.size:
         lines.append(family.describe())
-    return Decided(family, lines, best, leaders)
+    return Decided(family, lines, best, leaders, tuned_best)
+
+
+AUTO = "bgn:groups=auto"            # the auto rule at its defaults (today's rule)
+
+
+def _g(entry: str) -> str:
+    """'bgn:groups=4' -> '4', 'bgn:groups=auto,ref_batch=8' -> 'auto,ref_batch=8'."""
+    return entry.partition("groups=")[2] or entry
+
+
+def _rules(grid: Any) -> list[str]:
+    """The auto rules to show picks for: the default rule, then every auto entry of the grid."""
+    return [AUTO, *(n for n in grid if _g(n).startswith("auto") and n != AUTO)]
+
+
+def layer_shapes(description: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(C, S, how many layers) of every BGN layer of a trial's network, S = prod(spatial dims) of
+    its input, in the order the forward meets them: one shape-only forward on the meta device
+    (nothing allocated, no data read: the dataset's facts only). ValueError when the dataset's
+    facts are unknown without reading it (an image folder)."""
+    import torch
+
+    from ..data import check_dataset
+    from ..data.downloads import FACTS, known_info
+    from ..layers import BatchGroupNorm
+    from ..models import create_model
+
+    name = str(description.get("dataset", "")).partition(":")[0].lower()
+    info = known_info(name) if name in FACTS else None
+    if info is None:
+        if name == "imagefolder":
+            raise ValueError("an image folder's shapes need its images")
+        info = check_dataset(description["dataset"])
+    shapes: dict[tuple[int, int], int] = {}
+
+    def hook(module, args):
+        x = args[0]
+        key = (int(x.shape[1]), int(x[0].numel() // x.shape[1]))
+        shapes[key] = shapes.get(key, 0) + 1
+
+    with torch.device("meta"):
+        net = create_model(description["model"], norm="bgn:groups=1", act=description.get("act", "relu"),
+                           in_channels=info.in_channels, num_classes=info.num_classes,
+                           width=description.get("width", 1.0), **description.get("model_options", {}))
+        for m in net.modules():
+            if isinstance(m, BatchGroupNorm):
+                m.register_forward_pre_hook(hook)
+        net.train()
+        net(torch.empty(2, info.in_channels, *info.image_size))
+    return [(c, sp, k) for (c, sp), k in shapes.items()]
+
+
+def auto_picks(summary: Summary, model: str, rule: str = AUTO) -> dict[tuple[int, int, int], dict[int, int]] | None:
+    """What the auto ``rule`` (a bgn spec with groups=auto) picks at each batch size for every
+    BGN layer shape (C, S, count) of ``model`` in this summary's trials; None when the shapes
+    cannot be known (unknown model or data shape)."""
+    from ..layers import create_norm
+
+    if (model, rule) in summary._picks:
+        return summary._picks[(model, rule)]
+    by_size = summary.descriptions.get(model, {})
+    out: dict[tuple[int, int, int], dict[int, int]] | None = None
+    shapes = summary._picks.get(model)
+    if shapes is None and by_size:
+        try:
+            shapes = summary._picks[model] = layer_shapes(next(iter(by_size.values())))
+        except (ValueError, KeyError, TypeError, OSError, RuntimeError, NotImplementedError):
+            shapes = summary._picks[model] = []       # shapes unknown: no picks shown, the rest still is
+    if shapes:
+        out = {}
+        for c, sp, k in shapes:
+            layer = create_norm(rule, c)
+            out[(c, sp, k)] = {b: layer.auto_groups(_norm_batch(d), sp) for b, d in sorted(by_size.items())}
+    summary._picks[(model, rule)] = out
+    return out
+
+
+def _norm_batch(description: dict[str, Any]) -> int:
+    train = description.get("train", {})
+    return int(train.get("norm_batch_size") or train.get("batch_size") or description["batch_size"])
+
+
+def _auto_against(summary: Summary, model: str, tuned: str, b: int, leaders: list[str]) -> str:
+    """How the auto rule compares with the validated leaders at batch size ``b``: directly when
+    the grid has the rule as an entry, else through the uniform G's it picks at some width."""
+    grid = summary.tuning[model][tuned].get(b, {})
+    picks = auto_picks(summary, model)
+    per_width = ("auto picks G = " + ", ".join(str(p[b]) for p in picks.values()) + " at C = "
+                 + ", ".join(str(c) for c, _, _ in picks) if picks else "auto's picks unknown (layer shapes unknown)")
+    if AUTO in grid:
+        where = "among the leaders" if AUTO in leaders else "behind the top"
+        return f"{per_width} (the rule itself, entry 'auto', is {where})"
+    if not picks:
+        return per_width
+    used = sorted({p[b] for p in picks.values()})
+    parts = [f"G={g} " + ("among the leaders" if f"bgn:groups={g}" in leaders else
+                          "behind the top" if f"bgn:groups={g}" in grid else "not in the grid") for g in used]
+    return f"{per_width} (as one G for every layer: {'; '.join(parts)})"
 
 
 def verdicts(summary: "Summary", model: str) -> list[str]:
@@ -275,10 +394,12 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
         shared: set[str] = set()
         dataset = mode = ""
         tuning: dict[str, dict[str, dict[int, dict[str, Cell]]]] = {}
+        descriptions: dict[str, dict[int, dict[str, Any]]] = {}
         for r, _ in members:
             d = r["description"]
             dataset, mode = d.get("dataset", ""), d.get("batch_mode", "both")
             sizes.add(d["batch_size"])
+            descriptions.setdefault(d["model"], {}).setdefault(d["batch_size"], d)
             if isinstance(d.get("tune"), dict):        # a validation trial of a tuned norm
                 tuned = str(d["tune"].get("norm", "tuned"))
                 groups.setdefault(d["model"], {}).setdefault(tuned, {})
@@ -287,6 +408,7 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
                 val = r["metrics"].get("val_acc")
                 if r["status"] == "ok" and isinstance(val, (int, float)) and math.isfinite(val):
                     cell.vals.append(val)
+                    cell.val_seeds.append(d.get("seed", len(cell.val_seeds)))
             else:
                 cell = groups.setdefault(d["model"], {}).setdefault(d["norm"], {}).setdefault(d["batch_size"], Cell())
             acc = r["metrics"].get("test_acc")
@@ -307,25 +429,37 @@ def summarize(rows: list[dict[str, Any]], experiment: str | None = None, *,
                     groups[model][tuned][b] = _chosen(grid)
         name = experiment or (members[0][0].get("experiment") or "-")
         out.append(Summary(name, dataset, mode, sorted(sizes), groups, pending, config, shared, tuning,
-                           float(margin)))
+                           float(margin), descriptions=descriptions))
     return out
+
+
+def _entry_order(name: str) -> tuple:
+    """Grid order: the group counts by value, then the auto rules."""
+    g = _g(name)
+    return (0, int(g), "") if g.isdigit() else (1, 0, g)
 
 
 def tuning_table(summary: Summary, model: str) -> ReportTable | None:
     """Validation accuracy of every grid entry of each tuned norm at each batch size (mean over
-    seeds); the chosen entry emphasised. The evidence on which G suits which batch size."""
+    seeds; the chosen entry emphasised), which entries win there (best or tied, decided in the
+    report's family), and what the auto rule picks for each layer width at that batch: the
+    evidence on which G suits which batch size, and how the auto rule stands against it."""
     per = summary.tuning.get(model)
     if not per:
         return None
+    decided = summary.decide(model)
     out = None
     for tuned, by_size in per.items():
-        entries = sorted({n for grid in by_size.values() for n in grid},
-                         key=lambda n: int(n.split("groups=")[1]) if n.split("groups=")[-1].isdigit() else 0)
+        entries = sorted({n for grid in by_size.values() for n in grid}, key=_entry_order)
         out = ReportTable(f"{tuned}: validation accuracy per group count ({model})",
                           ["grid", *[f"b={b}" for b in summary.batch_sizes]],
                           note="top-1 % on the held-out validation split, mean ± 95% interval over seeds; "
                                "bold: chosen (the test set never chooses); the table above shows the "
-                               "chosen G's test accuracy")
+                               "chosen G's test accuracy. 'validated': best, or the entries tied with the "
+                               "top, under the report's family (see the verdicts). A grid entry G is one "
+                               "G for every layer; the auto rule picks per layer, so the evidence is per "
+                               "batch size, and per layer width only through the rows 'picks' (C "
+                               "channels, S = positions per channel of the layer's input)")
         for n in entries:
             cells, bold = [], []
             for i, b in enumerate(summary.batch_sizes):
@@ -335,6 +469,14 @@ def tuning_table(summary: Summary, model: str) -> ReportTable | None:
                 if chosen is not None and chosen.note == f"[{n.partition(':')[2]}]":
                     bold.append(1 + i)
             out.add([n, *cells], emphasise=bold)
+        won = [decided.tuned.get((tuned, b), "-") for b in summary.batch_sizes]
+        out.add(["validated", *[w.partition(": ")[0] + ": " + ", ".join(_g(x) for x in _names(w))
+                                if ": " in w else w for w in won]])
+        for rule in _rules(entries):
+            picks = auto_picks(summary, model, rule)
+            for (c, sp, k), at in (picks or {}).items():
+                out.add([f"{_g(rule)} picks, C={c} S={sp} ({k} layer{'s' if k > 1 else ''})",
+                         *[f"G={at[b]}" if b in at else "-" for b in summary.batch_sizes]])
     return out
 
 

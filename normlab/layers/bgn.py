@@ -103,11 +103,16 @@ class BatchGroupNorm(nn.Module):
         valid = [d for d in divisors(features) if d <= cap] or [1]
         return min(valid, key=lambda d: (abs(math.log(d / target)), -d))
 
+    def auto_groups(self, batch: int, spatial: int) -> int:
+        """The G that ``groups="auto"`` picks for this layer at normalization batch ``batch`` and
+        ``spatial`` = prod(spatial dims) (:meth:`choose_groups` with this layer's settings)."""
+        return self.choose_groups(batch, self.num_channels, spatial, self.ref_batch)
+
     def _resolve_groups(self, x: Tensor) -> None:
         """groups=auto: choose G from the first training batch's shape, size the running stats."""
         spatial = x[0].numel() // max(1, x.shape[1])
         batch = min(x.shape[0], self.norm_batch or x.shape[0])        # ghost batches: their size
-        g = self.choose_groups(batch, self.num_channels, spatial, self.ref_batch)
+        g = self.auto_groups(batch, spatial)
         self.groups = g
         self.chosen_groups.fill_(g)
         if self.track_running_stats:

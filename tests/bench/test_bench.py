@@ -96,6 +96,8 @@ def test_presets_validate():
     study = load_experiment(preset="study")                  # both ends of the BGN paper's claim
     assert study.dataset == "fashion-mnist" and min(study.batch_sizes) == 2 and max(study.batch_sizes) >= 128
     assert len(study.seeds) >= 3
+    sweep = load_experiment(preset="g-sweep-digits")          # issue 25's evidence on the auto rule
+    assert sweep.tune.grid == [1, 2, 4, 8, 16, "auto", "auto,ref_batch=8"] and len(sweep.seeds) == 3
     paper = load_experiment(preset="paper-cifar10")
     assert paper.dataset == "cifar10" and paper.batch_sizes == [2, 4, 8, 16, 32, 64, 128]
 
@@ -678,7 +680,7 @@ def test_bgn_groups_tuned_chooses_g_on_validation_and_reports_its_test_accuracy(
     cell = s.groups["resnet20"][TUNED][2]
     assert cell.accs == pytest.approx([0.85, 0.86, 0.87]) and cell.text().endswith("[groups=4]")
     table = tuning_table(s, "resnet20")
-    assert [r[0] for r in table.rows] == ["bgn:groups=1", "bgn:groups=4"] and (1, 1) in table.emphasis
+    assert [r[0] for r in table.rows][:3] == ["bgn:groups=1", "bgn:groups=4", "validated"] and (1, 1) in table.emphasis
     assert any(line.startswith(f"{TUNED} against BN at b=2") for line in verdicts(s, "resnet20"))
     assert "bgn:groups=4" not in s.groups["resnet20"]                   # validation runs are not cells
 
