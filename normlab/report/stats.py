@@ -106,8 +106,13 @@ def p_values(diff: Any, se: Any, df: Any, margin: float) -> tuple[Any, Any]:
     - ``p_equiv``: the TOST p of "|difference| >= margin" (two one-sided t-tests, the larger p),
       so p_equiv < alpha exactly when the (1 - 2 alpha) interval lies inside ±margin.
 
-    A zero ``se`` (every paired difference identical) gives p 0 or 1 by the sign of the test
-    statistic, not NaN."""
+    A zero ``se`` with finite ``df`` (every paired difference identical, which happens with a
+    few seeds on a small test set: accuracies move in steps of one image) leaves the t statistic
+    undefined; the exact sign test on the n = df + 1 differences takes its place: p_diff =
+    2 * 2**-n (1 when the difference is 0), p_equiv = 2**-n when the difference lies inside
+    ±margin (1 otherwise). Three identical differences therefore decide nothing (p 0.25), where
+    the t-test's limit would say p = 0. A zero ``se`` with infinite ``df`` (an estimate) gives
+    p 0 or 1 by the sign of the statistic."""
     from scipy.stats import t as student
 
     diff, se, df = np.asarray(diff, float), np.asarray(se, float), np.asarray(df, float)
@@ -118,6 +123,11 @@ def p_values(diff: Any, se: Any, df: Any, margin: float) -> tuple[Any, Any]:
     p_diff = np.where(np.isfinite(z), 2 * student.sf(np.abs(z), df), np.where(z == 0, 1.0, 0.0))
     p_diff = np.where((se == 0) & (diff == 0), 1.0, p_diff)
     p_equiv = np.maximum(student.sf(lo, df), student.cdf(hi, df))
+    sign = (se == 0) & np.isfinite(df)              # identical differences: the exact sign test
+    if np.any(sign):
+        tail = np.power(0.5, np.where(sign, df + 1, 1.0))
+        p_diff = np.where(sign, np.where(diff == 0, 1.0, np.minimum(1.0, 2 * tail)), p_diff)
+        p_equiv = np.where(sign, np.where(np.abs(diff) < margin, tail, 1.0), p_equiv)
     return p_diff, p_equiv
 
 
@@ -125,7 +135,9 @@ def noninferiority_p(diff: float, se: float, df: float, margin: float) -> float:
     """One-sided p of "diff <= -margin" (non-inferiority of a to b by ``margin``)."""
     from scipy.stats import t as student
 
-    if se == 0:
+    if se == 0:                                     # identical differences: the exact sign test
+        if math.isfinite(df):
+            return 0.5 ** (df + 1) if diff > -margin else 1.0
         return 0.0 if diff > -margin else 1.0
     return float(student.sf((diff + margin) / se, df))
 

@@ -135,10 +135,25 @@ def test_one_seed_is_inconclusive_and_untested():
 
 def test_identical_differences_are_decided_without_nan():
     f = Family()
-    f.add(paired([0.9, 0.9, 0.9], [0.8, 0.8, 0.8], "a above b"))
-    f.add(paired([0.9, 0.9, 0.9], [0.9, 0.9, 0.9], "a above b"))
+    f.add(paired([0.9] * 8, [0.8] * 8, "a above b"))
+    f.add(paired([0.9] * 8, [0.9] * 8, "a above b"))
     v = f.decide()
     assert v[0].verdict == HOLDS and v[1].verdict == DOES_NOT_HOLD
+
+
+def test_identical_differences_at_few_seeds_decide_nothing():
+    """Three seeds that each differ by the same image count: zero spread is not certainty. The
+    sign test behind it gives p = 2/8 (difference) and 1/8 (equivalence), so both stay open."""
+    c = paired([0.9] * 3, [0.8] * 3, "a above b")
+    p_diff, p_equiv = p_values(c.diff, c.se, c.df, 1.0)
+    assert float(p_diff) == pytest.approx(0.25)
+    e = paired([0.9] * 3, [0.9] * 3, "a equal b")
+    _, p_equiv = p_values(e.diff, e.se, e.df, 1.0)
+    assert float(p_equiv) == pytest.approx(0.125)
+    f = Family()
+    f.add(c)
+    f.add(e)
+    assert [v.verdict for v in f.decide()] == [INCONCLUSIVE, INCONCLUSIVE]
 
 
 def test_unpaired_welch_matches_scipy():
