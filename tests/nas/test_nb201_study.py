@@ -132,3 +132,23 @@ def _check_whole_chain(config, folder):
         exp = next(e for e in db.experiments() if e.name.endswith("/ground-truth"))
         trained = db.rows(experiment_id=exp.id)
     assert len(trained) == 8 and all(r["status"] == "ok" for r in trained)
+
+
+def test_mean_ceiling_is_what_the_true_ranking_scores_against_the_mean_of_seeds():
+    """Simulated cells: true accuracy + independent noise per seed. The ceiling computed from seed
+    vs seed alone matches the measured rank correlation of the truth with the 2-seed mean."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from normlab.nas.nb201.study import mean_ceiling
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=20000)
+    s1, s2 = true + rng.normal(size=true.size), true + rng.normal(size=true.size)
+    mean = (s1 + s2) / 2
+    for kind, fn in (("kendall", kendalltau), ("spearman", spearmanr)):
+        pair = float(fn(s1, s2)[0])
+        want = float(fn(true, mean)[0])
+        assert mean_ceiling(pair, 2, kind) == pytest.approx(want, abs=0.01)
+        assert mean_ceiling(pair, 2, kind) > pair          # the mean is less noisy than one seed
+    assert mean_ceiling(1.0, 2) == pytest.approx(1.0)
+    assert mean_ceiling(-0.2, 2) == 0.0

@@ -406,10 +406,42 @@ def _corr(x: Sequence[float], y: Sequence[float], mask: np.ndarray, bootstrap: i
         return {"error": str(exc).splitlines()[0]}
 
 
+def mean_ceiling(value: float, seeds: int, kind: str = "kendall") -> float:
+    """The noise ceiling against the mean of ``seeds`` seeds, from the rank correlation ``value``
+    between two single seeds: what the true ranking itself would score against that mean.
+
+    Model: a seed's accuracy = the cell's true accuracy + independent noise of one spread, so two
+    seeds correlate by r = var(true) / var(seed), and the true accuracy correlates with the mean of
+    k seeds by sqrt(k r / (1 + (k - 1) r)) (Spearman-Brown). Rank correlations are carried to and
+    from r by the bivariate-normal relations (Kendall tau = 2/pi asin r; Spearman rho = 6/pi
+    asin(r/2)). Seed against seed is noisy on both sides while a proxy is compared with the mean of
+    the seeds, so a proxy can score above the seed-vs-seed row; this is the ceiling it is judged
+    against. A non-positive seed-vs-seed correlation gives 0 (no reliable signal to rank)."""
+    if not math.isfinite(value):
+        return float("nan")
+    r = math.sin(math.pi * value / 2) if kind == "kendall" else 2 * math.sin(math.pi * value / 6)
+    if r <= 0:
+        return 0.0
+    c = math.sqrt(min(1.0, seeds * r / (1 + (seeds - 1) * r)))
+    return 2 / math.pi * math.asin(c) if kind == "kendall" else 6 / math.pi * math.asin(c / 2)
+
+
+def _mean_ceiling_corr(pair: Mapping[str, Any], seeds: int) -> dict[str, Any]:
+    """``mean_ceiling`` of a seed-vs-seed correlation entry, its intervals mapped end to end (the
+    map is increasing, so the interval of the ceiling is the map of the interval)."""
+    out: dict[str, Any] = {}
+    for key in ("kendall", "spearman"):
+        if key in pair:
+            out[key] = mean_ceiling(float(pair[key]), seeds, key)
+            out[key + "_ci"] = [mean_ceiling(float(v), seeds, key) for v in pair[key + "_ci"]]
+    return out or {"error": pair.get("error", "no seed-vs-seed correlation")}
+
+
 def _below_ceiling(proxy: np.ndarray, truth: np.ndarray, s1: np.ndarray, s2: np.ndarray, *, bootstrap: int,
-                   seed: int) -> tuple[list[float], list[float]]:
-    """Paired bootstrap over cells: Kendall tau of the proxy with the truth, and of seed 2 with
-    seed 1 (the ceiling), on the same resamples."""
+                   seed: int, seeds: int = 2) -> tuple[list[float], list[float]]:
+    """Paired bootstrap over cells: Kendall tau of the proxy with the truth (the mean of
+    ``seeds`` seeds), and the ceiling for that mean (``mean_ceiling`` of seed 2 against seed 1),
+    on the same resamples."""
     from scipy.stats import kendalltau
 
     rng = np.random.default_rng(seed)
@@ -419,14 +451,15 @@ def _below_ceiling(proxy: np.ndarray, truth: np.ndarray, s1: np.ndarray, s2: np.
         if min(np.ptp(proxy[i]), np.ptp(truth[i]), np.ptp(s1[i]), np.ptp(s2[i])) == 0:
             continue
         tp.append(float(kendalltau(proxy[i], truth[i])[0]))
-        tc.append(float(kendalltau(s2[i], s1[i])[0]))
+        tc.append(mean_ceiling(float(kendalltau(s2[i], s1[i])[0]), seeds))
     return tp, tc
 
 
 def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Per proxy, on the connected cells: does it rank (tau > 0; one family over the proxies,
     Holm-adjusted, under normlab.report.stats with a 0.1-tau margin) and how far below the noise
-    ceiling it is (tau_ceiling - tau_proxy, with a 95% paired-bootstrap interval)."""
+    ceiling for the mean of the seeds it is (``mean_ceiling``; ceiling - tau_proxy, with a 95%
+    paired-bootstrap interval)."""
     from ...report.stats import Family, estimate
     from ..report import LABELS, TAU_MARGIN
 
@@ -441,12 +474,13 @@ def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0)
         if vals is None or "kendall" not in c:
             continue
         v = np.asarray(vals, float)[mask]
-        tp, tc = _below_ceiling(v, truth, s1, s2, bootstrap=bootstrap, seed=seed)
+        tp, tc = _below_ceiling(v, truth, s1, s2, bootstrap=bootstrap, seed=seed, seeds=len(report["runs"]))
         gap = np.asarray(tc) - np.asarray(tp)
         se = float(np.std(tp, ddof=1)) if len(tp) > 1 else float("nan")
         idx = fam.add(estimate(float(c["kendall"]), se, int(mask.sum()), f"{LABELS.get(key, key)} ranks the connected cells",
                                method="bootstrap over the cells, normal approximation", unit="cells"))
-        ceiling = (report["noise_ceiling"]["connected"] or {}).get("kendall", float("nan"))
+        ceiling = mean_ceiling((report["noise_ceiling"]["connected"] or {}).get("kendall", float("nan")),
+                               len(report["runs"]))
         rows[key] = {"index": idx, "tau": float(c["kendall"]), "ci": list(c["kendall_ci"]),
                      "excludes_0": bool(c["kendall_ci"][0] > 0 or c["kendall_ci"][1] < 0),
                      "below_ceiling": float(ceiling - c["kendall"]),
@@ -463,7 +497,8 @@ def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0)
         row["text"] = (f"{LABELS.get(key, key)}: tau {row['tau']:.2f} [{row['ci'][0]:.2f}, {row['ci'][1]:.2f}] on the "
                        f"connected cells ({'interval excludes 0' if row['excludes_0'] else 'interval contains 0'}); "
                        f"that it ranks them {v.text('in tau', predicate=True)}; "
-                       f"{row['below_ceiling']:+.2f} below the noise ceiling "
+                       f"{row['below_ceiling']:+.2f} below the noise ceiling for the mean of "
+                       f"{len(report['runs'])} seeds ({ceiling:.2f}) "
                        f"[{row['below_ceiling_ci'][0]:+.2f}, {row['below_ceiling_ci'][1]:+.2f}]")
         if row["supernet_at_chance"]:
             row["text"] += (" -- BUT its supernet is within noise of chance, so this ranking did not come from "
@@ -547,8 +582,13 @@ def study_table(report: Mapping[str, Any]):
     t = ReportTable(f"rank correlation with stand-alone test accuracy ({n_all} cells, {n_conn} connected)",
                     ["", f"tau, all {n_all}", f"rho, all {n_all}", f"tau, connected {n_conn}",
                      f"rho, connected {n_conn}", "ms / cell"],
-                    note="95% bootstrap intervals over the cells; judge the proxies on the connected cells")
-    rows = [("ground truth seed 2 vs seed 1 (noise ceiling)", report["noise_ceiling"], None)]
+                    note="95% bootstrap intervals over the cells; judge the proxies on the connected cells; the "
+                         "proxies are ranked against the mean of the seeds, so their ceiling is the second row "
+                         "(what the true ranking would score against that mean), not seed against seed")
+    k = len(report["runs"])
+    rows = [("ground truth seed 2 vs seed 1 (noise ceiling)", report["noise_ceiling"], None),
+            (f"the ceiling for the mean of {k} seeds (Spearman-Brown)",
+             {lab: _mean_ceiling_corr(report["noise_ceiling"][lab], k) for lab in ("all", "connected")}, None)]
     rows += [(LABELS.get(k, k), {lab: report["correlation"][lab][k] for lab in ("all", "connected")},
               report["seconds_per_cell"].get(k)) for k in report["proxies"]]
     rows.append((f"NB201 table, {report['config']['table_dataset']}" + (" (STAND-IN)" if report["standin"] else ""),
@@ -569,7 +609,11 @@ def study_summary(report: Mapping[str, Any]) -> str:
              f"{100 * sp['connected']['seed_diff_mean_abs']:.2f} points on average (connected)."]
     ceil = report["noise_ceiling"]["connected"]
     if "kendall" in ceil:
-        lines.append(f"Noise ceiling (seed 2 vs seed 1, connected cells): tau {_fmt(ceil, 'kendall')}.")
+        k = len(report["runs"])
+        lines.append(f"Noise ceiling (seed 2 vs seed 1, connected cells): tau {_fmt(ceil, 'kendall')}; against the "
+                     f"mean of {k} seeds, which the proxies are ranked against, the true ranking would score tau "
+                     f"{_fmt(_mean_ceiling_corr(ceil, k), 'kendall')} (Spearman-Brown, normal noise): the "
+                     f"ceiling each proxy is measured from.")
     for label, chk in report.get("supernet_check", {}).items():
         lines.append(f"{'SPOS' if label == 'spos' else 'BN-only'} supernet: {chk['text']}"
                      + ("" if chk["above_chance"] else " -- its scores carry no signal"))
