@@ -766,10 +766,12 @@ def abs_table_md(res: Mapping[str, Any]) -> str:
     rnd = res["random"]
     kept = describe(rnd["kept_of_top"])
     reg = describe([v for v in rnd["regret"] if v is not None])
+    best = describe([r["best_acc"] for r in rnd["runs"] if r["best_acc"] is not None])
     left = describe([r["size"] for r in rnd["runs"]])
     empty = rnd.get("nothing_left", 0)
-    lines.append(f"| random ({kept.n} draws) | {kept.text(1.0, 1)} | - | {left.text(1.0, 1)} | "
-                 f"{'-' if not reg.n else ''}{'' if empty == 0 else f'none in {empty} draws'} | {reg.text(1.0, 2)} |")
+    best_text = best.text(1.0, 2) + (f"; none in {empty} draws" if empty else "")
+    lines.append(f"| random ({kept.n} draws) | {kept.text(1.0, 1)} | - | {left.text(1.0, 1)} | {best_text} | "
+                 f"{reg.text(1.0, 2)} |")
     if sampled:
         space = res["angle"]["space_size"]
         lines += ["", (f"A shrunk space keeps {space} of NB201's 15,625 cells (by the angle), so of {res['n_cells']} "

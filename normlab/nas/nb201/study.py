@@ -39,7 +39,7 @@ import numpy as np
 from ...models.nb201 import EDGES, NB201Error, parse_arch
 
 __all__ = ["StudyConfig", "load_study_config", "STUDY_PRESETS", "connected", "study_cells", "study_plan",
-           "run_study", "ground_truth_trials", "PROXY_ORDER"]
+           "run_study", "ground_truth_trials", "PROXY_ORDER", "study_truth_table", "study_abs"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STUDY_PRESETS = ("nas-nb201-fashion",)
@@ -79,11 +79,14 @@ class StudyConfig:
     bn_params: str = "last"              # BN-only supernet: each op's last norm (BN-NAS) | all
     rebn_images: int = 1_000             # validation images ReBN scores every cell on
     bootstrap: int = 1000
+    abs_drop: int = 20                   # ABS: edge-ops dropped of 30 (0: no ABS step)
+    abs_children: int = 20               # random cells averaged per edge-op score
+    random_drops: int = 20               # random drops to compare with
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         for name in ("C", "N", "epochs", "batch_size", "threads", "spos_epochs", "bn_epochs", "rebn_images",
-                     "bootstrap"):
+                     "bootstrap", "abs_children", "random_drops"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise NB201Error(f"{name}={v!r} is invalid: expected a positive integer")
@@ -94,6 +97,9 @@ class StudyConfig:
         if self.cells + 2 * self.extremes < 4:
             raise NB201Error(f"cells={self.cells}, extremes={self.extremes}: expected at least 4 cells in all "
                              f"(a rank correlation needs them)")
+        if isinstance(self.abs_drop, bool) or not isinstance(self.abs_drop, int) or not 0 <= self.abs_drop <= 24:
+            raise NB201Error(f"abs_drop={self.abs_drop!r} is invalid: expected 0..24 (30 edge-ops, every edge keeps "
+                             f"at least one; 0: no ABS step)")
         if self.bn_params not in ("last", "all"):
             raise NB201Error(f"bn_params={self.bn_params!r} is invalid: expected 'last' (BN-NAS) or 'all'")
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
@@ -278,6 +284,8 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
     spos = cfg.spos_epochs * sup_steps * mean_step
     bn = cfg.bn_epochs * sup_steps * mean_step * 0.8                   # no conv weight gradients
     rebn = len(cells) * (256 + min(cfg.rebn_images, n_train - n_fit)) / cfg.batch_size * mean_step / 3
+    n_abs = len(EDGES) * len(OPS) * cfg.abs_children if cfg.abs_drop else 0       # ReBN children (angles are ~free)
+    abs_cost = n_abs * (256 + min(cfg.rebn_images, n_train - n_fit)) / cfg.batch_size * mean_step / 3
     rows = [("ground truth", f"{len(cells)} cells ({why.count('uniform')} uniform, {len(cells) - why.count('uniform')} "
                              f"best/worst by the table) x {len(cfg.seeds)} seeds, {cfg.epochs} epochs on "
                              f"{n_train:,} images, {workers} worker(s)", truth / max(1, workers)),
@@ -285,6 +293,10 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
             ("BN-only supernet", f"{cfg.bn_epochs} epochs (BN indicator)", bn),
             ("scores", f"ReBN on {cfg.rebn_images:,} validation images per cell; angle, BN, #params, FLOPs, synflow",
              rebn + len(cells) * 0.05)]
+    if cfg.abs_drop:
+        what = (f"{cfg.abs_drop} of 30 edge-ops by angle and by ReBN ({n_abs:,} random cells), "
+                f"{cfg.random_drops} random drops")
+        rows.append(("ABS drop", what, abs_cost))
     return {"cells": cells, "why": why, "steps": rows, "seconds": sum(r[2] for r in rows),
             "step_seconds": {f"all {op}": t for op, t in measured.items()}, "per_cell_seconds": per_cell,
             "data": cfg.data_spec}
@@ -369,6 +381,18 @@ def _supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, store: Any,
         torch.set_num_threads(previous)
 
 
+def _checkpoint_epoch(path: Path) -> int:
+    """The epochs a supernet checkpoint already holds (0 when there is none or it cannot be read:
+    the training then says why)."""
+    from ..supernet import NasError
+    from ..train import read_checkpoint
+
+    try:
+        return int(read_checkpoint(path)["epoch"]) if path.is_file() else 0
+    except NasError:
+        return 0
+
+
 def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: dict,
                      say: Callable[[str], None]) -> tuple[dict, dict, dict]:
     from ..train import TrainConfig, load_supernet, read_checkpoint, supernet_accuracy
@@ -376,7 +400,10 @@ def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: 
 
     scores, seconds, checks = {}, {}, {}
     for label, mode, epochs, lr in (("spos", "full", cfg.spos_epochs, cfg.spos_lr), ("bn", "bn", cfg.bn_epochs, cfg.bn_lr)):
-        say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}")
+        done = _checkpoint_epoch(out / f"{label}.pt")
+        say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}"
+            + (f" (its checkpoint has {done}: {'reused, nothing to train' if done >= epochs else 'resuming'})"
+               if done else ""))
         extra = {"bn_params": cfg.bn_params} if mode == "bn" else {}
         ckpt = oneshot.train_supernet(mode=mode, epochs=epochs, lr=lr, checkpoint=out / f"{label}.pt",
                                       **common, **extra)
@@ -499,6 +526,9 @@ def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name:
     finally:
         if db is not store:
             db.close()
+    t_abs = time.perf_counter()
+    abs_res = study_abs(cfg, cells, runs, out / "spos.pt", say)
+    t_abs = time.perf_counter() - t_abs
     scores.update(one)
     seconds.update(one_sec)
     proxies = {k: scores[k] for k in PROXY_ORDER if k in scores}
@@ -522,11 +552,56 @@ def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name:
               "standin": bool(table.standin), "proxies": {k: list(map(float, v)) for k, v in proxies.items()},
               "seconds_per_cell": seconds, "correlation": corr, "noise_ceiling": ceiling, "table_transfer": transfer,
               "spread": {k: spread(m) for k, m in masks.items()}, "supernet_check": checks,
-              "seconds": {"ground_truth": t_truth, "total": time.perf_counter() - t0}}
+              "seconds": {"ground_truth": t_truth, "abs": t_abs, "total": time.perf_counter() - t0}}
+    if abs_res is not None:
+        report["abs"] = abs_res
     report["verdicts"] = verdicts(report, bootstrap=cfg.bootstrap, seed=cfg.sample_seed)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
     report["files"] = {k: str(v) for k, v in write_study_report(report, out).items()}
     return report
+
+
+# -- ABS's drop against the study's own ground truth ------------------------------------------------
+
+_DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def study_truth_table(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray):
+    """The study's ground truth as a table of the sampled cells
+    (:func:`normlab.nas.nb201.table.sampled_table`): per cell its stand-alone test accuracy with
+    every seed, in percent, under the name ``cfg.data_spec``, so that what reads the NB201 table
+    by its cells (ABS's drop) reads the study's own measurements instead."""
+    from .table import sampled_table
+
+    name = cfg.dataset.partition(":")[0]
+    label = f"{len(cells)} sampled cells, stand-alone {_DATASET_NAMES.get(name, name)}"
+    return sampled_table(cells, 100 * np.asarray(runs, float), dataset=cfg.data_spec, seeds=cfg.seeds, label=label,
+                         split="test")
+
+
+def study_abs(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, checkpoint: Path,
+              say: Callable[[str], None]) -> dict[str, Any] | None:
+    """ABS's NB201 drop (:func:`normlab.nas.nb201.oneshot.abs_drop`) on the study's SPOS supernet,
+    judged against the study's own ground truth (:func:`study_truth_table`): ``cfg.abs_drop`` of
+    the 30 edge-ops dropped by angle, by ReBN accuracy (on the ``rebn_images`` validation images
+    the cells are scored on) and ``cfg.random_drops`` times at random. None when ``abs_drop`` is 0."""
+    import torch
+
+    from . import oneshot
+
+    if not cfg.abs_drop:
+        return None
+    table = study_truth_table(cfg, cells, runs)
+    say(f"ABS: dropping {cfg.abs_drop} of 30 edge-ops by angle, by ReBN ({cfg.abs_children} cells per edge-op) "
+        f"and {cfg.random_drops} times at random; ground truth: {table.label}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return oneshot.abs_drop(str(checkpoint), table, cfg.data_spec, drop=cfg.abs_drop, children=cfg.abs_children,
+                                seed=cfg.sample_seed, random_drops=cfg.random_drops, val_limit=cfg.rebn_images,
+                                split="test")
+    finally:
+        torch.set_num_threads(previous)
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -634,8 +709,17 @@ def write_study_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
     table = study_table(report)
     summary = study_summary(report)
     md = markdown_table(table) + "\n" + summary + "\n"
+    sections = [html_table(table)]
+    if "abs" in report:
+        import html
+
+        from .oneshot import abs_table_md
+
+        abs_md = abs_table_md(report["abs"])
+        md += "\n" + abs_md
+        sections.append(f"<h2>ABS's drop on NB201</h2><pre>{html.escape(abs_md)}</pre>")
     (out / "report.md").write_text(md)
-    page = html_page("NAS-Bench-201 cells on CPU: do the proxies rank like stand-alone training?", [html_table(table)],
+    page = html_page("NAS-Bench-201 cells on CPU: do the proxies rank like stand-alone training?", sections,
                      figures=[("each proxy against stand-alone accuracy", scatter), ("seed 2 against seed 1", seeds)],
                      intro=summary, markdown=md)
     (out / "report.html").write_text(page)
