@@ -11,7 +11,7 @@ import pytest
 
 TINY = ("dataset: digits\nimage_size: 8\ntrain_images: 160\ntest_images: 64\nC: 4\nN: 1\ncells: 2\n"
         "extremes: 1\ntable: standin\nseeds: [1, 2]\nepochs: 1\nbatch_size: 32\nlr: 0.05\nthreads: 1\n"
-        "spos_epochs: 1\nbn_epochs: 1\nrebn_images: 32\nbootstrap: 20\n")
+        "spos_epochs: 1\nbn_epochs: 1\nrebn_images: 32\nbootstrap: 20\nabs_children: 1\nrandom_drops: 2\n")
 
 
 def test_connected_cells():
@@ -132,3 +132,19 @@ def _check_whole_chain(config, folder):
         exp = next(e for e in db.experiments() if e.name.endswith("/ground-truth"))
         trained = db.rows(experiment_id=exp.id)
     assert len(trained) == 8 and all(r["status"] == "ok" for r in trained)
+    # ABS's drop, judged against the study's own ground truth (the 4 sampled cells)
+    res = report["abs"]
+    assert res["sampled"] and res["n_cells"] == 4 and res["split"] == "test"
+    assert (np.asarray(res["truth_cells"]).sum(axis=1) == 4).all()            # each cell backs one op per edge
+    assert res["full_acc"] == pytest.approx(100 * max(report["truth"]))
+    assert len(res["angle"]["dropped"]) == 20 and len(res["random"]["runs"]) == 2
+    md = (folder / "out" / "report.md").read_text()
+    assert "ground truth: 4 sampled cells, stand-alone digits" in md and "| angle (ABS) |" in md
+    assert "ABS's drop on NB201" in (folder / "out" / "report.html").read_text()
+    # a rerun of the finished study trains nothing: the supernets' checkpoints are reused as they are
+    stamps = {f: (folder / "out" / f).stat().st_mtime_ns for f in ("spos.pt", "bn.pt")}
+    said = []
+    again = run_study(cfg, out_dir=folder / "out", store=store, log=said.append)
+    assert {f: (folder / "out" / f).stat().st_mtime_ns for f in stamps} == stamps
+    assert sum("reused, nothing to train" in m for m in said) == 2
+    assert again["runs"] == report["runs"] and again["abs"]["scores"] == res["scores"]
