@@ -105,8 +105,15 @@ def test_study_whole_chain_and_resume_after_sigkill(tmp_path):
 
 
 def _check_whole_chain(config, folder):
-    from normlab.nas.nb201.study import (PROXY_ORDER, _supernets, connected, load_study_config, run_study, study_plan,
-                                         study_table)
+    from normlab.nas.nb201.study import (
+        PROXY_ORDER,
+        _supernets,
+        connected,
+        load_study_config,
+        run_study,
+        study_plan,
+        study_table,
+    )
     from normlab.runtime import Store
 
     cfg = load_study_config(config)
