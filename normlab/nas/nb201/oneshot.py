@@ -38,7 +38,7 @@ from ..supernet import NasError, NB201SupernetConfig
 
 __all__ = ["train_supernet", "score_cells", "SCORERS", "supernet_settings", "RECIPE", "cell_path",
            "path_cell", "OneShotTrial", "oneshot_scores", "correlate_oneshot", "oneshot_plan",
-           "shrink_ops", "edge_op_truth", "edge_op_marginals", "abs_drop", "abs_table_md"]
+           "shrink_ops", "edge_op_truth", "edge_op_marginals", "abs_drop", "abs_table_md", "ShrunkJudge"]
 
 SCORERS = ("bn", "rebn", "angle", "acc")
 
@@ -665,6 +665,45 @@ def _op_scores(net: Any, state: Mapping[str, Any], children: int, seed: int, fn:
     return out
 
 
+class ShrunkJudge:
+    """Judges shrunk spaces against a ground truth (the NB201 table or a table of sampled cells):
+    the edge-op marginals, their ranks and the top ``30 - drop`` pairs are computed once;
+    :meth:`describe` reports one shrunk space (``allowed`` ops per edge)."""
+
+    def __init__(self, table: Any, dataset: str, *, drop: int, split: str = "valid") -> None:
+        self.table, self.dataset, self.split = table, dataset, split
+        self.codes = _codes(table)
+        self.conn = _connected_codes(self.codes)
+        self.truth, self.support = edge_op_marginals(table, dataset, split, self.codes)
+        self.rank = _ranks(self.truth)
+        self.top_n = self.truth.size - drop
+        self.top = {(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if self.rank[e, o] <= self.top_n}
+        self.full_best, self.full_acc = table.optimum(dataset, split)
+
+    def header(self) -> dict[str, Any]:
+        """What every report of this truth carries (the truth itself, what backs it)."""
+        t = self.table
+        return {"dataset": self.dataset, "split": self.split, "full_best": self.full_best, "full_acc": self.full_acc,
+                "top_n": self.top_n, "standin": t.standin, "sampled": bool(getattr(t, "sampled", False)),
+                "n_cells": len(t.archs), "connected_cells": int(self.conn.sum()),
+                "truth_label": getattr(t, "label", "") or str(getattr(t, "source", "")),
+                "truth": self.truth.tolist(), "truth_cells": self.support.tolist()}
+
+    def describe(self, allowed: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """One shrunk space: the dropped pairs with their ground-truth ranks, how many of the top
+        pairs it kept, the table's cells left in it (and how many connected), the best of them."""
+        allowed = [list(a) for a in allowed]
+        dropped = [(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if o not in allowed[e]]
+        best, acc, size = _best_reachable(self.table, self.dataset, allowed, self.split, self.codes)
+        return {"allowed": allowed, "size": size, "space_size": math.prod(len(a) for a in allowed),
+                "connected_left": int((_inside(self.codes, allowed) & self.conn).sum()),
+                "dropped": [{"edge": f"{EDGES[e][0]}<-{EDGES[e][1]}", "op": OPS[o], "truth": float(self.truth[e, o]),
+                             "truth_rank": int(self.rank[e, o]), "truth_cells": int(self.support[e, o])}
+                            for e, o in dropped],
+                "kept_of_top": len(self.top - set(dropped)), "best": best, "best_acc": acc,
+                "regret": None if acc is None else self.full_acc - acc}
+
+
 def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, children: int = 20, seed: int = 0,
              random_drops: int = 20, val_limit: int | None = None, calib: int = 256,
              device: str | None = None, split: str = "valid") -> dict[str, Any]:
@@ -684,13 +723,7 @@ def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, child
     from ..scores import rebn_accuracy
 
     net, state, _ = _loaded(checkpoint)
-    codes = _codes(table)
-    conn = _connected_codes(codes)
-    truth, support = edge_op_marginals(table, dataset, split, codes)
-    truth_rank = _ranks(truth)
-    keep_n = truth.size - drop
-    top = {(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if truth_rank[e, o] <= keep_n}
-    full_best, full_acc = table.optimum(dataset, split)
+    judge = ShrunkJudge(table, dataset, drop=drop, split=split)
     calib_x, val_x, val_y = _rebn_data(state, None, val_limit, calib, seed, device)
     if device is not None:
         net.to(device)
@@ -700,29 +733,12 @@ def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, child
                   "rebn": _op_scores(net, state, children, seed, lambda p: rebn_accuracy(net, p, calib_x, val_x, val_y))}
     finally:
         net.to("cpu")
-
-    def describe(allowed: list[list[int]]) -> dict[str, Any]:
-        dropped = [(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if o not in allowed[e]]
-        best, acc, size = _best_reachable(table, dataset, allowed, split, codes)
-        return {"allowed": allowed, "size": size, "space_size": math.prod(len(a) for a in allowed),
-                "connected_left": int((_inside(codes, allowed) & conn).sum()),
-                "dropped": [{"edge": f"{EDGES[e][0]}<-{EDGES[e][1]}", "op": OPS[o], "truth": float(truth[e, o]),
-                             "truth_rank": int(truth_rank[e, o]), "truth_cells": int(support[e, o])}
-                            for e, o in dropped],
-                "kept_of_top": len(top - set(dropped)), "best": best, "best_acc": acc,
-                "regret": None if acc is None else full_acc - acc}
-
-    sampled = bool(getattr(table, "sampled", False))
-    out: dict[str, Any] = {"drop": drop, "children": children, "dataset": dataset, "split": split,
-                           "full_best": full_best, "full_acc": full_acc, "top_n": keep_n, "standin": table.standin,
-                           "sampled": sampled, "n_cells": len(table.archs), "connected_cells": int(conn.sum()),
-                           "truth_label": getattr(table, "label", "") or str(getattr(table, "source", "")),
-                           "truth": truth.tolist(), "truth_cells": support.tolist(),
+    out: dict[str, Any] = {"drop": drop, "children": children, **judge.header(),
                            "scores": {k: v.tolist() for k, v in scored.items()}}
     for k, v in scored.items():
-        out[k] = describe(shrink_ops(v, drop))
+        out[k] = judge.describe(shrink_ops(v, drop))
     rng = np.random.default_rng(seed)
-    rand = [describe(shrink_ops(rng.random(truth.shape), drop)) for _ in range(random_drops)]
+    rand = [judge.describe(shrink_ops(rng.random(judge.truth.shape), drop)) for _ in range(random_drops)]
     out["random"] = {"runs": rand, "kept_of_top": [r["kept_of_top"] for r in rand],
                      "regret": [r["regret"] for r in rand], "nothing_left": sum(r["best"] == "" for r in rand)}
     return out
