@@ -3,6 +3,7 @@ Fashion-MNIST), the supernet's chance check, and the data reductions it relies o
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -158,3 +159,34 @@ def _check_whole_chain(config, folder):
     assert {f: (folder / "out" / f).stat().st_mtime_ns for f in stamps} == stamps
     assert sum("reused, nothing to train" in m for m in said) == 2
     assert scores["abs_angle"] == report["proxies"]["abs_angle"]
+
+
+def test_abs_stage_wise_on_the_study_ground_truth(tmp_path):
+    """ABS's stage-wise shrink in the study: abs_shrink's loop over the NB201 supernet (one
+    schedule over spos_epochs), each stage dropping the lowest edge-ops by that stage's angles,
+    every stage judged against the sampled truth; a rerun reuses the checkpoint."""
+    from normlab.nas.nb201 import EDGES, NUM_ARCHS, OPS, NB201Error, index_to_arch
+    from normlab.nas.nb201.study import StudyConfig, study_abs_stages
+
+    cfg = StudyConfig(dataset="digits", image_size=8, train_images=160, test_images=64, C=2, N=1, batch_size=32,
+                      spos_epochs=3, abs_drop=20, abs_stages=2, abs_stage_epochs=1, abs_children=1)
+    rng = np.random.default_rng(0)
+    cells = [index_to_arch(int(i)) for i in rng.choice(NUM_ARCHS, 10, replace=False)]
+    runs = rng.uniform(0.1, 0.9, (10, 2))
+    res = study_abs_stages(cfg, cells, runs, tmp_path, lambda m: None)
+    st = res["per_stage_spaces"]
+    assert [s["epoch"] for s in st] == [1, 2, 3] and [len(s["dropped"]) for s in st] == [0, 10, 20]
+    assert res["final"]["allowed"] == st[-1]["allowed"] and res["final"]["kept_of_top"] == st[-1]["kept_of_top"]
+    for before, after in itertools.pairwise(st):
+        scores = {(e, int(o)): v for e, row in enumerate(before["angle_scores"]) for o, v in row.items()}
+        gone = [scores[e, o] for e in range(len(EDGES)) for o in before["allowed"][e] if o not in after["allowed"][e]]
+        kept = [scores[e, o] for e in range(len(EDGES)) for o in after["allowed"][e] if len(after["allowed"][e]) > 1]
+        assert len(gone) == 10 and max(gone) <= min(kept)            # that stage's lowest angles went
+    assert all(d["op"] in OPS for d in res["final"]["dropped"])
+    stamp = (tmp_path / "abs-stages.pt").stat().st_mtime_ns
+    again = study_abs_stages(cfg, cells, runs, tmp_path, lambda m: None)
+    assert (tmp_path / "abs-stages.pt").stat().st_mtime_ns == stamp and again["final"] == res["final"]
+    with pytest.raises(NB201Error, match="abs_drop a positive multiple of abs_stages"):
+        StudyConfig(abs_drop=20, abs_stages=3)
+    with pytest.raises(NB201Error, match="fewer than spos_epochs"):
+        StudyConfig(abs_stages=4, abs_stage_epochs=4, spos_epochs=15)

@@ -665,6 +665,11 @@ def _op_scores(net: Any, state: Mapping[str, Any], children: int, seed: int, fn:
     return out
 
 
+def _num(v: float) -> float | None:
+    """A float for JSON: None where there is no number (a pair no sampled cell contains)."""
+    return float(v) if math.isfinite(v) else None
+
+
 class ShrunkJudge:
     """Judges shrunk spaces against a ground truth (the NB201 table or a table of sampled cells):
     the edge-op marginals, their ranks and the top ``30 - drop`` pairs are computed once;
@@ -687,7 +692,7 @@ class ShrunkJudge:
                 "top_n": self.top_n, "standin": t.standin, "sampled": bool(getattr(t, "sampled", False)),
                 "n_cells": len(t.archs), "connected_cells": int(self.conn.sum()),
                 "truth_label": getattr(t, "label", "") or str(getattr(t, "source", "")),
-                "truth": self.truth.tolist(), "truth_cells": self.support.tolist()}
+                "truth": [[_num(v) for v in row] for row in self.truth], "truth_cells": self.support.tolist()}
 
     def describe(self, allowed: Sequence[Sequence[int]]) -> dict[str, Any]:
         """One shrunk space: the dropped pairs with their ground-truth ranks, how many of the top
@@ -697,7 +702,7 @@ class ShrunkJudge:
         best, acc, size = _best_reachable(self.table, self.dataset, allowed, self.split, self.codes)
         return {"allowed": allowed, "size": size, "space_size": math.prod(len(a) for a in allowed),
                 "connected_left": int((_inside(self.codes, allowed) & self.conn).sum()),
-                "dropped": [{"edge": f"{EDGES[e][0]}<-{EDGES[e][1]}", "op": OPS[o], "truth": float(self.truth[e, o]),
+                "dropped": [{"edge": f"{EDGES[e][0]}<-{EDGES[e][1]}", "op": OPS[o], "truth": _num(self.truth[e, o]),
                              "truth_rank": int(self.rank[e, o]), "truth_cells": int(self.support[e, o])}
                             for e, o in dropped],
                 "kept_of_top": len(self.top - set(dropped)), "best": best, "best_acc": acc,
@@ -770,8 +775,12 @@ def abs_table_md(res: Mapping[str, Any]) -> str:
         top_label, left_label = f"of the table's top {res['top_n']} kept", "cells left (connected)"
     lines += [f"| dropped by | {top_label} | ground-truth ranks dropped | {left_label} | best left (%) | drop (points) |",
               "|---|---:|---|---:|---:|---:|"]
-    for k, label in (("angle", "angle (ABS)"), ("rebn", "ReBN accuracy")):
-        r = res[k]
+    rows = [("angle (ABS)", res["angle"]), ("ReBN accuracy", res["rebn"])]
+    if "stagewise" in res:
+        st = res["stagewise"]
+        rows.append((f"angle, stage-wise ({st['stages']} x {st['per_stage']}, {st['stage_epochs']} epochs between)",
+                     st["final"]))
+    for label, r in rows:
         ranks = ", ".join(f"{d['truth_rank']}" + ("?" if d.get("truth_cells", 1) == 0 else "")
                           for d in sorted(r["dropped"], key=lambda d: d["truth_rank"]))
         left = f"{r['size']} ({r.get('connected_left', '-')})"
@@ -788,6 +797,13 @@ def abs_table_md(res: Mapping[str, Any]) -> str:
     best_text = best.text(1.0, 2) + (f"; none in {empty} draws" if empty else "")
     lines.append(f"| random ({kept.n} draws) | {kept.text(1.0, 1)} | - | {left.text(1.0, 1)} | {best_text} | "
                  f"{reg.text(1.0, 2)} |")
+    if "stagewise" in res:
+        st = res["stagewise"]
+        lines += ["", (f"Stage-wise: a second SPOS supernet with the same settings and schedule trained "
+                       f"{st['first_epochs']} epochs over the whole space, then {st['stages']} times: drop the "
+                       f"{st['per_stage']} lowest edge-ops by angle ({st['children']} cells each), train "
+                       f"{st['stage_epochs']} epochs on what is left. Top pairs kept after each stage: "
+                       + " -> ".join(str(s["kept_of_top"]) for s in st["per_stage_spaces"]) + ".")]
     if sampled:
         space = res["angle"]["space_size"]
         lines += ["", (f"A shrunk space keeps {space} of NB201's 15,625 cells (by the angle), so of {res['n_cells']} "

@@ -39,7 +39,8 @@ import numpy as np
 from ...models.nb201 import EDGES, NB201Error, parse_arch
 
 __all__ = ["StudyConfig", "load_study_config", "STUDY_PRESETS", "connected", "study_cells", "study_plan",
-           "run_study", "ground_truth_trials", "PROXY_ORDER", "study_truth_table", "study_abs"]
+           "run_study", "ground_truth_trials", "PROXY_ORDER", "study_truth_table", "study_abs",
+           "study_abs_stages"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STUDY_PRESETS = ("nas-nb201-fashion",)
@@ -82,6 +83,8 @@ class StudyConfig:
     abs_drop: int = 20                   # ABS: edge-ops dropped of 30 (0: no ABS step)
     abs_children: int = 20               # random cells averaged per edge-op score
     random_drops: int = 20               # random drops to compare with
+    abs_stages: int = 0                  # ABS stage-wise: drop abs_drop / abs_stages edge-ops per stage (0: off)
+    abs_stage_epochs: int = 2            # SPOS epochs between two stages (of the spos_epochs in all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -100,6 +103,18 @@ class StudyConfig:
         if isinstance(self.abs_drop, bool) or not isinstance(self.abs_drop, int) or not 0 <= self.abs_drop <= 24:
             raise NB201Error(f"abs_drop={self.abs_drop!r} is invalid: expected 0..24 (30 edge-ops, every edge keeps "
                              f"at least one; 0: no ABS step)")
+        for name in ("abs_stages", "abs_stage_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise NB201Error(f"{name}={v!r} is invalid: expected an integer >= 0")
+        if self.abs_stages:
+            if not self.abs_drop or self.abs_drop % self.abs_stages:
+                raise NB201Error(f"abs_stages={self.abs_stages} with abs_drop={self.abs_drop}: expected abs_drop a "
+                                 f"positive multiple of abs_stages (the same number dropped at every stage)")
+            if self.abs_stage_epochs < 1 or self.abs_stages * self.abs_stage_epochs >= self.spos_epochs:
+                raise NB201Error(f"abs_stages={self.abs_stages} x abs_stage_epochs={self.abs_stage_epochs} is invalid: "
+                                 f"expected at least 1 epoch between stages and fewer than spos_epochs="
+                                 f"{self.spos_epochs} in all (the first stage trains the rest)")
         if self.bn_params not in ("last", "all"):
             raise NB201Error(f"bn_params={self.bn_params!r} is invalid: expected 'last' (BN-NAS) or 'all'")
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
@@ -293,6 +308,10 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
             ("BN-only supernet", f"{cfg.bn_epochs} epochs (BN indicator)", bn),
             ("scores", f"ReBN on {cfg.rebn_images:,} validation images per cell; angle, BN, #params, FLOPs, synflow",
              rebn + len(cells) * 0.05)]
+    if cfg.abs_stages:
+        what = (f"a second SPOS supernet, {cfg.spos_epochs} epochs, {cfg.abs_stages} drops of "
+                f"{cfg.abs_drop // cfg.abs_stages} by angle")
+        rows.append(("ABS stage-wise", what, spos))
     if cfg.abs_drop:
         what = (f"{cfg.abs_drop} of 30 edge-ops by angle and by ReBN ({n_abs:,} random cells), "
                 f"{cfg.random_drops} random drops")
@@ -528,6 +547,9 @@ def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name:
             db.close()
     t_abs = time.perf_counter()
     abs_res = study_abs(cfg, cells, runs, out / "spos.pt", say)
+    staged = study_abs_stages(cfg, cells, runs, out, say)
+    if abs_res is not None and staged is not None:
+        abs_res["stagewise"] = staged
     t_abs = time.perf_counter() - t_abs
     scores.update(one)
     seconds.update(one_sec)
@@ -602,6 +624,50 @@ def study_abs(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, checkpoi
                                 split="test")
     finally:
         torch.set_num_threads(previous)
+
+
+def study_abs_stages(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, out: Path,
+                     say: Callable[[str], None]) -> dict[str, Any] | None:
+    """ABS's stage-wise shrink on NB201 (:func:`normlab.nas.search.abs_shrink`, the loop the MBConv
+    space uses, through the same checkpointed supernet training): a SPOS supernet with the SPOS
+    supernet's settings and its one cosine schedule over ``spos_epochs``, trained ``spos_epochs -
+    abs_stages * abs_stage_epochs`` epochs over the whole space, then ``abs_stages`` times: score
+    every allowed edge-op by angle (``abs_children`` cells from the allowed ops), drop the
+    ``abs_drop / abs_stages`` lowest, train ``abs_stage_epochs`` more on what is left. The
+    checkpoint (``out/abs-stages.pt``) carries the stages, so a rerun resumes or reuses it. Each
+    stage's space is judged against the study's ground truth like the one-step drop. None when
+    ``abs_stages`` is 0."""
+    import torch
+
+    from ..search import abs_shrink
+    from . import oneshot
+
+    if not cfg.abs_stages:
+        return None
+    per = cfg.abs_drop // cfg.abs_stages
+    first = cfg.spos_epochs - cfg.abs_stages * cfg.abs_stage_epochs
+    ckpt = out / "abs-stages.pt"
+    done = _checkpoint_epoch(ckpt)
+    say(f"ABS stage-wise: {first} epochs, then {cfg.abs_stages} x (drop {per} edge-ops by angle, "
+        f"{cfg.abs_stage_epochs} epochs)" + (f" (its checkpoint has {done} of {cfg.spos_epochs} epochs)" if done else ""))
+    space, tcfg = oneshot.supernet_settings(dataset=cfg.data_spec, mode="full", C=cfg.C, N=cfg.N, image_size=None,
+                                            epochs=cfg.spos_epochs, batch_size=cfg.batch_size, lr=cfg.spos_lr,
+                                            seed=cfg.sample_seed, norm=cfg.norm)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    t = time.perf_counter()
+    try:
+        res = abs_shrink(space, tcfg, first_epochs=first, stage_epochs=cfg.abs_stage_epochs, drop=per, target=1,
+                         children=cfg.abs_children, max_stages=cfg.abs_stages, checkpoint=ckpt, seed=cfg.sample_seed)
+    finally:
+        torch.set_num_threads(previous)
+    judge = oneshot.ShrunkJudge(study_truth_table(cfg, cells, runs), cfg.data_spec, drop=cfg.abs_drop, split="test")
+    stages = [{"stage": st["stage"], "epoch": st["epoch"], "angle_scores": st["scores"], **judge.describe(st["allowed"])}
+              for st in res["stages"]]
+    return {"stages": cfg.abs_stages, "per_stage": per, "first_epochs": first, "stage_epochs": cfg.abs_stage_epochs,
+            "children": cfg.abs_children, "seconds": time.perf_counter() - t,
+            "train_seconds": float(sum(h["seconds"] for h in res["state"]["history"])),
+            "final": judge.describe(res["allowed"]), "per_stage_spaces": stages}
 
 
 # -- the report ------------------------------------------------------------------------------------
