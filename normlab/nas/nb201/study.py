@@ -17,6 +17,12 @@ the BN indicator) come from
 (:func:`normlab.nas.train.supernet_accuracy`); #params and FLOPs are analytic, synflow is computed
 at initialisation (:mod:`normlab.nas.nb201.proxies`).
 
+ABS on NB201 against this ground truth (:func:`study_abs`, :func:`study_abs_stages`): the 30
+(edge, op) pairs ranked by the marginal of the sampled cells' stand-alone accuracy
+(:func:`study_truth_table`, a table of the sampled cells), ABS's one-step drop by angle, by ReBN
+and at random on the SPOS supernet, and optionally its stage-wise drop on a second supernet; the
+best cell left is the best *sampled* cell whose ops all survive (not a search of the shrunk space).
+
 Every Kendall tau / Spearman rho is reported twice: over all cells, and over the *connected*
 cells only (a cell whose `none` ops cut every path from its input to its output outputs zeros and
 sits at chance; any proxy that spots those looks good on all cells). The proxies are judged on the
