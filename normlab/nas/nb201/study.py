@@ -314,14 +314,14 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
             ("BN-only supernet", f"{cfg.bn_epochs} epochs (BN indicator)", bn),
             ("scores", f"ReBN on {cfg.rebn_images:,} validation images per cell; angle, BN, #params, FLOPs, synflow",
              rebn + len(cells) * 0.05)]
-    if cfg.abs_stages:
-        what = (f"a second SPOS supernet, {cfg.spos_epochs} epochs, {cfg.abs_stages} drops of "
-                f"{cfg.abs_drop // cfg.abs_stages} by angle")
-        rows.append(("ABS stage-wise", what, spos))
     if cfg.abs_drop:
         what = (f"{cfg.abs_drop} of 30 edge-ops by angle and by ReBN ({n_abs:,} random cells), "
                 f"{cfg.random_drops} random drops")
         rows.append(("ABS drop", what, abs_cost))
+    if cfg.abs_stages:
+        what = (f"a second SPOS supernet, {cfg.spos_epochs} epochs, {cfg.abs_stages} drops of "
+                f"{cfg.abs_drop // cfg.abs_stages} by angle")
+        rows.append(("ABS stage-wise", what, spos))
     return {"cells": cells, "why": why, "steps": rows, "seconds": sum(r[2] for r in rows),
             "step_seconds": {f"all {op}": t for op, t in measured.items()}, "per_cell_seconds": per_cell,
             "data": cfg.data_spec}
