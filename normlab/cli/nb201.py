@@ -348,5 +348,9 @@ def study(
         db.close()
     console.print(rich_table(study_table(report)))
     console.print(study_summary(report), highlight=False)
+    if "abs" in report:
+        from ..nas.nb201.oneshot import abs_table_md
+
+        console.print(abs_table_md(report["abs"]), highlight=False)
     console.print(f"took {fmt_seconds(report['seconds']['total'])} (estimate {fmt_seconds(plan['seconds'])}); "
                   f"html {report['files']['html']}", highlight=False)

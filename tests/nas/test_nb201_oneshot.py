@@ -171,6 +171,120 @@ def test_abs_drop_rule_truth_and_best_reachable_on_the_standin(tiny):
     assert "STAND-IN" in md and "angle (ABS)" in md and "random (3 draws)" in md
 
 
+def _product_best(table, dataset, allowed):
+    """The shrunk space searched as before the generalisation: every product of the allowed ops
+    looked up in the table (exhaustive; needs the full table)."""
+    acc = table.mean_accuracy(dataset, "valid")
+    best, best_acc, size = "", -np.inf, 0
+    for path in itertools.product(*allowed):
+        size += 1
+        a = oneshot.path_cell(path)
+        v = float(acc[table.row(a)])
+        if np.isfinite(v) and v > best_acc:
+            best, best_acc = a, v
+    return best, best_acc, size
+
+
+def test_best_reachable_scans_the_table_like_the_product_search():
+    table = nb201.load_table("standin")
+    rng = np.random.default_rng(1)
+    for drop in (8, 14, 20, 20, 24):
+        kept = oneshot.shrink_ops(rng.random((6, 5)), drop)
+        assert oneshot._best_reachable(table, "cifar10-valid", kept) == _product_best(table, "cifar10-valid", kept)
+    codes = oneshot._codes(table)                  # the vectorised connectivity is the per-cell rule
+    assert oneshot._connected_codes(codes).tolist() == [oneshot._connected(a) for a in table.archs]
+
+
+# five sampled cells (op codes, edge order 1<-0 2<-0 2<-1 3<-0 3<-1 3<-2) and their two seeds, percent
+HAND = {"333333": (80.0, 82.0), "000000": (10.0, 12.0), "312300": (70.0, 74.0), "313444": (60.0, 60.0),
+        "121212": (50.0, 54.0)}
+
+
+def _hand_table():
+    archs = [nb201.code_to_arch(c) for c in HAND]
+    return nb201.table.sampled_table(archs, list(HAND.values()), dataset="toy", seeds=[1, 2], label="5 hand cells")
+
+
+def test_sampled_table_marginals_and_best_left_by_hand():
+    t = _hand_table()
+    assert t.sampled and t.label == "5 hand cells" and len(t) == 5
+    assert np.all(np.isnan(t.mean_accuracy("toy", "valid")))             # nothing was measured there
+    truth, cells = oneshot.edge_op_marginals(t, "toy", "test")
+    # cell means: 333333 81, 000000 11, 312300 72, 313444 60, 121212 52
+    assert truth[0, 3] == pytest.approx((81 + 72 + 60) / 3) and cells[0, 3] == 3
+    assert truth[0, 1] == pytest.approx(52) and cells[0, 1] == 1
+    assert truth[1, 1] == pytest.approx((72 + 60) / 2) and cells[1, 1] == 2
+    assert truth[5, 0] == pytest.approx((11 + 72) / 2) and cells[5, 0] == 2
+    assert np.isnan(truth[2, 4]) and cells[2, 4] == 0                       # no sampled cell has it
+    assert (cells.sum(axis=1) == 5).all()                                   # every cell backs one op per edge
+    assert np.array_equal(oneshot.edge_op_truth(t, "toy", "test"), truth, equal_nan=True)
+    assert oneshot._ranks(truth)[2, 4] > 25                                 # a pair with no cell ranks last
+    allowed = [[3], [1, 3], [2, 3], [0, 3], [0, 3], [0, 3]]                 # 333333 and 312300 survive
+    assert oneshot._best_reachable(t, "toy", allowed, "test") == (nb201.code_to_arch("333333"), 81.0, 2)
+    allowed[5] = [0]                                                        # now only 312300
+    assert oneshot._best_reachable(t, "toy", allowed, "test") == (nb201.code_to_arch("312300"), 72.0, 1)
+    assert oneshot._best_reachable(t, "toy", [[1]] * 6, "test") == ("", None, 0)
+    with pytest.raises(nb201.NB201Error, match="2 columns for 3 seeds"):
+        nb201.table.sampled_table(list(t.archs), list(HAND.values()), dataset="toy", seeds=[1, 2, 3], label="x")
+
+
+def _dropped_are_lowest(scores, allowed):
+    """Every dropped pair scores no higher than every kept pair of an edge that still had a choice
+    (the last op of an edge is kept whatever its score)."""
+    scores = np.asarray(scores)
+    dropped = [scores[e, o] for e in range(6) for o in range(5) if o not in allowed[e]]
+    kept = [scores[e, o] for e in range(6) for o in allowed[e] if len(allowed[e]) > 1]
+    return len(dropped) == 20 and max(dropped) <= min(kept)
+
+
+def test_study_abs_on_its_sampled_ground_truth(tiny):
+    """The CPU study's ABS step on a sampled ground truth: pairs dropped are the lowest-scoring,
+    truth ranks and the top kept follow the hand-computed marginals, the best left is the best
+    surviving sampled cell (None when none survives), and the report says what the truth is."""
+    from normlab.nas.nb201.study import StudyConfig, study_abs, study_truth_table
+
+    cfg = StudyConfig(dataset="digits", image_size=None, train_images=None, test_images=None, C=2, N=1,
+                      abs_children=1, random_drops=2, rebn_images=40)
+    rng = np.random.default_rng(0)
+    cells = [nb201.index_to_arch(int(i)) for i in rng.choice(nb201.NUM_ARCHS, 12, replace=False)]
+    first = study_abs(cfg, cells, rng.uniform(0.1, 0.9, (12, 2)), tiny["spos"], lambda m: None)
+    inside = [oneshot.path_cell(p) for p in itertools.islice(itertools.product(*first["angle"]["allowed"]), 3)]
+    cells = [c for c in cells if c not in inside] + inside                 # some sampled cells survive the angle
+    runs = rng.uniform(0.1, 0.9, (len(cells), 2))
+    res = study_abs(cfg, cells, runs, tiny["spos"], lambda m: None)
+    assert res["scores"] == first["scores"]                                # the operator scores do not depend on the truth
+    assert res["sampled"] and res["truth_label"] == f"{len(cells)} sampled cells, stand-alone digits"
+    assert study_truth_table(cfg, cells, runs).mean_accuracy(cfg.data_spec, "test") == pytest.approx(100 * runs.mean(1))
+    mean = 100 * runs.mean(axis=1)
+    codes = np.array([[int(c) for c in nb201.arch_to_code(a)] for a in cells])
+    truth = np.array([[mean[codes[:, e] == o].mean() if (codes[:, e] == o).any() else -np.inf for o in range(5)]
+                      for e in range(6)])
+    order = np.argsort(-truth.reshape(-1), kind="stable")
+    top = {divmod(int(i), 5) for i in order[:10]}
+    assert (np.asarray(res["truth_cells"]).sum(axis=1) == len(cells)).all()
+    for k in ("angle", "rebn"):
+        r = res[k]
+        assert _dropped_are_lowest(res["scores"][k], r["allowed"])
+        edge = {f"{a}<-{b}": e for e, (a, b) in enumerate(nb201.EDGES)}
+        for d in r["dropped"]:
+            e, o = edge[d["edge"]], nb201.OPS.index(d["op"])
+            assert o not in r["allowed"][e] and d["truth_rank"] == 1 + int(np.flatnonzero(order == 5 * e + o)[0])
+        survive = np.all([np.isin(codes[:, e], r["allowed"][e]) for e in range(6)], axis=0)
+        assert r["size"] == survive.sum()
+        assert r["connected_left"] == sum(oneshot._connected(c) for c, s in zip(cells, survive) if s)
+        assert r["kept_of_top"] == sum(o in r["allowed"][e] for e, o in top)
+        if survive.any():
+            best = int(np.flatnonzero(survive)[np.argmax(mean[survive])])
+            assert r["best_acc"] == pytest.approx(mean[best]) and r["best"] == cells[best]
+            assert r["regret"] == pytest.approx(mean.max() - mean[survive].max())
+        else:
+            assert r["best"] == "" and r["best_acc"] is None and r["regret"] is None
+    assert res["angle"]["size"] >= 3 and res["angle"]["best_acc"] is not None
+    md = oneshot.abs_table_md(res)
+    assert f"ground truth: {len(cells)} sampled cells, stand-alone digits" in md and "best SAMPLED cell" in md
+    assert "random (2 draws)" in md and "table's top" not in md
+
+
 @pytest.mark.slow            # ~15 s of CPU (imports, two supernets, 10 + 30 ReBN scorings); small
 def test_the_gpu_command_path_on_cpu_with_the_standin(tmp_path):
     """`nas correlate --space nb201 --ground-truth nb201` end to end at a tiny size: dry run,

@@ -3,6 +3,7 @@ Fashion-MNIST), the supernet's chance check, and the data reductions it relies o
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -11,7 +12,7 @@ import pytest
 
 TINY = ("dataset: digits\nimage_size: 8\ntrain_images: 160\ntest_images: 64\nC: 4\nN: 1\ncells: 2\n"
         "extremes: 1\ntable: standin\nseeds: [1, 2]\nepochs: 1\nbatch_size: 32\nlr: 0.05\nthreads: 1\n"
-        "spos_epochs: 1\nbn_epochs: 1\nrebn_images: 32\nbootstrap: 20\n")
+        "spos_epochs: 1\nbn_epochs: 1\nrebn_images: 32\nbootstrap: 20\nabs_children: 1\nrandom_drops: 2\n")
 
 
 def test_connected_cells():
@@ -69,9 +70,10 @@ def test_study_whole_chain_and_resume_after_sigkill(tmp_path):
     import time
 
     (tmp_path / "s.yaml").write_text(TINY)
+    (tmp_path / "k.yaml").write_text(TINY + "abs_drop: 0\n")         # the killed run: no ABS step (not compared)
 
     def cmd(folder):
-        return [sys.executable, "-m", "normlab.cli", "nas", "nb201", "study", str(tmp_path / "s.yaml"), "--out-dir",
+        return [sys.executable, "-m", "normlab.cli", "nas", "nb201", "study", str(tmp_path / "k.yaml"), "--out-dir",
                 str(folder / "out"), "--store", str(folder / "s.sqlite"), "--backend", "serial", "--workers", "1"]
 
     _check_whole_chain(tmp_path / "s.yaml", tmp_path / "a")          # the uninterrupted run, in process
@@ -104,7 +106,15 @@ def test_study_whole_chain_and_resume_after_sigkill(tmp_path):
 
 
 def _check_whole_chain(config, folder):
-    from normlab.nas.nb201.study import PROXY_ORDER, connected, load_study_config, run_study, study_plan, study_table
+    from normlab.nas.nb201.study import (
+        PROXY_ORDER,
+        _supernets,
+        connected,
+        load_study_config,
+        run_study,
+        study_plan,
+        study_table,
+    )
     from normlab.runtime import Store
 
     cfg = load_study_config(config)
@@ -132,6 +142,23 @@ def _check_whole_chain(config, folder):
         exp = next(e for e in db.experiments() if e.name.endswith("/ground-truth"))
         trained = db.rows(experiment_id=exp.id)
     assert len(trained) == 8 and all(r["status"] == "ok" for r in trained)
+    # ABS's drop, judged against the study's own ground truth (the 4 sampled cells)
+    res = report["abs"]
+    assert res["sampled"] and res["n_cells"] == 4 and res["split"] == "test"
+    assert (np.asarray(res["truth_cells"]).sum(axis=1) == 4).all()            # each cell backs one op per edge
+    assert res["full_acc"] == pytest.approx(100 * max(report["truth"]))
+    assert len(res["angle"]["dropped"]) == 20 and len(res["random"]["runs"]) == 2
+    md = (folder / "out" / "report.md").read_text()
+    assert "ground truth: 4 sampled cells, stand-alone digits" in md and "| angle (ABS) |" in md
+    assert "ABS's drop on NB201" in (folder / "out" / "report.html").read_text()
+    # a rerun trains no supernet: both checkpoints are reused as they are (the stored trainings too)
+    stamps = {f: (folder / "out" / f).stat().st_mtime_ns for f in ("spos.pt", "bn.pt")}
+    said = []
+    with Store(store) as db:
+        scores = _supernets(cfg, cells, folder / "out", db, said.append)[0]
+    assert {f: (folder / "out" / f).stat().st_mtime_ns for f in stamps} == stamps
+    assert sum("reused, nothing to train" in m for m in said) == 2
+    assert scores["abs_angle"] == report["proxies"]["abs_angle"]
 
 
 def test_mean_ceiling_is_what_the_true_ranking_scores_against_the_mean_of_seeds():
@@ -152,3 +179,33 @@ def test_mean_ceiling_is_what_the_true_ranking_scores_against_the_mean_of_seeds(
         assert mean_ceiling(pair, 2, kind) > pair          # the mean is less noisy than one seed
     assert mean_ceiling(1.0, 2) == pytest.approx(1.0)
     assert mean_ceiling(-0.2, 2) == 0.0
+
+def test_abs_stage_wise_on_the_study_ground_truth(tmp_path):
+    """ABS's stage-wise shrink in the study: abs_shrink's loop over the NB201 supernet (one
+    schedule over spos_epochs), each stage dropping the lowest edge-ops by that stage's angles,
+    every stage judged against the sampled truth; a rerun reuses the checkpoint."""
+    from normlab.nas.nb201 import EDGES, NUM_ARCHS, OPS, NB201Error, index_to_arch
+    from normlab.nas.nb201.study import StudyConfig, study_abs_stages
+
+    cfg = StudyConfig(dataset="digits", image_size=8, train_images=160, test_images=64, C=2, N=1, batch_size=32,
+                      spos_epochs=3, abs_drop=20, abs_stages=2, abs_stage_epochs=1, abs_children=1)
+    rng = np.random.default_rng(0)
+    cells = [index_to_arch(int(i)) for i in rng.choice(NUM_ARCHS, 10, replace=False)]
+    runs = rng.uniform(0.1, 0.9, (10, 2))
+    res = study_abs_stages(cfg, cells, runs, tmp_path, lambda m: None)
+    st = res["per_stage_spaces"]
+    assert [s["epoch"] for s in st] == [1, 2, 3] and [len(s["dropped"]) for s in st] == [0, 10, 20]
+    assert res["final"]["allowed"] == st[-1]["allowed"] and res["final"]["kept_of_top"] == st[-1]["kept_of_top"]
+    for before, after in itertools.pairwise(st):
+        scores = {(e, int(o)): v for e, row in enumerate(before["angle_scores"]) for o, v in row.items()}
+        gone = [scores[e, o] for e in range(len(EDGES)) for o in before["allowed"][e] if o not in after["allowed"][e]]
+        kept = [scores[e, o] for e in range(len(EDGES)) for o in after["allowed"][e] if len(after["allowed"][e]) > 1]
+        assert len(gone) == 10 and max(gone) <= min(kept)            # that stage's lowest angles went
+    assert all(d["op"] in OPS for d in res["final"]["dropped"])
+    stamp = (tmp_path / "abs-stages.pt").stat().st_mtime_ns
+    again = study_abs_stages(cfg, cells, runs, tmp_path, lambda m: None)
+    assert (tmp_path / "abs-stages.pt").stat().st_mtime_ns == stamp and again["final"] == res["final"]
+    with pytest.raises(NB201Error, match="abs_drop a positive multiple of abs_stages"):
+        StudyConfig(abs_drop=20, abs_stages=3)
+    with pytest.raises(NB201Error, match="fewer than spos_epochs"):
+        StudyConfig(abs_stages=4, abs_stage_epochs=4, spos_epochs=15)

@@ -38,7 +38,7 @@ from ..supernet import NasError, NB201SupernetConfig
 
 __all__ = ["train_supernet", "score_cells", "SCORERS", "supernet_settings", "RECIPE", "cell_path",
            "path_cell", "OneShotTrial", "oneshot_scores", "correlate_oneshot", "oneshot_plan",
-           "shrink_ops", "edge_op_truth", "abs_drop"]
+           "shrink_ops", "edge_op_truth", "edge_op_marginals", "abs_drop", "abs_table_md", "ShrunkJudge"]
 
 SCORERS = ("bn", "rebn", "angle", "acc")
 
@@ -564,24 +564,57 @@ def connected_table_md(report: Mapping[str, Any]) -> str:
             + "\n".join(lines) + "\n")
 
 
-# -- ABS on NB201: drop edge-ops, rank them by the table, search what is left ----------------------
+# -- ABS on NB201: drop edge-ops, rank them by the ground truth, search what is left ---------------
 
-def edge_op_truth(table: Any, dataset: str) -> np.ndarray:
-    """(6 edges, 5 ops) ground truth of every edge-op: the mean of the table's validation accuracy
-    over the 3,125 cells that have this op on this edge (the marginal, what dropping it removes)."""
-    acc = table.mean_accuracy(dataset, "valid")
-    codes = np.array([cell_path(a) for a in table.archs])
-    out = np.full((len(EDGES), len(OPS)), np.nan)
+def _codes(table: Any) -> np.ndarray:
+    """(cells, 6) op indices of every cell of ``table``, in its row order."""
+    return np.array([cell_path(a) for a in table.archs], dtype=int).reshape(-1, len(EDGES))
+
+
+def _connected_codes(codes: np.ndarray) -> np.ndarray:
+    """Per row of op indices, whether a path of non-`none` ops leads from node 0 to node 3."""
+    none = OPS.index("none")
+    empty = np.zeros(len(codes), bool)
+    reach = {0: ~empty}
+    for e, (dst, src) in sorted(enumerate(EDGES), key=lambda t: t[1]):     # nodes in order: sources are final
+        reach[dst] = reach.get(dst, empty) | (reach.get(src, empty) & (codes[:, e] != none))
+    return reach.get(3, empty)
+
+
+def _inside(codes: np.ndarray, allowed: Sequence[Sequence[int]]) -> np.ndarray:
+    """Which rows of ``codes`` lie in the shrunk space (every edge's op among its allowed ones)."""
+    return np.all([np.isin(codes[:, e], list(ops)) for e, ops in enumerate(allowed)], axis=0)
+
+
+def edge_op_marginals(table: Any, dataset: str, split: str = "valid",
+                      codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, cells), each (6 edges, 5 ops): the mean of the table's accuracy over the table's
+    cells that have this op on this edge (the marginal, what dropping the pair removes), and how
+    many cells that mean is over. For the full NB201 table every pair has 3,125 cells; for a
+    table of sampled cells (:func:`normlab.nas.nb201.table.sampled_table`) about a fifth of them,
+    and NaN truth where no sampled cell has the pair."""
+    acc = table.mean_accuracy(dataset, split)
+    codes = _codes(table) if codes is None else codes
+    truth = np.full((len(EDGES), len(OPS)), np.nan)
+    cells = np.zeros((len(EDGES), len(OPS)), int)
     for e in range(len(EDGES)):
         for o in range(len(OPS)):
             sel = (codes[:, e] == o) & np.isfinite(acc)
-            out[e, o] = float(acc[sel].mean())
-    return out
+            cells[e, o] = int(sel.sum())
+            if cells[e, o]:
+                truth[e, o] = float(acc[sel].mean())
+    return truth, cells
+
+
+def edge_op_truth(table: Any, dataset: str, split: str = "valid") -> np.ndarray:
+    """(6 edges, 5 ops) ground truth of every edge-op: the marginal of :func:`edge_op_marginals`
+    (for the full table, the mean over the 3,125 cells with this op on this edge)."""
+    return edge_op_marginals(table, dataset, split)[0]
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    """Rank of every entry (1 = highest), over the flattened array, in its shape."""
-    flat = values.reshape(-1)
+    """Rank of every entry (1 = highest, NaN last), over the flattened array, in its shape."""
+    flat = np.nan_to_num(values.reshape(-1).astype(float), nan=-np.inf)
     order = np.argsort(-flat, kind="stable")
     ranks = np.empty(len(flat), int)
     ranks[order] = np.arange(1, len(flat) + 1)
@@ -599,20 +632,21 @@ def shrink_ops(scores: np.ndarray, drop: int) -> list[list[int]]:
     return allowed
 
 
-def _best_reachable(table: Any, dataset: str, allowed: Sequence[Sequence[int]]) -> tuple[str, float, int]:
-    """The best cell of the shrunk space by the table (every cell of it looked up: the search is
-    exhaustive, so this is exactly the best reachable accuracy), and the space's size."""
-    import itertools
-
-    acc = table.mean_accuracy(dataset, "valid")
-    best, best_acc, size = "", -math.inf, 0
-    for path in itertools.product(*allowed):
-        size += 1
-        a = path_cell(path)
-        v = float(acc[table.row(a)])
-        if math.isfinite(v) and v > best_acc:
-            best, best_acc = a, v
-    return best, best_acc, size
+def _best_reachable(table: Any, dataset: str, allowed: Sequence[Sequence[int]], split: str = "valid",
+                    codes: np.ndarray | None = None) -> tuple[str, float | None, int]:
+    """(best cell, its accuracy, cells): the best of the table's cells whose every op is allowed,
+    and how many of the table's cells lie in the shrunk space. Over the full table that is every
+    cell of the shrunk space, so the search is exhaustive and this is exactly the best reachable
+    accuracy; over a table of sampled cells it is the best sampled cell left. ("", None, n) when
+    no cell of the table with an accuracy is left."""
+    acc = table.mean_accuracy(dataset, split)
+    codes = _codes(table) if codes is None else codes
+    inside = _inside(codes, allowed)
+    ok = np.flatnonzero(inside & np.isfinite(acc))
+    if not len(ok):
+        return "", None, int(inside.sum())
+    i = int(ok[np.argmax(acc[ok])])                 # ties: the first in the table's row order
+    return table.archs[i], float(acc[i]), int(inside.sum())
 
 
 def _op_scores(net: Any, state: Mapping[str, Any], children: int, seed: int, fn: Callable[[tuple], float]) -> np.ndarray:
@@ -631,23 +665,70 @@ def _op_scores(net: Any, state: Mapping[str, Any], children: int, seed: int, fn:
     return out
 
 
+def _num(v: float) -> float | None:
+    """A float for JSON: None where there is no number (a pair no sampled cell contains)."""
+    return float(v) if math.isfinite(v) else None
+
+
+class ShrunkJudge:
+    """Judges shrunk spaces against a ground truth (the NB201 table or a table of sampled cells):
+    the edge-op marginals, their ranks and the top ``30 - drop`` pairs are computed once;
+    :meth:`describe` reports one shrunk space (``allowed`` ops per edge)."""
+
+    def __init__(self, table: Any, dataset: str, *, drop: int, split: str = "valid") -> None:
+        self.table, self.dataset, self.split = table, dataset, split
+        self.codes = _codes(table)
+        self.conn = _connected_codes(self.codes)
+        self.truth, self.support = edge_op_marginals(table, dataset, split, self.codes)
+        self.rank = _ranks(self.truth)
+        self.top_n = self.truth.size - drop
+        self.top = {(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if self.rank[e, o] <= self.top_n}
+        self.full_best, self.full_acc = table.optimum(dataset, split)
+
+    def header(self) -> dict[str, Any]:
+        """What every report of this truth carries (the truth itself, what backs it)."""
+        t = self.table
+        return {"dataset": self.dataset, "split": self.split, "full_best": self.full_best, "full_acc": self.full_acc,
+                "top_n": self.top_n, "standin": t.standin, "sampled": bool(getattr(t, "sampled", False)),
+                "n_cells": len(t.archs), "connected_cells": int(self.conn.sum()),
+                "truth_label": getattr(t, "label", "") or str(getattr(t, "source", "")),
+                "truth": [[_num(v) for v in row] for row in self.truth], "truth_cells": self.support.tolist()}
+
+    def describe(self, allowed: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """One shrunk space: the dropped pairs with their ground-truth ranks, how many of the top
+        pairs it kept, the table's cells left in it (and how many connected), the best of them."""
+        allowed = [list(a) for a in allowed]
+        dropped = [(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if o not in allowed[e]]
+        best, acc, size = _best_reachable(self.table, self.dataset, allowed, self.split, self.codes)
+        return {"allowed": allowed, "size": size, "space_size": math.prod(len(a) for a in allowed),
+                "connected_left": int((_inside(self.codes, allowed) & self.conn).sum()),
+                "dropped": [{"edge": f"{EDGES[e][0]}<-{EDGES[e][1]}", "op": OPS[o], "truth": _num(self.truth[e, o]),
+                             "truth_rank": int(self.rank[e, o]), "truth_cells": int(self.support[e, o])}
+                            for e, o in dropped],
+                "kept_of_top": len(self.top - set(dropped)), "best": best, "best_acc": acc,
+                "regret": None if acc is None else self.full_acc - acc}
+
+
 def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, children: int = 20, seed: int = 0,
              random_drops: int = 20, val_limit: int | None = None, calib: int = 256,
-             device: str | None = None) -> dict[str, Any]:
+             device: str | None = None, split: str = "valid") -> dict[str, Any]:
     """ABS's NB201 experiment on a trained SPOS supernet: score every (edge, op) by the mean angle
     of ``children`` cells containing it (ABS's operator score), drop the ``drop`` lowest in one
     step (every edge keeps one op); the same with ReBN accuracy as the operator score, and
     ``random_drops`` random drops. Reports every dropped pair with its ground-truth rank (1-30, by
-    :func:`edge_op_truth`), how many of the table's top ``30 - drop`` pairs were kept, and the best
-    accuracy reachable in each shrunk space (exhaustive on the table) against the full space's."""
+    :func:`edge_op_marginals` on ``split`` of ``dataset``), how many of the truth's top
+    ``30 - drop`` pairs were kept, and the best accuracy left in each shrunk space against the
+    best of the table.
+
+    ``table`` is the NB201 table (the best left is then exact: every cell of the shrunk space is
+    looked up) or a table of sampled cells (:func:`normlab.nas.nb201.table.sampled_table`, the CPU
+    study's stand-alone ground truth): the marginals are then over the sampled cells that contain
+    each pair, and the best left is the best *sampled* cell whose every op survives (None when no
+    sampled cell survives), not a search of the shrunk space."""
     from ..scores import rebn_accuracy
 
     net, state, _ = _loaded(checkpoint)
-    truth = edge_op_truth(table, dataset)
-    truth_rank = _ranks(truth)
-    keep_n = truth.size - drop
-    top = {(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if truth_rank[e, o] <= keep_n}
-    full_best, full_acc = table.optimum(dataset, "valid")
+    judge = ShrunkJudge(table, dataset, drop=drop, split=split)
     calib_x, val_x, val_y = _rebn_data(state, None, val_limit, calib, seed, device)
     if device is not None:
         net.to(device)
@@ -657,42 +738,79 @@ def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, child
                   "rebn": _op_scores(net, state, children, seed, lambda p: rebn_accuracy(net, p, calib_x, val_x, val_y))}
     finally:
         net.to("cpu")
-
-    def describe(allowed: list[list[int]]) -> dict[str, Any]:
-        dropped = [(e, o) for e in range(len(EDGES)) for o in range(len(OPS)) if o not in allowed[e]]
-        best, acc, size = _best_reachable(table, dataset, allowed)
-        return {"allowed": allowed, "size": size,
-                "dropped": [{"edge": f"{EDGES[e][0]}<-{EDGES[e][1]}", "op": OPS[o], "truth": float(truth[e, o]),
-                             "truth_rank": int(truth_rank[e, o])} for e, o in dropped],
-                "kept_of_top": len(top - set(dropped)), "best": best, "best_acc": acc, "regret": full_acc - acc}
-
-    out: dict[str, Any] = {"drop": drop, "children": children, "dataset": dataset, "full_best": full_best,
-                           "full_acc": full_acc, "top_n": keep_n, "standin": table.standin,
-                           "truth": truth.tolist(), "scores": {k: v.tolist() for k, v in scored.items()}}
+    out: dict[str, Any] = {"drop": drop, "children": children, **judge.header(),
+                           "scores": {k: v.tolist() for k, v in scored.items()}}
     for k, v in scored.items():
-        out[k] = describe(shrink_ops(v, drop))
+        out[k] = judge.describe(shrink_ops(v, drop))
     rng = np.random.default_rng(seed)
-    rand = [describe(shrink_ops(rng.random(truth.shape), drop)) for _ in range(random_drops)]
-    out["random"] = {"runs": rand, "kept_of_top": [r["kept_of_top"] for r in rand], "regret": [r["regret"] for r in rand]}
+    rand = [judge.describe(shrink_ops(rng.random(judge.truth.shape), drop)) for _ in range(random_drops)]
+    out["random"] = {"runs": rand, "kept_of_top": [r["kept_of_top"] for r in rand],
+                     "regret": [r["regret"] for r in rand], "nothing_left": sum(r["best"] == "" for r in rand)}
     return out
 
 
 def abs_table_md(res: Mapping[str, Any]) -> str:
-    """The ABS drop table: per ranking, the pairs kept among the table's top, the best accuracy
-    left and its drop from the full space's best."""
+    """The ABS drop table: per ranking, the pairs kept among the ground truth's top, the ground-
+    truth ranks of the dropped pairs, the cells left, the best accuracy left and its drop from the
+    best of the whole space (of the table) or of all sampled cells (of a sampled ground truth)."""
     from ...report.stats import describe
 
-    lines = [f"ABS on NB201 ({res['dataset']}{', STAND-IN table: not evidence' if res.get('standin') else ''}): "
-             f"{res['drop']} of {len(EDGES) * len(OPS)} edge-ops dropped in one step, each edge keeps one; operator "
-             f"score = mean over {res['children']} cells containing it. Full space best {res['full_acc']:.2f}%.", "",
-             f"| dropped by | of the table's top {res['top_n']} kept | ground-truth ranks dropped | best left (%) | "
-             f"drop (points) |", "|---|---:|---|---:|---:|"]
-    for k, label in (("angle", "angle (ABS)"), ("rebn", "ReBN accuracy")):
-        r = res[k]
-        ranks = ", ".join(str(d["truth_rank"]) for d in sorted(r["dropped"], key=lambda d: d["truth_rank"]))
-        lines.append(f"| {label} | {r['kept_of_top']} | {ranks} | {r['best_acc']:.2f} | {r['regret']:.2f} |")
-    kept, reg = describe(res["random"]["kept_of_top"]), describe(res["random"]["regret"])
-    lines.append(f"| random ({kept.n} draws) | {kept.text(1.0, 1)} | - | - | {reg.text(1.0, 2)} |")
+    n_pairs = len(EDGES) * len(OPS)
+    sampled = res.get("sampled", False)
+    rule = (f"{res['drop']} of {n_pairs} edge-ops dropped in one step, each edge keeps one; operator score = mean "
+            f"over {res['children']} random cells containing it")
+    if sampled:
+        cells = np.asarray(res["truth_cells"], int)
+        n_conn = res.get("connected_cells")
+        lines = [(f"ABS on NB201, ground truth: {res['truth_label']}{' (STAND-IN)' if res.get('standin') else ''}. "
+                 f"{rule}. A pair's truth = mean accuracy of the sampled cells containing it ({cells.min()}-"
+                 f"{cells.max()} cells per pair, median {np.median(cells):g}); best left = the best SAMPLED cell whose "
+                 f"every op survives (the best of the sampled cells left, not a search of the shrunk space; "
+                 f"'none' when no sampled cell survives). Best of all {res['n_cells']} sampled cells "
+                 f"({n_conn} connected): {res['full_acc']:.2f}%."), ""]
+        top_label, left_label = f"of the truth's top {res['top_n']} kept", "sampled cells left (connected)"
+    else:
+        lines = [(f"ABS on NB201 ({res['dataset']}{', STAND-IN table: not evidence' if res.get('standin') else ''}): "
+                 f"{rule}. Full space best {res['full_acc']:.2f}%."), ""]
+        top_label, left_label = f"of the table's top {res['top_n']} kept", "cells left (connected)"
+    lines += [f"| dropped by | {top_label} | ground-truth ranks dropped | {left_label} | best left (%) | drop (points) |",
+              "|---|---:|---|---:|---:|---:|"]
+    rows = [("angle (ABS)", res["angle"]), ("ReBN accuracy", res["rebn"])]
+    if "stagewise" in res:
+        st = res["stagewise"]
+        rows.append((f"angle, stage-wise ({st['stages']} x {st['per_stage']}, {st['stage_epochs']} epochs between)",
+                     st["final"]))
+    for label, r in rows:
+        ranks = ", ".join(f"{d['truth_rank']}" + ("?" if d.get("truth_cells", 1) == 0 else "")
+                          for d in sorted(r["dropped"], key=lambda d: d["truth_rank"]))
+        left = f"{r['size']} ({r.get('connected_left', '-')})"
+        if r["best_acc"] is None:
+            lines.append(f"| {label} | {r['kept_of_top']} | {ranks} | {left} | none | - |")
+        else:
+            lines.append(f"| {label} | {r['kept_of_top']} | {ranks} | {left} | {r['best_acc']:.2f} | {r['regret']:.2f} |")
+    rnd = res["random"]
+    kept = describe(rnd["kept_of_top"])
+    reg = describe([v for v in rnd["regret"] if v is not None])
+    best = describe([r["best_acc"] for r in rnd["runs"] if r["best_acc"] is not None])
+    left = describe([r["size"] for r in rnd["runs"]])
+    empty = rnd.get("nothing_left", 0)
+    best_text = best.text(1.0, 2) + (f"; none in {empty} draws" if empty else "")
+    lines.append(f"| random ({kept.n} draws) | {kept.text(1.0, 1)} | - | {left.text(1.0, 1)} | {best_text} | "
+                 f"{reg.text(1.0, 2)} |")
+    if "stagewise" in res:
+        st = res["stagewise"]
+        lines += ["", (f"Stage-wise: a second SPOS supernet with the same settings and schedule trained "
+                       f"{st['first_epochs']} epochs over the whole space, then {st['stages']} times: drop the "
+                       f"{st['per_stage']} lowest edge-ops by angle ({st['children']} cells each), train "
+                       f"{st['stage_epochs']} epochs on what is left. Top pairs kept after each stage: "
+                       + " -> ".join(str(s["kept_of_top"]) for s in st["per_stage_spaces"]) + ".")]
+    if sampled:
+        space = res["angle"]["space_size"]
+        lines += ["", (f"A shrunk space keeps {space} of NB201's 15,625 cells (by the angle), so of {res['n_cells']} "
+                      f"uniformly drawn cells about {res['n_cells'] * space / 15625:.2g} would survive: with a sampled "
+                      f"ground truth the best-left column is mostly 'none' and the pairs' ranks (first columns) carry "
+                      f"the evidence. A pair's marginal includes the disconnected cells (at chance) that contain it, "
+                      f"as the table's marginal does. '?' marks a dropped pair that no sampled cell contains.")]
     return "\n".join(lines) + "\n"
 
 

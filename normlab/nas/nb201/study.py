@@ -17,6 +17,12 @@ the BN indicator) come from
 (:func:`normlab.nas.train.supernet_accuracy`); #params and FLOPs are analytic, synflow is computed
 at initialisation (:mod:`normlab.nas.nb201.proxies`).
 
+ABS on NB201 against this ground truth (:func:`study_abs`, :func:`study_abs_stages`): the 30
+(edge, op) pairs ranked by the marginal of the sampled cells' stand-alone accuracy
+(:func:`study_truth_table`, a table of the sampled cells), ABS's one-step drop by angle, by ReBN
+and at random on the SPOS supernet, and optionally its stage-wise drop on a second supernet; the
+best cell left is the best *sampled* cell whose ops all survive (not a search of the shrunk space).
+
 Every Kendall tau / Spearman rho is reported twice: over all cells, and over the *connected*
 cells only (a cell whose `none` ops cut every path from its input to its output outputs zeros and
 sits at chance; any proxy that spots those looks good on all cells). The proxies are judged on the
@@ -39,7 +45,8 @@ import numpy as np
 from ...models.nb201 import EDGES, NB201Error, parse_arch
 
 __all__ = ["StudyConfig", "load_study_config", "STUDY_PRESETS", "connected", "study_cells", "study_plan",
-           "run_study", "ground_truth_trials", "PROXY_ORDER"]
+           "run_study", "ground_truth_trials", "PROXY_ORDER", "study_truth_table", "study_abs",
+           "study_abs_stages"]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STUDY_PRESETS = ("nas-nb201-fashion",)
@@ -79,11 +86,16 @@ class StudyConfig:
     bn_params: str = "last"              # BN-only supernet: each op's last norm (BN-NAS) | all
     rebn_images: int = 1_000             # validation images ReBN scores every cell on
     bootstrap: int = 1000
+    abs_drop: int = 20                   # ABS: edge-ops dropped of 30 (0: no ABS step)
+    abs_children: int = 20               # random cells averaged per edge-op score
+    random_drops: int = 20               # random drops to compare with
+    abs_stages: int = 0                  # ABS stage-wise: drop abs_drop / abs_stages edge-ops per stage (0: off)
+    abs_stage_epochs: int = 2            # SPOS epochs between two stages (of the spos_epochs in all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         for name in ("C", "N", "epochs", "batch_size", "threads", "spos_epochs", "bn_epochs", "rebn_images",
-                     "bootstrap"):
+                     "bootstrap", "abs_children", "random_drops"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise NB201Error(f"{name}={v!r} is invalid: expected a positive integer")
@@ -94,6 +106,21 @@ class StudyConfig:
         if self.cells + 2 * self.extremes < 4:
             raise NB201Error(f"cells={self.cells}, extremes={self.extremes}: expected at least 4 cells in all "
                              f"(a rank correlation needs them)")
+        if isinstance(self.abs_drop, bool) or not isinstance(self.abs_drop, int) or not 0 <= self.abs_drop <= 24:
+            raise NB201Error(f"abs_drop={self.abs_drop!r} is invalid: expected 0..24 (30 edge-ops, every edge keeps "
+                             f"at least one; 0: no ABS step)")
+        for name in ("abs_stages", "abs_stage_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise NB201Error(f"{name}={v!r} is invalid: expected an integer >= 0")
+        if self.abs_stages:
+            if not self.abs_drop or self.abs_drop % self.abs_stages:
+                raise NB201Error(f"abs_stages={self.abs_stages} with abs_drop={self.abs_drop}: expected abs_drop a "
+                                 f"positive multiple of abs_stages (the same number dropped at every stage)")
+            if self.abs_stage_epochs < 1 or self.abs_stages * self.abs_stage_epochs >= self.spos_epochs:
+                raise NB201Error(f"abs_stages={self.abs_stages} x abs_stage_epochs={self.abs_stage_epochs} is invalid: "
+                                 f"expected at least 1 epoch between stages and fewer than spos_epochs="
+                                 f"{self.spos_epochs} in all (the first stage trains the rest)")
         if self.bn_params not in ("last", "all"):
             raise NB201Error(f"bn_params={self.bn_params!r} is invalid: expected 'last' (BN-NAS) or 'all'")
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
@@ -278,6 +305,8 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
     spos = cfg.spos_epochs * sup_steps * mean_step
     bn = cfg.bn_epochs * sup_steps * mean_step * 0.8                   # no conv weight gradients
     rebn = len(cells) * (256 + min(cfg.rebn_images, n_train - n_fit)) / cfg.batch_size * mean_step / 3
+    n_abs = len(EDGES) * len(OPS) * cfg.abs_children if cfg.abs_drop else 0       # ReBN children (angles are ~free)
+    abs_cost = n_abs * (256 + min(cfg.rebn_images, n_train - n_fit)) / cfg.batch_size * mean_step / 3
     rows = [("ground truth", f"{len(cells)} cells ({why.count('uniform')} uniform, {len(cells) - why.count('uniform')} "
                              f"best/worst by the table) x {len(cfg.seeds)} seeds, {cfg.epochs} epochs on "
                              f"{n_train:,} images, {workers} worker(s)", truth / max(1, workers)),
@@ -285,6 +314,14 @@ def study_plan(cfg: StudyConfig, *, workers: int = 1, measure: bool = True, info
             ("BN-only supernet", f"{cfg.bn_epochs} epochs (BN indicator)", bn),
             ("scores", f"ReBN on {cfg.rebn_images:,} validation images per cell; angle, BN, #params, FLOPs, synflow",
              rebn + len(cells) * 0.05)]
+    if cfg.abs_drop:
+        what = (f"{cfg.abs_drop} of 30 edge-ops by angle and by ReBN ({n_abs:,} random cells), "
+                f"{cfg.random_drops} random drops")
+        rows.append(("ABS drop", what, abs_cost))
+    if cfg.abs_stages:
+        what = (f"a second SPOS supernet, {cfg.spos_epochs} epochs, {cfg.abs_stages} drops of "
+                f"{cfg.abs_drop // cfg.abs_stages} by angle")
+        rows.append(("ABS stage-wise", what, spos))
     return {"cells": cells, "why": why, "steps": rows, "seconds": sum(r[2] for r in rows),
             "step_seconds": {f"all {op}": t for op, t in measured.items()}, "per_cell_seconds": per_cell,
             "data": cfg.data_spec}
@@ -369,6 +406,18 @@ def _supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, store: Any,
         torch.set_num_threads(previous)
 
 
+def _checkpoint_epoch(path: Path) -> int:
+    """The epochs a supernet checkpoint already holds (0 when there is none or it cannot be read:
+    the training then says why)."""
+    from ..supernet import NasError
+    from ..train import read_checkpoint
+
+    try:
+        return int(read_checkpoint(path)["epoch"]) if path.is_file() else 0
+    except NasError:
+        return 0
+
+
 def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: dict,
                      say: Callable[[str], None]) -> tuple[dict, dict, dict]:
     from ..train import TrainConfig, load_supernet, read_checkpoint, supernet_accuracy
@@ -376,7 +425,10 @@ def _score_supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, common: 
 
     scores, seconds, checks = {}, {}, {}
     for label, mode, epochs, lr in (("spos", "full", cfg.spos_epochs, cfg.spos_lr), ("bn", "bn", cfg.bn_epochs, cfg.bn_lr)):
-        say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}")
+        done = _checkpoint_epoch(out / f"{label}.pt")
+        say(f"{'SPOS' if mode == 'full' else 'BN-only'} supernet: {epochs} epochs at lr {lr}"
+            + (f" (its checkpoint has {done}: {'reused, nothing to train' if done >= epochs else 'resuming'})"
+               if done else ""))
         extra = {"bn_params": cfg.bn_params} if mode == "bn" else {}
         ckpt = oneshot.train_supernet(mode=mode, epochs=epochs, lr=lr, checkpoint=out / f"{label}.pt",
                                       **common, **extra)
@@ -534,6 +586,12 @@ def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name:
     finally:
         if db is not store:
             db.close()
+    t_abs = time.perf_counter()
+    abs_res = study_abs(cfg, cells, runs, out / "spos.pt", say)
+    staged = study_abs_stages(cfg, cells, runs, out, say)
+    if abs_res is not None and staged is not None:
+        abs_res["stagewise"] = staged
+    t_abs = time.perf_counter() - t_abs
     scores.update(one)
     seconds.update(one_sec)
     proxies = {k: scores[k] for k in PROXY_ORDER if k in scores}
@@ -557,11 +615,100 @@ def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name:
               "standin": bool(table.standin), "proxies": {k: list(map(float, v)) for k, v in proxies.items()},
               "seconds_per_cell": seconds, "correlation": corr, "noise_ceiling": ceiling, "table_transfer": transfer,
               "spread": {k: spread(m) for k, m in masks.items()}, "supernet_check": checks,
-              "seconds": {"ground_truth": t_truth, "total": time.perf_counter() - t0}}
+              "seconds": {"ground_truth": t_truth, "abs": t_abs, "total": time.perf_counter() - t0}}
+    if abs_res is not None:
+        report["abs"] = abs_res
     report["verdicts"] = verdicts(report, bootstrap=cfg.bootstrap, seed=cfg.sample_seed)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
     report["files"] = {k: str(v) for k, v in write_study_report(report, out).items()}
     return report
+
+
+# -- ABS's drop against the study's own ground truth ------------------------------------------------
+
+_DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def study_truth_table(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray):
+    """The study's ground truth as a table of the sampled cells
+    (:func:`normlab.nas.nb201.table.sampled_table`): per cell its stand-alone test accuracy with
+    every seed, in percent, under the name ``cfg.data_spec``, so that what reads the NB201 table
+    by its cells (ABS's drop) reads the study's own measurements instead."""
+    from .table import sampled_table
+
+    name = cfg.dataset.partition(":")[0]
+    label = f"{len(cells)} sampled cells, stand-alone {_DATASET_NAMES.get(name, name)}"
+    return sampled_table(cells, 100 * np.asarray(runs, float), dataset=cfg.data_spec, seeds=cfg.seeds, label=label,
+                         split="test")
+
+
+def study_abs(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, checkpoint: Path,
+              say: Callable[[str], None]) -> dict[str, Any] | None:
+    """ABS's NB201 drop (:func:`normlab.nas.nb201.oneshot.abs_drop`) on the study's SPOS supernet,
+    judged against the study's own ground truth (:func:`study_truth_table`): ``cfg.abs_drop`` of
+    the 30 edge-ops dropped by angle, by ReBN accuracy (on the ``rebn_images`` validation images
+    the cells are scored on) and ``cfg.random_drops`` times at random. None when ``abs_drop`` is 0."""
+    import torch
+
+    from . import oneshot
+
+    if not cfg.abs_drop:
+        return None
+    table = study_truth_table(cfg, cells, runs)
+    say(f"ABS: dropping {cfg.abs_drop} of 30 edge-ops by angle, by ReBN ({cfg.abs_children} cells per edge-op) "
+        f"and {cfg.random_drops} times at random; ground truth: {table.label}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return oneshot.abs_drop(str(checkpoint), table, cfg.data_spec, drop=cfg.abs_drop, children=cfg.abs_children,
+                                seed=cfg.sample_seed, random_drops=cfg.random_drops, val_limit=cfg.rebn_images,
+                                split="test")
+    finally:
+        torch.set_num_threads(previous)
+
+
+def study_abs_stages(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, out: Path,
+                     say: Callable[[str], None]) -> dict[str, Any] | None:
+    """ABS's stage-wise shrink on NB201 (:func:`normlab.nas.search.abs_shrink`, the loop the MBConv
+    space uses, through the same checkpointed supernet training): a SPOS supernet with the SPOS
+    supernet's settings and its one cosine schedule over ``spos_epochs``, trained ``spos_epochs -
+    abs_stages * abs_stage_epochs`` epochs over the whole space, then ``abs_stages`` times: score
+    every allowed edge-op by angle (``abs_children`` cells from the allowed ops), drop the
+    ``abs_drop / abs_stages`` lowest, train ``abs_stage_epochs`` more on what is left. The
+    checkpoint (``out/abs-stages.pt``) carries the stages, so a rerun resumes or reuses it. Each
+    stage's space is judged against the study's ground truth like the one-step drop. None when
+    ``abs_stages`` is 0."""
+    import torch
+
+    from ..search import abs_shrink
+    from . import oneshot
+
+    if not cfg.abs_stages:
+        return None
+    per = cfg.abs_drop // cfg.abs_stages
+    first = cfg.spos_epochs - cfg.abs_stages * cfg.abs_stage_epochs
+    ckpt = out / "abs-stages.pt"
+    done = _checkpoint_epoch(ckpt)
+    say(f"ABS stage-wise: {first} epochs, then {cfg.abs_stages} x (drop {per} edge-ops by angle, "
+        f"{cfg.abs_stage_epochs} epochs)" + (f" (its checkpoint has {done} of {cfg.spos_epochs} epochs)" if done else ""))
+    space, tcfg = oneshot.supernet_settings(dataset=cfg.data_spec, mode="full", C=cfg.C, N=cfg.N, image_size=None,
+                                            epochs=cfg.spos_epochs, batch_size=cfg.batch_size, lr=cfg.spos_lr,
+                                            seed=cfg.sample_seed, norm=cfg.norm)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    t = time.perf_counter()
+    try:
+        res = abs_shrink(space, tcfg, first_epochs=first, stage_epochs=cfg.abs_stage_epochs, drop=per, target=1,
+                         children=cfg.abs_children, max_stages=cfg.abs_stages, checkpoint=ckpt, seed=cfg.sample_seed)
+    finally:
+        torch.set_num_threads(previous)
+    judge = oneshot.ShrunkJudge(study_truth_table(cfg, cells, runs), cfg.data_spec, drop=cfg.abs_drop, split="test")
+    stages = [{"stage": st["stage"], "epoch": st["epoch"], "angle_scores": st["scores"], **judge.describe(st["allowed"])}
+              for st in res["stages"]]
+    return {"stages": cfg.abs_stages, "per_stage": per, "first_epochs": first, "stage_epochs": cfg.abs_stage_epochs,
+            "children": cfg.abs_children, "seconds": time.perf_counter() - t,
+            "train_seconds": float(sum(h["seconds"] for h in res["state"]["history"])),
+            "final": judge.describe(res["allowed"]), "per_stage_spaces": stages}
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -678,8 +825,17 @@ def write_study_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
     table = study_table(report)
     summary = study_summary(report)
     md = markdown_table(table) + "\n" + summary + "\n"
+    sections = [html_table(table)]
+    if "abs" in report:
+        import html
+
+        from .oneshot import abs_table_md
+
+        abs_md = abs_table_md(report["abs"])
+        md += "\n" + abs_md
+        sections.append(f"<h2>ABS's drop on NB201</h2><pre>{html.escape(abs_md)}</pre>")
     (out / "report.md").write_text(md)
-    page = html_page("NAS-Bench-201 cells on CPU: do the proxies rank like stand-alone training?", [html_table(table)],
+    page = html_page("NAS-Bench-201 cells on CPU: do the proxies rank like stand-alone training?", sections,
                      figures=[("each proxy against stand-alone accuracy", scatter), ("seed 2 against seed 1", seeds)],
                      intro=summary, markdown=md)
     (out / "report.html").write_text(page)

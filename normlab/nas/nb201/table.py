@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from .space import NUM_ARCHS, all_archs, analytic_flops, analytic_params, op_cou
 
 __all__ = ["DATASETS", "NB201Table", "TableMissing", "load_table", "read_official", "read_compact",
            "write_compact", "synthetic_table", "default_table_path", "CLASSES", "IMAGE_SIZE",
-           "inconsistent_params"]
+           "inconsistent_params", "sampled_table"]
 
 DATASETS = ("cifar10-valid", "cifar100", "ImageNet16-120")
 CLASSES = {"cifar10-valid": 10, "cifar100": 100, "ImageNet16-120": 120}
@@ -81,7 +81,7 @@ class NB201Table:
 
     @property
     def datasets(self) -> list[str]:
-        return [d for d in DATASETS if d in self.valid]
+        return [d for d in DATASETS if d in self.valid] + [d for d in self.valid if d not in DATASETS]
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -114,7 +114,10 @@ class NB201Table:
 
     def mean_accuracy(self, dataset: str, split: str = "valid") -> np.ndarray:
         """Mean over seeds, every cell (cells, )."""
-        with np.errstate(invalid="ignore"):
+        import warnings
+
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)        # a cell with no seed: NaN, as documented
             return np.nanmean(self._split(dataset, split), axis=1)
 
     def column(self, dataset: str, name: str) -> np.ndarray:
@@ -133,6 +136,16 @@ class NB201Table:
                 "valid_mean": self.accuracy(self.archs[i], dataset), "test_mean": self.accuracy(self.archs[i], dataset, split="test"),
                 **{k: float(self.columns[dataset][k][i]) for k in COLUMNS}}
 
+    @property
+    def sampled(self) -> bool:
+        """Whether this table holds only some cells (:func:`sampled_table`), not all 15,625."""
+        return bool(self.meta.get("sampled"))
+
+    @property
+    def label(self) -> str:
+        """What the accuracies are, in words (for reports)."""
+        return str(self.meta.get("label") or self.source)
+
     def optimum(self, dataset: str, split: str = "valid") -> tuple[str, float]:
         acc = self.mean_accuracy(dataset, split)
         i = int(np.nanargmax(acc))
@@ -143,6 +156,30 @@ class NB201Table:
         if split not in ("valid", "test"):
             raise NB201Error(f"split {split!r} is invalid: expected valid or test")
         return (self.valid if split == "valid" else self.test)[dataset]
+
+
+def sampled_table(archs: Sequence[str], accuracy: Any, *, dataset: str, seeds: Sequence[int], label: str,
+                  split: str = "test") -> NB201Table:
+    """A table over sampled cells only, for ground truth measured outside NB201 (the CPU study's
+    stand-alone trainings): ``accuracy`` is (cells, seeds) in percent, stored as ``split`` of
+    ``dataset`` (the other split is NaN: nothing was measured there); ``label`` says what the
+    numbers are. Everything that reads a table by its cells (``archs``, ``mean_accuracy``,
+    ``optimum``, ``row``) then works on the sampled cells, e.g. ABS's drop
+    (:func:`normlab.nas.nb201.oneshot.abs_drop`)."""
+    if split not in ("valid", "test"):
+        raise NB201Error(f"split {split!r} is invalid: expected valid or test")
+    archs = [arch_string(a) for a in archs]
+    acc = np.asarray(accuracy, dtype=float).reshape(len(archs), -1)
+    if acc.shape[1] != len(seeds):
+        raise NB201Error(f"accuracy has {acc.shape[1]} columns for {len(seeds)} seeds: expected one per seed")
+    if len(set(archs)) != len(archs):
+        raise NB201Error("the sampled cells repeat a cell: expected each cell once (its seeds as columns)")
+    missing = np.full_like(acc, np.nan)
+    splits = {"valid": missing, "test": acc} if split == "test" else {"valid": acc, "test": missing}
+    nan = np.full(len(archs), np.nan)
+    return NB201Table(archs, {dataset: [int(s) for s in seeds]}, {dataset: splits["valid"]}, {dataset: splits["test"]},
+                      {dataset: {c: nan for c in COLUMNS}}, source=label,
+                      meta={"sampled": True, "label": label, "split": split})
 
 
 # -- readers -----------------------------------------------------------------------------------
