@@ -356,16 +356,17 @@ def compile_norms(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
     ``fullgraph=True`` unless given), leaving every other module eager; returns the model.
 
     Each outermost norm (:func:`is_norm`: normlab's layers, torch's and timm's) is compiled with
-    ``nn.Module.compile``, so its parameters, buffers and ``state_dict`` are untouched and the
-    model pickles and exports as before; a norm inside a compiled norm is compiled with it. Use it
-    where a compiled layer beats its eager path (``benchmarks/layers.py --compile``, the /eager
-    column; docs/speed.md): the per-sample and EvoNorm layers, whose eager paths are several full
-    passes, fuse into one or two. The first call of each layer shape pays the compilation
-    (seconds on a CPU, a C++ compiler needed); with ``fullgraph=True`` a graph break raises
-    instead of running part of a layer eagerly. ``compile_kwargs`` go to ``torch.compile``
-    (``mode``, ``dynamic``, ``backend``, ``fullgraph``, ...).
+    ``nn.Module.compile``, so its parameters, buffers and ``state_dict`` keys are untouched; a norm
+    inside a compiled norm is compiled with it. It pays where a compiled layer beats its eager
+    path (``benchmarks/layers.py --compile``, the ``/eager`` column; docs/speed.md, "Compiled"):
+    on the CPU that is BatchNorm, MABN, PositionalNorm and above all the evolved layer (about 8x
+    faster forward+backward); GroupNorm, InstanceNorm, FRN, Batch Renorm and EvoNorm-S0 are slower
+    compiled than on their eager paths, so a model of those is better left eager. The first call
+    of each layer shape and mode pays the compilation (seconds on a CPU, a C++ compiler needed);
+    with ``fullgraph=True`` a graph break raises instead of running part of a layer eagerly.
+    ``compile_kwargs`` go to ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ``fullgraph``).
 
-        model = normlab.compile_norms(create_model("resnet20", norm="evonorm_s0:groups=8"))
+        model = normlab.compile_norms(create_model("resnet20", norm="evolved:file=best.json"))
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"compile_norms expects a torch.nn.Module, got {type(model).__name__}")
