@@ -615,6 +615,12 @@ def test_compile_is_a_task_setting_recorded_per_trial_and_not_part_of_the_identi
     assert {m.compile for m in model.modules() if isinstance(m, EvolvedLayer)} == {True}
     with pytest.raises(EvolveError, match="compile='yes' is invalid"):
         EvolveConfig(compile="yes")
+    from normlab.cli.evolve import _load_config
+
+    assert _load_config(None, "quick", {"compile": True}).compile is True       # what --compile passes
+    for flag in ("--compile", "--no-compile"):                                  # accepted; budget=0 stops it
+        out = runner.invoke(app, ["evolve", "run", flag, "--budget", "0", "--dry-run"])
+        assert out.exit_code == 2 and "budget=0 is invalid" in out.output, out.output
 
 
 def test_a_compile_failure_in_the_layer_falls_back_to_plain_ops(monkeypatch):
