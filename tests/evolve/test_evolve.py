@@ -603,7 +603,7 @@ def test_evolved_layer_ghost_batches_equal_micro_batches():
 
 # -- compiled candidates (EvolveConfig.compile) -------------------------------------------------
 
-SMALL_PROXY = dict(dataset="digits", steps=3, batch_size=16, reject_acc=None, eval_limit=64)
+SMALL_PROXY = {"dataset": "digits", "steps": 3, "batch_size": 16, "reject_acc": None, "eval_limit": 64}
 
 
 def test_compile_is_a_task_setting_recorded_per_trial_and_not_part_of_the_identity():
