@@ -81,10 +81,13 @@ def compile_compare(args: argparse.Namespace) -> None:
         fallbacks += int(b.metrics.get("compile_fallbacks", 0))
         same = a.status == b.status
         statuses.append(a.status)
+        accs = ""
         if same and a.status == "ok":
             diffs.append(max(abs(a.metrics[k] - b.metrics[k]) for k in cfg.objectives))
+            accs = "  acc " + " ".join(f"{100 * a.metrics[k]:.1f}/{100 * b.metrics[k]:.1f}" for k in cfg.objectives)
         print(f"  {formula(g):<46.46} {a.status:>8}/{b.status:<8} cpu {cost['interpreted'][-1]:6.1f} s "
-              f"vs {cost['compiled'][-1]:6.1f} s compiled" + ("" if same else "  (outcome differs)"), flush=True)
+              f"vs {cost['compiled'][-1]:6.1f} s compiled" + ("" if same else "  (outcome differs)") + accs,
+              flush=True)
     full = [i for i, r in enumerate(statuses) if r == "ok"]
     if full:
         print(f"trained fully (passed the rejection rules): {len(full)}, CPU s each "
