@@ -374,7 +374,7 @@ def compile_norms(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
     done: list[str] = []
     for name, module in model.named_modules():
         if is_norm(module) and not any(name.startswith(prefix + ".") for prefix in done if prefix):
-            module.compile(**compile_kwargs)
+            nn.Module.compile(module, **compile_kwargs)   # EvolvedLayer's own `compile` is a flag
             done.append(name)
             if not name:                                # the model itself is a norm
                 break

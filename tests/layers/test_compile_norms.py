@@ -66,7 +66,8 @@ def test_a_graph_break_in_a_norm_fails_under_fullgraph():
 
 def test_a_norm_model_compiles_itself_and_bad_input_is_named():
     torch._dynamo.reset()
-    norm = create_norm("gn:groups=2", 4)
-    assert compile_norms(norm) is norm and _compiled(norm)
+    for spec in ("gn:groups=2", "evolved:compile=true"):       # the evolved layer's `compile` is a flag
+        norm = create_norm(spec, 4)
+        assert compile_norms(norm) is norm and _compiled(norm)
     with pytest.raises(TypeError, match="expects a torch.nn.Module, got str"):
         compile_norms("resnet20")
