@@ -19,6 +19,11 @@ ratios come from the same rounds. ``--clock cpu`` times with the process's CPU t
 wall clock: on a machine shared with other jobs a descheduled moment then costs nothing, which
 keeps ratios steady (with one thread it equals the wall time of a quiet machine; with several it
 is the total work, not the latency).
+
+``--compile`` adds a second table per shape: each row's module compiled (``torch.compile``, inductor,
+fullgraph) and timed in the same rounds, as a ratio to compiled BatchNorm2d (``BN[ind]``), to its
+own eager row (``/eager``: below 1, compiling that layer beats our eager path; see
+``normlab.compile_norms``) and to eager BatchNorm2d.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from torch import nn
 
 # time the normlab next to this file, not whichever one is installed
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from normlab.layers import NORMS, create_norm  # noqa: E402
+from normlab.layers import NORMS, create_norm
 
 SHAPES = {
     "small batch, large spatial": (2, 64, 112, 112),
@@ -55,6 +60,7 @@ class Copy(nn.Module):
 
 
 CLOCK = time.perf_counter
+IND = "[inductor]"
 
 
 def load_baseline(rev: str):
@@ -110,7 +116,7 @@ def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype,
     if compiled:     # inductor, fullgraph: every eager row's module compiled beside it
         for name in [n for n in layers if n != "copy" and "@" not in n]:
             fresh = nn.BatchNorm2d(shape[1]) if name == "BatchNorm2d" else create_norm(SPECS.get(name, name), shape[1])
-            layers[f"{name}[inductor]"] = torch.compile(fresh.to(device=device), fullgraph=True)
+            layers[name + IND] = torch.compile(fresh.to(device=device), fullgraph=True)
     results = {}
     for backward in (False, True):
         runners = {}
@@ -123,10 +129,14 @@ def bench_shape(shape, device: str, rounds: int, iters: int, dtype: torch.dtype,
         for _ in range(rounds):      # a fresh order each round: no layer always runs after the same one
             for name in order.sample(list(runners), len(runners)):
                 times[name].append(runners[name](iters))
-        ratio = lambda name, base: statistics.median(  # noqa: E731
-            t / b for t, b in zip(times[name], times[base]))
+        def ratio(name: str, base: str, times: dict = times) -> float:
+            return statistics.median(t / b for t, b in zip(times[name], times[base]))
+
         results[backward] = {name: (min(t), ratio(name, "BatchNorm2d"), ratio(name, "copy"))
                              for name, t in times.items()}
+        if compiled:     # compiled rows: also against compiled BatchNorm2d and against their own eager row
+            for name in [n for n in times if n.endswith(IND)]:
+                results[backward][name] += (ratio(name, "BatchNorm2d" + IND), ratio(name, name[:-len(IND)]))
     return results
 
 
@@ -160,7 +170,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}, "
           f"{args.clock} clock, "
           f"median of paired ratios over {args.rounds} interleaved rounds x {args.iters} iterations")
-    worst = {}
+    worst: dict = {}
+    faster: dict = {}
     for device in devices:
         name_dev = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         for label in args.shapes:
@@ -171,15 +182,33 @@ def main() -> None:
             print(f"\n[{name_dev}] {label} {shape}: BatchNorm2d fwd {fwd['BatchNorm2d'][0] * 1e3:.3f} ms, "
                   f"fwd+bwd {both['BatchNorm2d'][0] * 1e3:.3f} ms (best round)")
             print(f"{'layer':<24} {'fwd/BN':>8} {'fwd/copy':>9} {'f+b/BN':>8} {'f+b/copy':>9}")
-            for name in [n for n in fwd if n != "copy"]:
+            for name in [n for n in fwd if n != "copy" and not n.endswith(IND)]:
                 r = (fwd[name][1], fwd[name][2], both[name][1], both[name][2])
                 print(f"{name:<24} {r[0]:>8.2f} {r[1]:>9.2f} {r[2]:>8.2f} {r[3]:>9.2f}")
                 key = (device, name)
                 worst[key] = max(worst.get(key, 0.0), r[0], r[2])
+            if args.compile:
+                _print_compiled(fwd, both, device, faster)
     print("\nworst ratio to BatchNorm2d over shapes (forward or forward+backward):")
     for (device, name), r in sorted(worst.items(), key=lambda kv: -kv[1]):
         if name != "BatchNorm2d":
             print(f"  {device:<5} {name:<20} {r:5.2f}x")
+    if args.compile:
+        print("\ncompiled (inductor) / own eager, forward+backward, per shape (< 1: compiling the layer pays):")
+        for (device, name), rs in faster.items():
+            print(f"  {device:<5} {name:<20} " + "  ".join(f"{r:5.2f}" for r in rs))
+
+
+def _print_compiled(fwd: dict, both: dict, device: str, faster: dict) -> None:
+    """The [inductor] rows: time over compiled BatchNorm2d's (BN[ind]), over the same layer's eager
+    time (/eager: below 1 the compiled layer beats our eager path), and over eager BatchNorm2d."""
+    print(f"{'compiled (inductor)':<24} {'fwd/BN[ind]':>11} {'f+b/BN[ind]':>11} {'fwd/eager':>9} "
+          f"{'f+b/eager':>9} {'fwd/BN':>8} {'f+b/BN':>8}")
+    for name in [n for n in fwd if n.endswith(IND)]:
+        f, b = fwd[name], both[name]
+        print(f"{name[:-len(IND)]:<24} {f[3]:>11.2f} {b[3]:>11.2f} {f[4]:>9.2f} {b[4]:>9.2f} "
+              f"{f[1]:>8.2f} {b[1]:>8.2f}")
+        faster.setdefault((device, name[:-len(IND)]), []).append(b[4])
 
 
 if __name__ == "__main__":

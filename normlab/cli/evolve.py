@@ -59,6 +59,9 @@ def run(
     batch_independent: Optional[bool] = typer.Option(None, "--batch-independent/--batch-dependent",
                                                      help="forbid batch aggregates (S-series)"),
     seed: Optional[int] = typer.Option(None),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                           help="train each candidate with its genome compiled (inductor): same "
+                                                "scores, pays a compilation per genome (default off; docs/evolve.md)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its estimated cost"),
     workers: int = typer.Option(1, help="parallel candidates (a process pool unless --backend ray)"),
     backend: str = typer.Option("serial", help="serial | process | ray"),
@@ -75,7 +78,8 @@ def run(
         cfg = _load_config(config, preset, dict(
             strategy=strategy, dataset=dataset, anchors=anchors, budget=budget, population=population,
             sample_size=sample_size, selection=selection, steps=steps, batch_size=batch_size,
-            norm_batch_size=norm_batch_size, batch_independent=batch_independent, seed=seed))
+            norm_batch_size=norm_batch_size, batch_independent=batch_independent, seed=seed,
+            compile=compile))
         from ..runtime.executors import check_timeout
 
         check_timeout(timeout, "--timeout ")
@@ -121,7 +125,8 @@ def _dry_run(cfg, name: str, workers: int) -> None:
                   f"{'' if cfg.norm_batch_size is None else f' (norm batch {cfg.norm_batch_size})'}",
                   highlight=False)
     console.print(f"estimated at most {per * cfg.budget / 60 / workers:.1f} min on {workers} worker(s) "
-                  f"({per:.1f} s per fully trained candidate, timed on BN-ReLU; rejected ones cost less)",
+                  f"({per:.1f} s per fully trained candidate, timed on BN-ReLU"
+                  f"{' compiled, its compilation included' if cfg.compile else ''}; rejected ones cost less)",
                   highlight=False)
     if bn.status == "ok":
         console.print("BN-ReLU on this proxy: " + ", ".join(f"{a} {100 * bn.metrics[a]:.1f}%"

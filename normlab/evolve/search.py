@@ -97,7 +97,19 @@ class ProxyTask:
     accuracies (eval mode). ``norm_batch_size``: the layer normalises over that many samples
     (fit's ghost batches: one forward per step). Picklable: it runs on any
     executor. Returns a TrialResult: "ok" with one accuracy per anchor, or "diverged" with the
-    rejection rule (quality, stability) or the divergence in its error."""
+    rejection rule (quality, stability) or the divergence in its error.
+
+    ``compile``: the candidate's layers run the genome as one inductor-compiled function
+    (``evolved:...,compile=true``, :func:`normlab.layers.genome_module.compiled_genome`), the same
+    math as the interpretation (float rounding aside), so it changes speed, not results; every
+    trial records it (metric ``compiled``: 1 when the candidate trained compiled, 0 when it
+    trained interpreted). A compile failure falls back to the plain ops (in the layer's call, or,
+    for an error raised elsewhere while training compiled, such as the backward's compilation, by
+    training that anchor again interpreted from the same seed), with a warning, and the trial
+    counts the anchors that fell back (``compile_fallbacks``): a candidate that trains interpreted
+    never fails because of compiling. Each compiled candidate pays its genome's compilation
+    (seconds per genome on a CPU), which the quick preset's tiny proxy does not earn back
+    (docs/evolve.md, "Compiled candidates")."""
 
     dataset: str = "digits"
     anchors: tuple[tuple[str, float], ...] = (("resnet20", 0.25),)
@@ -114,9 +126,12 @@ class ProxyTask:
     eval_limit: int | None = 500
     seed: int = 0
     threads: int = 1
+    compile: bool = False
 
-    def spec(self, genome: Genome) -> str:
-        return f"evolved:genome={genome.code}" + (f",groups={self.groups}" if self.groups else "")
+    def spec(self, genome: Genome, compile: bool | None = None) -> str:
+        compile = self.compile if compile is None else compile
+        return (f"evolved:genome={genome.code}" + (f",groups={self.groups}" if self.groups else "")
+                + (",compile=true" if compile else ""))
 
     def __call__(self, genome: Genome) -> Any:
         import torch
@@ -126,35 +141,51 @@ class ProxyTask:
         if self.threads:
             torch.set_num_threads(self.threads)
         started = time.time()
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = {"compiled": 1.0 if self.compile else 0.0}
         history: list[dict[str, Any]] = []
-        total = 0                                      # training steps over all anchors
-        for model_name, width in self.anchors:
-            name = anchor_name(model_name, width)
-            outcome = self._train_one(genome, model_name, width)
-            history.append({"anchor": name, **{k: v for k, v in outcome.items() if k != "error"}})
-            total += outcome["steps"]
-            if "error" in outcome:
-                metrics.update({"rejected_" + outcome["rule"]: 1.0, "steps_trained": outcome["steps"],
-                                "steps_total": total, "seconds": time.time() - started})
-                return TrialResult("diverged", metrics=metrics, history=history,
-                                   error=f"rejected ({outcome['rule']}) on {name}: {outcome['error']}",
-                                   started=started, finished=time.time())
-            metrics[name] = outcome["acc"]
+        total = fallbacks = 0                  # training steps over all anchors; anchors retrained interpreted
+        try:
+            for model_name, width in self.anchors:
+                name = anchor_name(model_name, width)
+                if self.compile:
+                    outcome = self._train_compiled(genome, model_name, width)
+                    fallbacks += outcome.pop("compile_fallback", 0)
+                else:
+                    outcome = self._train_one(genome, model_name, width)
+                history.append({"anchor": name, **{k: v for k, v in outcome.items() if k != "error"}})
+                total += outcome["steps"]
+                if "error" in outcome:
+                    metrics.update({"rejected_" + outcome["rule"]: 1.0, "steps_trained": outcome["steps"],
+                                    "steps_total": total})
+                    break
+                metrics[name] = outcome["acc"]
+        finally:
+            if self.compile:
+                from ..layers.genome_module import forget_compiled
+
+                forget_compiled(genome)        # the next candidate is another genome: free this one's code
+        if self.compile:
+            metrics["compile_fallbacks"] = float(fallbacks)
+            if fallbacks == len(history):      # every anchor trained interpreted
+                metrics["compiled"] = 0.0
         metrics["seconds"] = time.time() - started
+        if "error" in outcome:
+            return TrialResult("diverged", metrics=metrics, history=history,
+                               error=f"rejected ({outcome['rule']}) on {name}: {outcome['error']}",
+                               started=started, finished=time.time())
         metrics["steps_total"] = total
         return TrialResult("ok", metrics=metrics, history=history, started=started, finished=time.time())
 
     # -- one anchor -------------------------------------------------------------------------
 
-    def build(self, genome: Genome, model_name: str, width: float) -> Any:
+    def build(self, genome: Genome, model_name: str, width: float, compile: bool | None = None) -> Any:
         import torch
 
         from ..models import create_model
 
         data = _data(self.dataset, self.seed)
         torch.manual_seed(self.seed)
-        return create_model(model_name, norm=self.spec(genome), in_channels=data.in_channels,
+        return create_model(model_name, norm=self.spec(genome, compile), in_channels=data.in_channels,
                             num_classes=data.num_classes, width=width), data
 
     def fit_config(self) -> Any:
@@ -172,12 +203,32 @@ class ProxyTask:
                            grad_clip=5.0, augment=False, seed=self.seed, device="cpu", eval_every=0,
                            final_eval=False, progress=False)
 
-    def _train_one(self, genome: Genome, model_name: str, width: float) -> dict[str, Any]:
+    def _train_compiled(self, genome: Genome, model_name: str, width: float) -> dict[str, Any]:
+        """:meth:`_train_one` with the genome compiled. A compile failure inside the layer's call
+        already falls back to the plain ops there (same math, the layer warns): the outcome stands
+        and carries ``compile_fallback``. Any other error while training compiled (a failure to
+        compile the backward, raised from ``backward()``) trains the anchor again interpreted, from
+        the same seed, so the candidate scores what it scores interpreted."""
+        import warnings
+
+        from ..layers.genome_module import compile_failed
+
+        try:
+            outcome = self._train_one(genome, model_name, width, compile=True)
+        except Exception as exc:  # noqa: BLE001 - a compiler error must not fail the candidate
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            warnings.warn(f"evolve: training {genome.code} compiled failed on {anchor_name(model_name, width)} "
+                          f"({type(exc).__name__}: {first}); training it interpreted", stacklevel=2)
+            return {**self._train_one(genome, model_name, width, compile=False), "compile_fallback": 1}
+        return {**outcome, "compile_fallback": 1} if compile_failed(genome) else outcome
+
+    def _train_one(self, genome: Genome, model_name: str, width: float,
+                   compile: bool | None = None) -> dict[str, Any]:
         """Train one anchor through ``normlab.train.fit``, with the stability test and the quality
         rule as callbacks that stop the run with their rule; the accuracy after the last step."""
         from ..train import EarlyRejection, StabilityCheck, evaluate, fit
 
-        model, data = self.build(genome, model_name, width)
+        model, data = self.build(genome, model_name, width, compile)
         callbacks: list[Any] = []
         if self.stability_steps:
             callbacks.append(StabilityCheck(data, self.stability_steps, self.batch_size, self.seed,
@@ -268,6 +319,7 @@ class EvolveConfig(Settings):
     selection: str = "mean"
     seed: int = 0
     data_seed: int = 0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchors", _anchors(self.anchors))
@@ -288,6 +340,8 @@ class EvolveConfig(Settings):
             raise EvolveError(f"lr={self.lr!r} is invalid: expected a positive number")
         if self.reject_acc is not None and not 0 <= self.reject_acc <= 1:
             raise EvolveError(f"reject_acc={self.reject_acc!r} is invalid: expected a fraction in [0, 1] or none")
+        if not isinstance(self.compile, bool):
+            raise EvolveError(f"compile={self.compile!r} is invalid: expected true or false")
         if self.strategy not in ("evolution", "random"):
             raise EvolveError(f"strategy={self.strategy!r} is invalid: expected 'evolution' or 'random'")
         if self.selection not in ("mean", "pareto"):
@@ -305,7 +359,10 @@ class EvolveConfig(Settings):
     def space(self) -> LayerSpace:
         import json
 
-        task = {k: v for k, v in self.to_dict().items() if k in {f.name for f in fields(ProxyTask)} - {"seed"}}
+        # compile changes how fast candidates train, not what they score: not part of the identity,
+        # so a search resumes with it switched (each trial records it, metric "compiled")
+        task = {k: v for k, v in self.to_dict().items()
+                if k in {f.name for f in fields(ProxyTask)} - {"seed", "compile"}}
         task["data_seed"] = self.data_seed
         return LayerSpace(self.nodes, self.batch_independent, json.dumps(task, sort_keys=True))
 

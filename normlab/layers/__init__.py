@@ -6,7 +6,7 @@ Every layer takes channels first, ``Layer(num_channels, *, ...)``, and works on 
 from .bgn import BatchGroupNorm, SyncBatchGroupNorm
 from .bn import BatchNorm
 from .renorm import BatchRenorm
-from .convert import convert_norms, fuse_norms, is_norm, norm_summary
+from .convert import compile_norms, convert_norms, fuse_norms, is_norm, norm_summary
 from .evonorm import EvoNormB0, EvoNormS0
 from .frn import FilterResponseNorm
 from .ghost import set_norm_batch
@@ -31,5 +31,5 @@ __all__ = [
     "InstanceNorm", "PositionalNorm", "MovingAverageBatchNorm", "CenteredConv2d", "EvoNormB0",
     "EvoNormS0", "FilterResponseNorm", "NORMS", "NormInfo", "NormSpec", "NormSpecError",
     "available_norms", "canonical_spec", "create_act", "create_norm", "norm_act", "parse_spec",
-    "replaces_activation", "convert_norms", "fuse_norms", "is_norm", "norm_summary", "set_norm_batch",
+    "replaces_activation", "convert_norms", "fuse_norms", "compile_norms", "is_norm", "norm_summary", "set_norm_batch",
 ]

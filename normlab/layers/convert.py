@@ -1,5 +1,5 @@
-"""Model surgery: swap every normalization layer for another (convert_norms) and fold eval-mode
-norms into the convolution before them (fuse_norms).
+"""Model surgery: swap every normalization layer for another (convert_norms), fold eval-mode
+norms into the convolution before them (fuse_norms), compile the norms alone (compile_norms).
 
 Works on torchvision and timm models. timm is never imported here: its norm-act layers are
 recognised when timm is already loaded (a model built with timm means it is).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.fx
@@ -25,7 +25,7 @@ from .mabn import CenteredConv2d, MovingAverageBatchNorm
 from .registry import NormSpec, create_act, create_norm, replaces_activation
 from .sample import GroupNorm, InstanceNorm, LayerNorm, PositionalNorm
 
-__all__ = ["convert_norms", "fuse_norms", "is_norm", "norm_channels", "center_convs", "traced_pairs",
+__all__ = ["convert_norms", "fuse_norms", "compile_norms", "is_norm", "norm_channels", "center_convs", "traced_pairs",
            "norm_summary"]
 
 _OWN = (BatchGroupNorm, BatchRenorm, MovingAverageBatchNorm, GroupNorm, LayerNorm, InstanceNorm,
@@ -348,6 +348,36 @@ def fuse_norms(model: nn.Module) -> nn.Module:
         _set(model, conv_path, fused)
         act = _bundled_act(norm)
         _set(model, norm_path, act if act is not None else nn.Identity())
+    return model
+
+
+def compile_norms(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
+    """Compile every normalization layer of ``model`` in place with ``torch.compile`` (inductor,
+    ``fullgraph=True`` unless given), leaving every other module eager; returns the model.
+
+    Each outermost norm (:func:`is_norm`: normlab's layers, torch's and timm's) is compiled with
+    ``nn.Module.compile``, so its parameters, buffers and ``state_dict`` keys are untouched; a norm
+    inside a compiled norm is compiled with it. It pays where a compiled layer beats its eager
+    path (``benchmarks/layers.py --compile``, the ``/eager`` column; docs/speed.md, "Compiled"):
+    on the CPU that is BatchNorm, MABN, PositionalNorm and above all the evolved layer (about 8x
+    faster forward+backward); GroupNorm, InstanceNorm, FRN, Batch Renorm and EvoNorm-S0 are slower
+    compiled than on their eager paths, so a model of those is better left eager. The first call
+    of each layer shape and mode pays the compilation (seconds on a CPU, a C++ compiler needed);
+    with ``fullgraph=True`` a graph break raises instead of running part of a layer eagerly.
+    ``compile_kwargs`` go to ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ``fullgraph``).
+
+        model = normlab.compile_norms(create_model("resnet20", norm="evolved:file=best.json"))
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"compile_norms expects a torch.nn.Module, got {type(model).__name__}")
+    compile_kwargs.setdefault("fullgraph", True)
+    done: list[str] = []
+    for name, module in model.named_modules():
+        if is_norm(module) and not any(name.startswith(prefix + ".") for prefix in done if prefix):
+            nn.Module.compile(module, **compile_kwargs)   # EvolvedLayer's own `compile` is a flag
+            done.append(name)
+            if not name:                                # the model itself is a norm
+                break
     return model
 
 

@@ -16,7 +16,7 @@ from ._ghost import ghost_forward, sequential_update
 from .genome import INITIAL, OPS, Genome, GenomeError, depends_on_x, formula, live_nodes
 
 __all__ = ["EvolvedLayer", "apply_op", "check_valid", "InvalidLayer", "compiled_genome", "genome_source",
-           "genome_function"]
+           "genome_function", "compile_failed", "forget_compiled"]
 
 
 class InvalidLayer(ValueError):
@@ -339,6 +339,19 @@ def compiled_genome(genome: Genome, training: bool, groups: int, eps: float) -> 
         fn = _COMPILED[key] = _Compiled(torch.compile(genome_function(genome, training, groups, eps),
                                                       dynamic=None), key, genome)
     return None if key in _COMPILE_FAILED else fn
+
+
+def compile_failed(genome: Genome) -> bool:
+    """Whether compiling this genome failed here (in training or eval), so its layers interpret."""
+    return any(key[0] == genome.code for key in _COMPILE_FAILED)
+
+
+def forget_compiled(genome: Genome) -> None:
+    """Drop this genome's compiled functions (and failure marks) from the cache, so a long search,
+    which meets each genome once, does not keep every candidate's compiled code alive."""
+    for key in [k for k in _COMPILED if k[0] == genome.code]:
+        del _COMPILED[key]
+    _COMPILE_FAILED.difference_update([k for k in _COMPILE_FAILED if k[0] == genome.code])
 
 
 class _Compiled:

@@ -599,3 +599,66 @@ def test_evolved_layer_ghost_batches_equal_micro_batches():
         for name, buf in ref.named_buffers():
             torch.testing.assert_close(dict(one.named_buffers())[name], buf)
             torch.testing.assert_close(dict(inter.named_buffers())[name], buf)
+
+
+# -- compiled candidates (EvolveConfig.compile) -------------------------------------------------
+
+SMALL_PROXY = {"dataset": "digits", "steps": 3, "batch_size": 16, "reject_acc": None, "eval_limit": 64}
+
+
+def test_compile_is_a_task_setting_recorded_per_trial_and_not_part_of_the_identity():
+    on, off = EvolveConfig(**TINY, compile=True), EvolveConfig(**TINY)
+    assert on.task.compile and not off.task.compile
+    assert on.space == off.space                       # a search resumes with it switched
+    assert on.task.spec(reference("evonorm_b0")).endswith(",compile=true")
+    model, _ = on.task.build(reference("evonorm_b0"), "resnet20", 0.25)
+    assert {m.compile for m in model.modules() if isinstance(m, EvolvedLayer)} == {True}
+    with pytest.raises(EvolveError, match="compile='yes' is invalid"):
+        EvolveConfig(compile="yes")
+    from normlab.cli.evolve import _load_config
+
+    assert _load_config(None, "quick", {"compile": True}).compile is True       # what --compile passes
+    for flag in ("--compile", "--no-compile"):                                  # accepted; budget=0 stops it
+        out = runner.invoke(app, ["evolve", "run", flag, "--budget", "0", "--dry-run"])
+        assert out.exit_code == 2 and "budget=0 is invalid" in out.output, out.output
+
+
+def test_a_compile_failure_in_the_layer_falls_back_to_plain_ops(monkeypatch):
+    """No working compiler (torch.compile's function raises): the layer falls back on its first
+    call, the candidate trains and scores as interpreted, and the trial counts the fallback."""
+    import normlab.layers.genome_module as gm
+
+    def broken(fn, **kw):
+        def call(*args):
+            raise RuntimeError("no C++ compiler")
+        return call
+
+    genome = reference("evonorm_b0")
+    plain = ProxyTask(**SMALL_PROXY)(genome)
+    monkeypatch.setattr(gm.torch, "compile", broken)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        out = ProxyTask(**SMALL_PROXY, compile=True)(genome)
+    assert out.status == "ok" and out.metrics["compile_fallbacks"] == 1 and out.metrics["compiled"] == 0
+    assert out.metrics["resnet20@0.25"] == pytest.approx(plain.metrics["resnet20@0.25"], abs=2 / 64)
+    assert not gm.compile_failed(genome) and not any(k[0] == genome.code for k in gm._COMPILED)   # forgotten
+
+
+def test_an_error_while_training_compiled_retrains_the_anchor_interpreted(monkeypatch):
+    """An error raised outside the layer's call (the backward's compilation, say) never fails the
+    candidate: that anchor trains again interpreted from the same seed, the same score exactly."""
+    genome = reference("evonorm_b0")
+    task = ProxyTask(**SMALL_PROXY, compile=True)
+    plain = ProxyTask(**SMALL_PROXY)(genome)
+    original = ProxyTask._train_one
+
+    def flaky(self, genome, model_name, width, compile=None):
+        if compile:
+            raise RuntimeError("inductor: backward compilation failed")
+        return original(self, genome, model_name, width, compile)
+
+    monkeypatch.setattr(ProxyTask, "_train_one", flaky)
+    with pytest.warns(UserWarning, match="training it interpreted"):
+        out = task(genome)
+    assert out.status == "ok" and out.metrics["compile_fallbacks"] == 1 and out.metrics["compiled"] == 0
+    assert out.metrics["resnet20@0.25"] == plain.metrics["resnet20@0.25"]
+    assert plain.metrics["compiled"] == 0 and "compile_fallbacks" not in plain.metrics
