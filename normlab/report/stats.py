@@ -231,7 +231,8 @@ class Comparison:
     ``direction`` given: holds when that is shown by a one-sided test, does not hold when a is
     shown to be worse).
     ``samples``: 1 for paired seeds, 2 for two independent groups (Welch). ``unit``: what n counts
-    (seeds, architectures, searches)."""
+    (seeds, architectures, searches). ``p_exact``: a one-sided p-value computed elsewhere (e.g. a
+    permutation test, :func:`exact`); the claim then has no equivalence test and no standard error."""
 
     claim: str
     diff: float
@@ -244,16 +245,17 @@ class Comparison:
     method: str = "paired t-test"
     kind: str = "difference"
     unit: str = "seeds"
+    p_exact: float | None = None
 
     @property
     def testable(self) -> bool:
-        return self.n >= 2 and math.isfinite(self.se)
+        return self.n >= 2 and (math.isfinite(self.se) or self.p_exact is not None)
 
     def interval(self, alpha: float) -> tuple[float, float]:
         """The (1 - 2 alpha) interval of the difference (90% at alpha 0.05): TOST's interval."""
         from scipy.stats import t as student
 
-        if not self.testable:
+        if not self.testable or self.p_exact is not None:
             return (float("nan"), float("nan"))
         h = float(student.ppf(1 - alpha, self.df)) * self.se if self.se > 0 else 0.0
         return (self.diff - h, self.diff + h)
@@ -301,6 +303,17 @@ def estimate(diff: float, se: float, n: int, claim: str, *, direction: int = 1, 
                       float(sd if sd is not None else se * math.sqrt(n)), direction, 1, method, kind, unit)
 
 
+def exact(diff: float, p: float, n: int, claim: str, *, method: str, unit: str, direction: int = 1) -> Comparison:
+    """A claim whose one-sided p-value in the claimed ``direction`` comes from an exact test made
+    elsewhere (e.g. against ``n`` random draws: p = (1 + #draws at least as good) / (1 + n)). It
+    joins the family like any other (Holm-adjusted with the rest); it has no equivalence test, so
+    it holds or stays inconclusive."""
+    if not 0 < p <= 1:
+        raise ValueError(f"p={p!r} is invalid: expected a p-value in (0, 1]")
+    return Comparison(claim, float(diff), float("nan"), math.inf, int(n), float("nan"), direction, 1, method,
+                      "difference", unit, float(p))
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A claim decided within its family."""
@@ -334,6 +347,9 @@ class Verdict:
         c = self.comparison
         if not c.testable:
             return f"{c.diff:+.2f} {unit} (n={c.n}: too few to test)"
+        if c.p_exact is not None:
+            return (f"{c.diff:+.2f} {unit}, adjusted p={self.p_diff_adj:.3g} (one-sided; raw {self.p_diff:.3g}); "
+                    f"{c.method}, n={c.n} {c.unit}")
         lo, hi = c.interval(self.alpha)
         pct = round(100 * (1 - 2 * self.alpha))
         second = ("equivalence within ±" if c.kind == "difference" else "not worse by more than ")
@@ -359,7 +375,9 @@ class Verdict:
                 why = ("the opposite difference is shown" if self.opposite
                        else f"equivalence within ±{self.margin:g} {unit} is shown")
             return f"does not hold ({why}): {self.evidence(unit)}"
-        if self.needed is not None:
+        if c.p_exact is not None:
+            more = f"; more {c.unit} would sharpen the p-value's floor, not the evidence"
+        elif self.needed is not None:
             more = (f"; about {self.needed} {c.unit} would decide it ({self.needed_for}, at power "
                     f"{POWER:g}, if the true difference is the observed one and the spread is this "
                     f"study's, each claim at alpha/{self.family_size})")
@@ -417,7 +435,9 @@ class Family:
             pd_, pe = p_values([cs[i].diff for i in idx], [cs[i].se for i in idx], [cs[i].df for i in idx],
                                self.margin)
             for j, i in enumerate(idx):             # non-inferiority: one one-sided test
-                if cs[i].kind == "noninferior":
+                if cs[i].p_exact is not None:       # an exact one-sided p: no equivalence test
+                    pd_[j], pe[j] = cs[i].p_exact, 1.0
+                elif cs[i].kind == "noninferior":
                     pe[j] = noninferiority_p(cs[i].direction * cs[i].diff, cs[i].se, cs[i].df, self.margin)
             ad, ae = holm(pd_, pe)
             raw_d[idx], raw_e[idx], adj_d[idx], adj_e[idx] = pd_, pe, ad, ae
@@ -439,7 +459,7 @@ class Family:
                 word = DOES_NOT_HOLD
             else:
                 word = INCONCLUSIVE
-            if word == INCONCLUSIVE and c.testable:
+            if word == INCONCLUSIVE and c.testable and c.p_exact is None:
                 level = self.alpha / m
                 n_d = seeds_needed(c.diff, c.sd, alpha=level, target=self.power, samples=c.samples)
                 n_e = (seeds_needed(c.diff, c.sd, alpha=level, target=self.power, equivalence=True,
@@ -468,7 +488,13 @@ class Family:
                 f"'holds' = difference shown in the claimed direction; 'does not hold' = equivalence "
                 f"(or the opposite difference) shown; otherwise 'inconclusive at n', with the n "
                 f"(seeds, searches, ...) a study of the observed spread would need (power {self.power:g}, each claim "
-                f"at alpha/{max(1, self.size)}, true difference = the observed one).")
+                f"at alpha/{max(1, self.size)}, true difference = the observed one)." + self._exact_note())
+
+    def _exact_note(self) -> str:
+        k = sum(c.p_exact is not None and c.testable for c in self.comparisons)
+        return (f" {k} of the claims carry an exact one-sided p-value of their own (its test is named with "
+                f"each) in place of the t-tests, adjusted with the rest; they have no equivalence test, so "
+                f"they hold or stay inconclusive.") if k else ""
 
 
 def _paired_values(x: Mapping[Any, float], y: Mapping[Any, float]) -> tuple[list[float], list[float]]:

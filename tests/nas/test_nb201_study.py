@@ -151,6 +151,10 @@ def _check_whole_chain(config, folder):
     md = (folder / "out" / "report.md").read_text()
     assert "ground truth: 4 sampled cells, stand-alone digits" in md and "| angle (ABS) |" in md
     assert "ABS's drop on NB201" in (folder / "out" / "report.html").read_text()
+    abs_claims = report["verdicts"]["abs"]                    # each ranking against the random drops, in the family
+    assert {"angle", "rebn"} <= set(abs_claims) and "permutation test against 2 random drops" in md
+    assert all(c["p"] == (1 + sum(k >= c["kept"] for k in res["random"]["kept_of_top"])) / 3
+               for c in abs_claims.values())
     # a rerun trains no supernet: both checkpoints are reused as they are (the stored trainings too)
     stamps = {f: (folder / "out" / f).stat().st_mtime_ns for f in ("spos.pt", "bn.pt")}
     said = []

@@ -191,3 +191,24 @@ def test_best_or_tied():
 def test_bad_margin_is_one_clear_error():
     with pytest.raises(ValueError, match="margin"):
         Family(margin=0)
+
+
+def test_exact_claims_join_the_family_and_are_adjusted_with_it():
+    """A permutation p (no standard error) is Holm-adjusted with the t-tested claims: alone at
+    p = 0.02 it holds; beside two claims with p near 0 it is tested at a stricter level."""
+    from normlab.report.stats import exact
+
+    f = Family()
+    f.add(exact(3.0, 0.02, 999, "a keeps more than random", method="permutation", unit="random drops"))
+    v = f.decide()[0]
+    assert v.verdict == HOLDS and v.p_diff_adj == pytest.approx(0.02) and "permutation" in v.text()
+    f = Family()
+    f.add(exact(3.0, 0.03, 999, "a keeps more than random", method="permutation", unit="random drops"))
+    f.add(paired([0.9] * 8, [0.8] * 8, "b above c"))
+    f.add(paired([0.95, 0.93, 0.94, 0.96], [0.80, 0.81, 0.79, 0.82], "d above e"))
+    v = f.decide()
+    assert v[0].p_diff_adj > 0.03 and v[1].verdict == HOLDS
+    assert v[0].verdict == INCONCLUSIVE and "would sharpen" in v[0].text()
+    assert "exact one-sided p-value" in f.describe() and math.isnan(v[0].p_equiv_adj) is False
+    with pytest.raises(ValueError, match="p=0"):
+        exact(1.0, 0.0, 10, "x", method="m", unit="u")

@@ -709,6 +709,11 @@ class ShrunkJudge:
                 "regret": None if acc is None else self.full_acc - acc}
 
 
+#: random drops whose full description (dropped pairs, best left) report.json keeps; the counts
+#: and regrets of every draw are kept
+RANDOM_RUNS_KEPT = 20
+
+
 def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, children: int = 20, seed: int = 0,
              random_drops: int = 20, val_limit: int | None = None, calib: int = 256,
              device: str | None = None, split: str = "valid") -> dict[str, Any]:
@@ -744,8 +749,9 @@ def abs_drop(checkpoint: str, table: Any, dataset: str, *, drop: int = 20, child
         out[k] = judge.describe(shrink_ops(v, drop))
     rng = np.random.default_rng(seed)
     rand = [judge.describe(shrink_ops(rng.random(judge.truth.shape), drop)) for _ in range(random_drops)]
-    out["random"] = {"runs": rand, "kept_of_top": [r["kept_of_top"] for r in rand],
-                     "regret": [r["regret"] for r in rand], "nothing_left": sum(r["best"] == "" for r in rand)}
+    out["random"] = {"runs": rand[:RANDOM_RUNS_KEPT], "kept_of_top": [r["kept_of_top"] for r in rand],
+                     "regret": [r["regret"] for r in rand], "best_acc": [r["best_acc"] for r in rand],
+                     "size": [r["size"] for r in rand], "nothing_left": sum(r["best"] == "" for r in rand)}
     return out
 
 
@@ -791,8 +797,8 @@ def abs_table_md(res: Mapping[str, Any]) -> str:
     rnd = res["random"]
     kept = describe(rnd["kept_of_top"])
     reg = describe([v for v in rnd["regret"] if v is not None])
-    best = describe([r["best_acc"] for r in rnd["runs"] if r["best_acc"] is not None])
-    left = describe([r["size"] for r in rnd["runs"]])
+    best = describe([v for v in rnd.get("best_acc", [r["best_acc"] for r in rnd["runs"]]) if v is not None])
+    left = describe(rnd.get("size", [r["size"] for r in rnd["runs"]]))
     empty = rnd.get("nothing_left", 0)
     best_text = best.text(1.0, 2) + (f"; none in {empty} draws" if empty else "")
     lines.append(f"| random ({kept.n} draws) | {kept.text(1.0, 1)} | - | {left.text(1.0, 1)} | {best_text} | "

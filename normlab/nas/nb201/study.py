@@ -538,6 +538,7 @@ def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0)
                      "below_ceiling": float(ceiling - c["kendall"]),
                      "below_ceiling_ci": [float(np.percentile(gap, 2.5)), float(np.percentile(gap, 97.5))]
                      if len(gap) else [float("nan")] * 2}
+    abs_rows = _abs_claims(report.get("abs"), fam)
     decided = fam.decide() if len(fam) else []
     supernet_of = {"bn_indicator": "bn", "rebn_acc": "spos", "acc_no_rebn": "spos", "abs_angle": "spos"}
     checks = report.get("supernet_check", {})
@@ -556,7 +557,36 @@ def verdicts(report: Mapping[str, Any], *, bootstrap: int = 1000, seed: int = 0)
             row["text"] += (" -- BUT its supernet is within noise of chance, so this ranking did not come from "
                             "training" + (": with its gammas near their initial 1 and the parameter-free ops scoring 0, "
                                           "the indicator counts the cell's conv ops" if key == "bn_indicator" else ""))
-    return {"proxies": rows, "family": fam.describe() if len(fam) else ""}
+    for key, row in abs_rows.items():
+        v = decided[row.pop("index")]
+        row["verdict"] = v.word
+        row["text"] = f"{row['claim']}: {v.text('pairs', predicate=True)}"
+    return {"proxies": rows, "abs": abs_rows, "family": fam.describe() if len(fam) else ""}
+
+
+def _abs_claims(res: Mapping[str, Any] | None, fam: Any) -> dict[str, dict[str, Any]]:
+    """ABS's drop as claims of the study's family: each ranking (angle, ReBN, stage-wise angle)
+    keeps more of the ground truth's top pairs than a random drop does; the one-sided p of a
+    permutation test against the random drops (each edge keeping one op, as the rankings do):
+    (1 + #random drops keeping at least as many) / (1 + #random drops)."""
+    from ...report.stats import exact
+
+    if not res or not res.get("random", {}).get("kept_of_top"):
+        return {}
+    rand = np.asarray(res["random"]["kept_of_top"], float)
+    rows = {}
+    named = [("angle", "ABS's angle", res["angle"]), ("rebn", "ReBN accuracy", res["rebn"])]
+    if "stagewise" in res:
+        named.append(("stagewise", "ABS's angle, stage-wise", res["stagewise"]["final"]))
+    for key, label, r in named:
+        kept = int(r["kept_of_top"])
+        p = float((1 + np.sum(rand >= kept)) / (1 + len(rand)))
+        claim = f"{label} keeps more of the truth's top {res['top_n']} pairs than a random drop ({kept} vs {rand.mean():.1f})"
+        idx = fam.add(exact(kept - float(rand.mean()), p, len(rand), claim, unit="random drops",
+                            method=f"permutation test against {len(rand)} random drops of {res['drop']} (each edge "
+                                   f"keeps one op)"))
+        rows[key] = {"index": idx, "kept": kept, "random_mean": float(rand.mean()), "p": p, "claim": claim}
+    return rows
 
 
 def run_study(cfg: StudyConfig, *, out_dir: str | Path, store: Any = None, name: str = "nas-nb201-study",
@@ -765,6 +795,8 @@ def study_summary(report: Mapping[str, Any]) -> str:
         lines.append(f"{'SPOS' if label == 'spos' else 'BN-only'} supernet: {chk['text']}"
                      + ("" if chk["above_chance"] else " -- its scores carry no signal"))
     for row in report["verdicts"]["proxies"].values():
+        lines.append(row["text"] + ".")
+    for row in report["verdicts"].get("abs", {}).values():
         lines.append(row["text"] + ".")
     tr = report["table_transfer"]["connected"]
     if "kendall" in tr:
