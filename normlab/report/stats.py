@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["Stat", "describe", "Comparison", "Verdict", "Family", "paired", "unpaired", "estimate",
-           "p_values", "holm", "power", "seeds_needed", "ALPHA", "MARGIN", "POWER", "HOLDS", "DOES_NOT_HOLD",
+           "exact", "p_values", "holm", "power", "seeds_needed", "ALPHA", "MARGIN", "POWER", "HOLDS", "DOES_NOT_HOLD",
            "INCONCLUSIVE", "chance_test"]
 
 
