@@ -339,6 +339,8 @@ class Verdict:
     @property
     def word(self) -> str:
         if self.verdict == INCONCLUSIVE:
+            if self.comparison.p_exact is not None:      # more draws of the reference would not decide it
+                return "inconclusive"
             return f"inconclusive at {self.comparison.n} {self.comparison.unit}"
         return self.verdict
 
@@ -376,7 +378,8 @@ class Verdict:
                        else f"equivalence within ±{self.margin:g} {unit} is shown")
             return f"does not hold ({why}): {self.evidence(unit)}"
         if c.p_exact is not None:
-            more = f"; more {c.unit} would sharpen the p-value's floor, not the evidence"
+            more = (f"; more {c.unit} would not decide it (they only sharpen the reference): a second "
+                    f"measurement of what is tested would")
         elif self.needed is not None:
             more = (f"; about {self.needed} {c.unit} would decide it ({self.needed_for}, at power "
                     f"{POWER:g}, if the true difference is the observed one and the spread is this "
@@ -386,8 +389,7 @@ class Verdict:
         else:
             more = (f"; not decidable with up to {MAX_SEEDS} {c.unit} if the true difference is the "
                     f"observed one")
-        return (f"{'is ' if predicate else ''}inconclusive at {self.comparison.n} {c.unit}: "
-                f"{self.evidence(unit)}{more}")
+        return (f"{'is ' if predicate else ''}{self.word}: {self.evidence(unit)}{more}")
 
 
 class Family:
