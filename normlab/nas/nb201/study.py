@@ -820,6 +820,17 @@ def write_study_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
     truth = 100 * np.asarray(report["truth"], float)
     conn = np.asarray(report["connected"], bool)
     keys = list(report["proxies"]) + ["table"]
+    # disconnected cells sit at chance, far below the rest: drawn on the bottom edge, so that the
+    # connected cells (the ones the proxies are judged on) fill the axes
+    shown = truth.copy()
+    ylim = None
+    if conn.sum() >= 2 and (~conn).any():
+        lo, hi = truth[conn].min(), truth[conn].max()
+        pad = 0.08 * max(hi - lo, 1e-6)
+        ylim = (lo - 2 * pad, hi + pad)
+        shown = np.where(conn, truth, lo - 1.5 * pad)
+    off = (f"disconnected (at {truth[~conn].mean():.0f}%, drawn at the bottom)" if ylim is not None
+           else "disconnected")
     cols = 4
     nrows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows), squeeze=False)
@@ -828,8 +839,10 @@ def write_study_report(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
         zero = x < -1e100                     # synflow of a cell without a path: log(0), drawn at the left
         if zero.any() and (~zero).any():
             x = np.where(zero, x[~zero].min() - 0.05 * max(1e-9, np.ptp(x[~zero])), x)
-        ax.scatter(x[~conn], truth[~conn], s=14, color="0.6", label="disconnected")
-        ax.scatter(x[conn], truth[conn], s=16, alpha=0.8, label="connected")
+        ax.scatter(x[~conn], shown[~conn], s=16, color="0.6", marker="v", label=off)
+        ax.scatter(x[conn], shown[conn], s=16, alpha=0.8, label="connected")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         c = (report["table_transfer"] if key == "table" else
              {lab: report["correlation"][lab][key] for lab in ("all", "connected")})["connected"]
         name = "NB201 table" + (" (stand-in)" if report["standin"] and key == "table" else "") if key == "table" \
