@@ -70,3 +70,25 @@ def v1_store(path):
                     json.dumps({"test_acc": acc}), "[]", None, 1, 1.0, 2.0, 3.0))
     db.commit()
     db.close()
+
+
+def assert_trains_like(eager, module, call, shape, *, steps=3, atol=1e-4, grad_atol=1e-3, buffer_atol=1e-5):
+    """``call`` (e.g. ``module`` compiled) trains like ``eager`` (a copy of ``module``): ``steps``
+    forward+backward steps with the outputs, the input and parameter gradients equal, then the
+    running buffers, then an eval-mode forward."""
+    for _ in range(steps):
+        x = torch.randn(shape) * 2 + 1
+        xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ye, yc = eager(xe), call(xc)
+        torch.testing.assert_close(yc, ye, rtol=1e-4, atol=atol)
+        ye.square().sum().backward()
+        yc.square().sum().backward()
+        torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-3, atol=grad_atol)
+        for (name, pe), pc in zip(eager.named_parameters(), module.parameters()):
+            torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-3, atol=grad_atol, msg=name)
+    for (name, be), bc in zip(eager.named_buffers(), module.buffers()):
+        torch.testing.assert_close(bc, be, rtol=1e-4, atol=buffer_atol, msg=name)
+    eager.eval(), module.eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(call(x), eager(x), rtol=1e-4, atol=atol)

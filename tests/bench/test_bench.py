@@ -511,7 +511,7 @@ def test_the_large_batch_verdict_reads_one_way():
     assert lower.startswith("BN at b=128 against b=32: the claim that BN saturates")
     assert "very large batch holds: -5.33 points" in lower
     assert "inconclusive at 3 seeds" in said([0.905, 0.925, 0.92])     # within noise, not refuted
-    assert "does not hold (the opposite difference is shown)" in said([0.95, 0.98, 0.96])
+    assert "does not hold (the opposite difference is shown)" in said([0.95, 0.99, 0.96])  # +5, +6, +5
 
 
 def test_best_only_when_it_beats_the_runner_up_else_tied():

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import normlab
+from conftest import assert_trains_like
 from normlab.layers import GroupNorm, compile_norms, create_norm, is_norm
 
 
@@ -30,23 +31,8 @@ def test_compiled_norms_match_eager_and_the_rest_stays_eager():
     assert normlab.compile_norms(model) is model
     assert [i for i, m in enumerate(model) if _compiled(m)] == [1, 4]      # the two norms, nothing else
     assert not _compiled(model)
-    for _ in range(2):                  # train: outputs, input and parameter gradients, then buffers
-        x = torch.randn(6, 3, 6, 6) * 2 + 1
-        xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        ye, yc = eager(xe), model(xc)
-        torch.testing.assert_close(yc, ye, rtol=1e-4, atol=1e-5)
-        ye.square().sum().backward()
-        yc.square().sum().backward()
-        torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-3, atol=1e-5)
-        for (name, pe), pc in zip(eager.named_parameters(), model.parameters()):
-            torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-3, atol=1e-5, msg=name)
-    for (name, be), bc in zip(eager.named_buffers(), model.buffers()):
-        torch.testing.assert_close(bc, be, rtol=1e-4, atol=1e-6, msg=name)
     assert model.state_dict().keys() == eager.state_dict().keys()
-    eager.eval(), model.eval()
-    x = torch.randn(3, 3, 6, 6)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), eager(x), rtol=1e-4, atol=1e-5)
+    assert_trains_like(eager, model, model, (6, 3, 6, 6), steps=2, atol=1e-5, grad_atol=1e-5, buffer_atol=1e-6)
 
 
 class _Breaking(GroupNorm):

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from conftest import assert_trains_like
 from normlab.layers import NORMS, create_norm
 
 NAMES = list(NORMS)
@@ -72,21 +73,7 @@ def _compile_matches_eager(eager, compiled_layer, shape, steps=3):
     (running statistics carried), then eval, all equal to eager."""
     torch._dynamo.reset()
     compiled = torch.compile(compiled_layer, fullgraph=True)
-    for step in range(steps):
-        x = torch.randn(shape) * 2 + 1
-        xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        ye, yc = eager(xe), compiled(xc)
-        torch.testing.assert_close(yc, ye, rtol=1e-4, atol=1e-4)
-        ye.square().sum().backward()
-        yc.square().sum().backward()
-        torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-3, atol=1e-3)
-        for (name, pe), pc in zip(eager.named_parameters(), compiled_layer.parameters()):
-            torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-3, atol=1e-3, msg=name)
-    for (name, be), bc in zip(eager.named_buffers(), compiled_layer.buffers()):
-        torch.testing.assert_close(bc, be, rtol=1e-4, atol=1e-5, msg=name)
-    eager.eval(), compiled_layer.eval()
-    x = torch.randn(shape)
-    torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-4)
+    assert_trains_like(eager, compiled_layer, compiled, shape, steps=steps)
 
 
 @pytest.mark.slow
