@@ -25,6 +25,14 @@ def check_norm_batch(value: object) -> int | None:
     return value
 
 
+def init_ghost(module: object, norm_batch: object = None) -> None:
+    """The fields every ghost-batch layer carries: ``norm_batch`` (the normalization batch, None
+    for the whole batch; checked) and ``ghost_interleaved`` (fed batches reordered by
+    ``ghost.interleave``, set by ``fit()``). ``ghost.set_norm_batch`` sets both later."""
+    module.norm_batch = check_norm_batch(norm_batch)
+    module.ghost_interleaved = False
+
+
 def ghost_groups(x: Tensor, b: int) -> list[Tensor]:
     """(k, b, C, *spatial) for the full groups, then (1, r, C, *spatial) for a remainder."""
     n = x.shape[0]

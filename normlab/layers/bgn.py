@@ -22,7 +22,7 @@ from ._common import (
     nearest_divisors,
 )
 from ._fused import affine_batch_norm, batch_stats, scale_shift
-from ._ghost import as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster, sequential_update
+from ._ghost import as_channels, from_channels, ghost_forward, init_ghost, loop_is_faster, sequential_update
 
 __all__ = ["BatchGroupNorm", "SyncBatchGroupNorm"]
 
@@ -59,8 +59,7 @@ class BatchGroupNorm(nn.Module):
         norm_batch: int | None = None,
     ) -> None:
         super().__init__()
-        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
-        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
+        init_ghost(self, norm_batch)                        # ghost batches (layers/ghost.py)
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.auto = isinstance(groups, str)
         if self.auto and groups.lower() != "auto":

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ._batch_kernels import _running_affine
 from ._common import check_input, check_momentum, check_positive_float, check_positive_int, empty_batch
-from ._ghost import as_channels, check_norm_batch, from_channels, ghost_forward, loop_is_faster, sequential_update
+from ._ghost import as_channels, from_channels, ghost_forward, init_ghost, loop_is_faster, sequential_update
 
 __all__ = ["BatchNorm"]
 
@@ -39,8 +39,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         check_momentum(momentum)
         super().__init__(num_channels, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats)
-        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
-        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
+        init_ghost(self, norm_batch)                        # ghost batches (layers/ghost.py)
 
     @property
     def num_channels(self) -> int:

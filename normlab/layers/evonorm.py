@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from ._ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
+from ._ghost import as_channels, from_channels, ghost_forward, init_ghost, sequential_update
 from ._common import (
     empty_batch,
     channel_view,
@@ -275,8 +275,7 @@ class EvoNormB0(_EvoNormBase):
                  apply_act: bool = True, norm_batch: int | None = None) -> None:
         super().__init__(num_channels, eps, apply_act)
         self.momentum = check_momentum(momentum)
-        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
-        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
+        init_ghost(self, norm_batch)                        # ghost batches (layers/ghost.py)
         self.register_buffer("running_var", torch.ones(num_channels))
 
     def extra_repr(self) -> str:

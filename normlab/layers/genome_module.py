@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._ghost import ghost_forward, sequential_update
+from ._ghost import ghost_forward, init_ghost, sequential_update
 from .genome import INITIAL, OPS, Genome, GenomeError, depends_on_x, formula, live_nodes
 
 __all__ = ["EvolvedLayer", "apply_op", "check_valid", "InvalidLayer", "compiled_genome", "genome_source",
@@ -142,8 +142,7 @@ class EvolvedLayer(nn.Module):
         self.groups = resolve_groups(num_channels, groups, 32, "EvolvedLayer")
         self.apply_act = bool(apply_act)
         self.unbiased_running = bool(unbiased_running)
-        self.norm_batch: int | None = None       # ghost batches (layers/ghost.py)
-        self.ghost_interleaved = False           # fed batches reordered by ghost.interleave (fit())
+        init_ghost(self)                         # ghost batches (layers/ghost.py)
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.v0 = nn.Parameter(torch.zeros(num_channels))

@@ -10,7 +10,7 @@ from ._batch_kernels import _running_affine
 from ._common import check_input, check_momentum, check_positive_float, check_positive_int, compute_dtype, \
     empty_batch, init_affine, tracing
 from ._fused import affine_batch_norm, affine_batch_norm_plain, batch_stats
-from ._ghost import as_channels, check_norm_batch, from_channels, ghost_forward, sequential_update
+from ._ghost import as_channels, from_channels, ghost_forward, init_ghost, sequential_update
 
 __all__ = ["BatchRenorm"]
 
@@ -49,8 +49,7 @@ class BatchRenorm(nn.Module):
         norm_batch: int | None = None,
     ) -> None:
         super().__init__()
-        self.norm_batch = check_norm_batch(norm_batch)      # ghost batches (layers/ghost.py)
-        self.ghost_interleaved = False     # fed batches reordered by ghost.interleave (fit())
+        init_ghost(self, norm_batch)                        # ghost batches (layers/ghost.py)
         self.num_channels = check_positive_int("num_channels", num_channels)
         self.eps = check_positive_float("eps", eps)
         self.momentum = check_momentum(momentum)

@@ -15,6 +15,7 @@ from normlab.models.nb201 import OPS, NB201Net
 from normlab.models.nb201_supernet import NB201Supernet, NB201SupernetConfig
 from normlab.nas import nb201
 from normlab.nas.nb201 import oneshot
+from normlab.nas.nb201.space import connected
 from normlab.nas.scores import bn_scores, bn_table
 from normlab.nas.train import TrainConfig, read_checkpoint, train_supernet, trainable_parameters
 
@@ -192,7 +193,7 @@ def test_best_reachable_scans_the_table_like_the_product_search():
         kept = oneshot.shrink_ops(rng.random((6, 5)), drop)
         assert oneshot._best_reachable(table, "cifar10-valid", kept) == _product_best(table, "cifar10-valid", kept)
     codes = oneshot._codes(table)                  # the vectorised connectivity is the per-cell rule
-    assert oneshot._connected_codes(codes).tolist() == [oneshot._connected(a) for a in table.archs]
+    assert oneshot._connected_codes(codes).tolist() == [connected(a) for a in table.archs]
 
 
 # five sampled cells (op codes, edge order 1<-0 2<-0 2<-1 3<-0 3<-1 3<-2) and their two seeds, percent
@@ -271,7 +272,7 @@ def test_study_abs_on_its_sampled_ground_truth(tiny):
             assert o not in r["allowed"][e] and d["truth_rank"] == 1 + int(np.flatnonzero(order == 5 * e + o)[0])
         survive = np.all([np.isin(codes[:, e], r["allowed"][e]) for e in range(6)], axis=0)
         assert r["size"] == survive.sum()
-        assert r["connected_left"] == sum(oneshot._connected(c) for c, s in zip(cells, survive) if s)
+        assert r["connected_left"] == sum(connected(c) for c, s in zip(cells, survive) if s)
         assert r["kept_of_top"] == sum(o in r["allowed"][e] for e, o in top)
         if survive.any():
             best = int(np.flatnonzero(survive)[np.argmax(mean[survive])])

@@ -35,6 +35,7 @@ import torch
 
 from ...models.nb201 import EDGES, OPS, parse_arch
 from ..supernet import NasError, NB201SupernetConfig
+from .space import connected as is_connected
 
 __all__ = ["train_supernet", "score_cells", "SCORERS", "supernet_settings", "RECIPE", "cell_path",
            "path_cell", "OneShotTrial", "oneshot_scores", "correlate_oneshot", "oneshot_plan",
@@ -344,15 +345,6 @@ def oneshot_scores(archs: Sequence[str], trial: OneShotTrial, *, store: Any = No
     return scores, seconds
 
 
-def _connected(arch: str) -> bool:
-    """Whether a path of non-none edges leads from the cell's input to its output."""
-    reach = {0}
-    for (to, src), op in zip(EDGES, parse_arch(arch)):
-        if op != "none" and src in reach:
-            reach.add(to)
-    return 3 in reach
-
-
 def _correlations(scores: Mapping[str, np.ndarray], truth: np.ndarray, keep: np.ndarray, bootstrap: int,
                   seed: int) -> dict[str, Any]:
     from ..search import correlations
@@ -508,7 +500,7 @@ def correlate_oneshot(cfg: OneShotConfig, *, out_dir: str | Path, store: Any = N
     scores, seconds = oneshot_scores(archs, trial, store=store, name=f"{name}/scores", executor=executor,
                                      on_result=on_result)
     truth = table.mean_accuracy(tdata, "valid")[rows]
-    connected = np.array([_connected(a) for a in archs])
+    connected = np.array([is_connected(a) for a in archs])
     every = np.ones(len(archs), bool)
     from .proxies import _noise_ceiling
 

@@ -27,7 +27,8 @@ from typing import Any, Mapping, Sequence
 from ...models.nb201 import EDGES, OPS, NB201Error, arch_string, parse_arch
 
 __all__ = ["NUM_ARCHS", "NB201Space", "arch_to_code", "code_to_arch", "arch_to_index", "index_to_arch",
-           "resolve_arch", "all_archs", "op_counts", "analytic_params", "analytic_flops", "EDGE_NAMES"]
+           "resolve_arch", "all_archs", "op_counts", "analytic_params", "analytic_flops", "EDGE_NAMES",
+           "connected"]
 
 NUM_ARCHS = len(OPS) ** len(EDGES)                 # 15,625
 EDGE_NAMES = tuple(f"{to}<-{src}" for to, src in EDGES)
@@ -119,6 +120,16 @@ def resolve_arch(text: str) -> str:
 
 
 # -- counts ------------------------------------------------------------------------------------
+
+def connected(arch: str | Sequence[str]) -> bool:
+    """Whether some path of non-`none` ops leads from the cell's input (node 0) to its output
+    (node 3). A cell without one outputs zeros whatever its input."""
+    reach = {0}
+    for (dst, src), op in sorted(zip(EDGES, parse_arch(arch)), key=lambda e: e[0][0]):
+        if op != "none" and src in reach:
+            reach.add(dst)
+    return 3 in reach
+
 
 def op_counts(arch: str | Sequence[str]) -> tuple[int, int]:
     """(number of nor_conv_1x1 edges, number of nor_conv_3x3 edges) of a cell."""

@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ...models.nb201 import EDGES, NB201Error, parse_arch
+from .space import connected
 
 __all__ = ["StudyConfig", "load_study_config", "STUDY_PRESETS", "connected", "study_cells", "study_plan",
            "run_study", "ground_truth_trials", "PROXY_ORDER", "study_truth_table", "study_abs",
@@ -176,17 +177,6 @@ def load_study_config(path: str | Path | None = None, *, preset: str | None = No
 
 
 # -- the cells -------------------------------------------------------------------------------------
-
-def connected(arch: str | Sequence[str]) -> bool:
-    """Whether some path of non-`none` ops leads from the cell's input (node 0) to its output
-    (node 3). A cell without one outputs zeros whatever its input."""
-    ops = parse_arch(arch)
-    reach = {0}
-    for (dst, src), op in sorted(zip(EDGES, ops), key=lambda e: e[0][0]):
-        if op != "none" and src in reach:
-            reach.add(dst)
-    return 3 in reach
-
 
 def study_cells(cfg: StudyConfig, table: Any = None) -> tuple[list[str], list[str]]:
     """(cells, how each was chosen): ``cfg.cells`` drawn uniformly without replacement (seeded
