@@ -4,9 +4,9 @@ from .callbacks import (Callback, Checkpoint, DivergenceGuard, EarlyRejection, P
                         TrainState, load_checkpoint, stability_ratio)
 from .config import ConfigError, TrainConfig
 from .loop import (FitResult, evaluate, fit, lr_lambda, make_optimizer, param_groups, resolve_device,
-                   timed_calls)
+                   timed_calls, torch_threads)
 
 __all__ = ["fit", "evaluate", "FitResult", "TrainConfig", "ConfigError", "Callback", "ProgressBar",
            "Checkpoint", "TrainState", "load_checkpoint", "lr_lambda", "param_groups",
            "resolve_device", "timed_calls", "make_optimizer", "DivergenceGuard", "EarlyRejection",
-           "StabilityCheck", "stability_ratio"]
+           "StabilityCheck", "stability_ratio", "torch_threads"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -24,7 +24,7 @@ from .callbacks import Callback, Checkpoint, DivergenceGuard, ProgressBar, Train
 from .config import TrainConfig
 
 __all__ = ["fit", "evaluate", "FitResult", "resolve_device", "param_groups", "lr_lambda", "timed_calls",
-           "make_optimizer"]
+           "make_optimizer", "torch_threads"]
 
 
 @dataclass
@@ -51,6 +51,19 @@ def timed_calls(fn, rounds: int = 3, warmup: int = 1) -> list[float]:
         fn()
         out.append(time.perf_counter() - start)
     return out
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """torch's CPU threads set to ``threads`` inside the block (None: unchanged) and the caller's
+    count restored after it, whatever the block set meanwhile: a study step leaves no trace."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -198,3 +198,16 @@ def test_rules_stop_a_run_with_their_reason(digits):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())   # put back
     passed = fit(_small(), digits, cfg, [EarlyRejection(2, 0.0, lambda m: 0.5)])
     assert passed.status == "ok" and passed.stopped_by == "" and passed.metrics["steps"] == 6
+
+
+def test_torch_threads_restores_the_callers_count_even_on_error():
+    from normlab.train import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(None):
+        torch.set_num_threads(1)                       # what a study step may do inside
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

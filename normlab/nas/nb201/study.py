@@ -228,11 +228,9 @@ def _step_seconds(cfg: StudyConfig, archs: Sequence[str], in_channels: int, clas
     import torch.nn.functional as F
 
     from ...models import create_model
-    from ...train import timed_calls
+    from ...train import timed_calls, torch_threads
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         out = []
         for arch in archs:
             torch.manual_seed(0)
@@ -249,8 +247,6 @@ def _step_seconds(cfg: StudyConfig, archs: Sequence[str], in_channels: int, clas
             times = sorted(timed_calls(step, rounds))
             out.append(times[len(times) // 2])
         return out
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _uniform_cell(op: str) -> str:
@@ -387,13 +383,10 @@ def _supernets(cfg: StudyConfig, cells: Sequence[str], out: Path, store: Any,
 
     common = dict(dataset=cfg.data_spec, C=cfg.C, N=cfg.N, image_size=None, batch_size=cfg.batch_size,
                   seed=cfg.sample_seed, store=store, threads=cfg.threads, norm=cfg.norm)
-    import torch
+    from ...train import torch_threads
 
-    previous = torch.get_num_threads()                 # oneshot sets cfg.threads: leave no trace
-    try:
+    with torch_threads(None):                          # oneshot sets cfg.threads: leave no trace
         return _score_supernets(cfg, cells, out, common, say)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _checkpoint_epoch(path: Path) -> int:
@@ -668,8 +661,7 @@ def study_abs(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, checkpoi
     judged against the study's own ground truth (:func:`study_truth_table`): ``cfg.abs_drop`` of
     the 30 edge-ops dropped by angle, by ReBN accuracy (on the ``rebn_images`` validation images
     the cells are scored on) and ``cfg.random_drops`` times at random. None when ``abs_drop`` is 0."""
-    import torch
-
+    from ...train import torch_threads
     from . import oneshot
 
     if not cfg.abs_drop:
@@ -677,14 +669,10 @@ def study_abs(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, checkpoi
     table = study_truth_table(cfg, cells, runs)
     say(f"ABS: dropping {cfg.abs_drop} of 30 edge-ops by angle, by ReBN ({cfg.abs_children} cells per edge-op) "
         f"and {cfg.random_drops} times at random; ground truth: {table.label}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return oneshot.abs_drop(str(checkpoint), table, cfg.data_spec, drop=cfg.abs_drop, children=cfg.abs_children,
                                 seed=cfg.sample_seed, random_drops=cfg.random_drops, val_limit=cfg.rebn_images,
                                 split="test")
-    finally:
-        torch.set_num_threads(previous)
 
 
 def study_abs_stages(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, out: Path,
@@ -698,8 +686,7 @@ def study_abs_stages(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, o
     checkpoint (``out/abs-stages.pt``) carries the stages, so a rerun resumes or reuses it. Each
     stage's space is judged against the study's ground truth like the one-step drop. None when
     ``abs_stages`` is 0."""
-    import torch
-
+    from ...train import torch_threads
     from ..search import abs_shrink
     from . import oneshot
 
@@ -714,14 +701,10 @@ def study_abs_stages(cfg: StudyConfig, cells: Sequence[str], runs: np.ndarray, o
     space, tcfg = oneshot.supernet_settings(dataset=cfg.data_spec, mode="full", C=cfg.C, N=cfg.N, image_size=None,
                                             epochs=cfg.spos_epochs, batch_size=cfg.batch_size, lr=cfg.spos_lr,
                                             seed=cfg.sample_seed, norm=cfg.norm)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
     t = time.perf_counter()
-    try:
+    with torch_threads(cfg.threads):
         res = abs_shrink(space, tcfg, first_epochs=first, stage_epochs=cfg.abs_stage_epochs, drop=per, target=1,
                          children=cfg.abs_children, max_stages=cfg.abs_stages, checkpoint=ckpt, seed=cfg.sample_seed)
-    finally:
-        torch.set_num_threads(previous)
     judge = oneshot.ShrunkJudge(study_truth_table(cfg, cells, runs), cfg.data_spec, drop=cfg.abs_drop, split="test")
     stages = [{"stage": st["stage"], "epoch": st["epoch"], "angle_scores": st["scores"], **judge.describe(st["allowed"])}
               for st in res["stages"]]
