@@ -78,7 +78,8 @@ class Summary:
     alpha: float = ALPHA
     descriptions: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     # model -> batch size -> one trial's description (what the auto rule's picks are computed from)
-    _picks: dict = field(default_factory=dict, repr=False, compare=False)
+    _shapes: dict = field(default_factory=dict, repr=False, compare=False)   # model -> BGN layer shapes
+    _picks: dict = field(default_factory=dict, repr=False, compare=False)    # (model, rule) -> picks
     _decided: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -306,12 +307,12 @@ def auto_picks(summary: Summary, model: str, rule: str = AUTO) -> dict[tuple[int
         return summary._picks[(model, rule)]
     by_size = summary.descriptions.get(model, {})
     out: dict[tuple[int, int, int], dict[int, int]] | None = None
-    shapes = summary._picks.get(model)
+    shapes = summary._shapes.get(model)
     if shapes is None and by_size:
         try:
-            shapes = summary._picks[model] = layer_shapes(next(iter(by_size.values())))
+            shapes = summary._shapes[model] = layer_shapes(next(iter(by_size.values())))
         except (ValueError, KeyError, TypeError, OSError, RuntimeError, NotImplementedError):
-            shapes = summary._picks[model] = []       # shapes unknown: no picks shown, the rest still is
+            shapes = summary._shapes[model] = []      # shapes unknown: no picks shown, the rest still is
     if shapes:
         out = {}
         for c, sp, k in shapes:
