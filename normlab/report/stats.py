@@ -314,6 +314,13 @@ def exact(diff: float, p: float, n: int, claim: str, *, method: str, unit: str, 
                       "difference", unit, float(p))
 
 
+
+def _count_noun(unit: str, n: int) -> str:
+    """'seeds' -> 'seed' when n is 1 ('searches' -> 'search')."""
+    if n != 1 or not unit.endswith("s"):
+        return unit
+    return unit[:-2] if unit.endswith(("ches", "shes", "sses", "xes")) else unit[:-1]
+
 @dataclass(frozen=True)
 class Verdict:
     """A claim decided within its family."""
@@ -341,7 +348,7 @@ class Verdict:
         if self.verdict == INCONCLUSIVE:
             if self.comparison.p_exact is not None:      # more draws of the reference would not decide it
                 return "inconclusive"
-            return f"inconclusive at {self.comparison.n} {self.comparison.unit}"
+            return f"inconclusive at {self.comparison.n} {_count_noun(self.comparison.unit, self.comparison.n)}"
         return self.verdict
 
     def evidence(self, unit: str = "points") -> str:

@@ -131,6 +131,7 @@ def test_one_seed_is_inconclusive_and_untested():
     f.add(paired([0.9, 0.91], [0.5, 0.52], "a above b"))
     v = f.decide()
     assert v[0].verdict == INCONCLUSIVE and f.size == 1 and "spread is unknown" in v[0].text()
+    assert v[0].word == "inconclusive at 1 seed"
 
 
 def test_identical_differences_are_decided_without_nan():
