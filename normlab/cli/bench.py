@@ -38,7 +38,7 @@ def _dry_run(exp, workers: int) -> None:
 @app.command()
 def bench(
     config: Optional[str] = typer.Argument(None, help="experiment YAML file"),
-    preset: Optional[str] = typer.Option(None, help="a preset from normlab/configs: quick, study, paper-cifar10, g-sweep-digits"),
+    preset: Optional[str] = typer.Option(None, help="a preset from normlab/configs: quick, study, paper-cifar10, g-sweep-digits, g-fashion-b2"),
     name: Optional[str] = typer.Option(None, help="experiment name (rows are grouped by it)"),
     dataset: Optional[str] = typer.Option(None),
     model: Optional[List[str]] = typer.Option(None, help="model (repeat for several)"),

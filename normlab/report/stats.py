@@ -528,8 +528,8 @@ def best_text(order: Sequence[str], verdict: Verdict | None, values: Mapping[str
               *, scale: float = 100.0) -> str:
     """'best: A' when the top beats the runner-up under the family's rule; otherwise 'tied: A, B,
     C': the top, the runner-up and every other candidate not separated from the top by a paired
-    t-test at the family's strictest level alpha/m (Bonferroni; the tie errs on the side of
-    including)."""
+    t-test at Bonferroni's level alpha/(m + k), m the family's claims and k these k extra tests
+    (the tie errs on the side of including)."""
     if not order:
         return "-"
     if verdict is None:
@@ -537,7 +537,7 @@ def best_text(order: Sequence[str], verdict: Verdict | None, values: Mapping[str
     if verdict.holds:
         return f"best: {order[0]}"
     tied = list(order[:2])
-    level = verdict.alpha / max(1, verdict.family_size)
+    level = verdict.alpha / (max(1, verdict.family_size) + len(order) - 2)
     for name in order[2:]:
         a, b = _paired_values(values[order[0]], values[name])
         c = paired(a, b, "", scale=scale)

@@ -98,6 +98,9 @@ def test_presets_validate():
     assert len(study.seeds) >= 3
     sweep = load_experiment(preset="g-sweep-digits")          # issue 25's evidence on the auto rule
     assert sweep.tune.grid == [1, 2, 4, 8, 16, "auto", "auto,ref_batch=8"] and len(sweep.seeds) == 3
+    follow = load_experiment(preset="g-fashion-b2")           # the Fashion-MNIST follow-up: the study's training
+    assert follow.tune.grid == [1, 16, "auto,ref_batch=8"] and follow.batch_sizes == [2]
+    assert all(getattr(follow, k) == getattr(study, k) for k in ("dataset", "width", "epochs", "lr", "threads"))
     paper = load_experiment(preset="paper-cifar10")
     assert paper.dataset == "cifar10" and paper.batch_sizes == [2, 4, 8, 16, 32, 64, 128]
 

@@ -187,6 +187,14 @@ def test_best_or_tied():
     f = Family()
     f.add(c)
     assert best_text(order, f.decide()[0], close) == "tied: A, B"
+    # C against the top: paired p = 0.033, below alpha/m = 0.05 for the one claim but not below
+    # 0.05/2 once C's own test is counted: tied (the tie errs on the side of including)
+    third = {"A": dict(enumerate([.90, .92, .91, .93, .90, .92])), "B": dict(enumerate([.905, .91, .915, .92, .905, .915])),
+             "C": dict(enumerate([.88, .91, .88, .925, .865, .92]))}
+    order, c = best_claim(third, "b=2")
+    f = Family()
+    f.add(c)
+    assert best_text(order, f.decide()[0], third) == "tied: A, B, C"
 
 
 def test_bad_margin_is_one_clear_error():

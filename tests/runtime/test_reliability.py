@@ -117,7 +117,7 @@ def test_bench_presets_are_its_own_and_a_foreign_one_names_its_command():
                           ("nago-reduced", "'normlab nago run normlab/configs/nago-reduced.yaml'")):
         r = _cli(["bench", "--preset", preset, "--dry-run"])
         _one_line_exit_2(r, f"preset '{preset}' is not a bench preset: it belongs to {owner}")
-    _one_line_exit_2(_cli(["bench", "--preset", "nope"]), "presets: evolve-vs-fixed, g-sweep-digits, paper-cifar10, quick, study")
+    _one_line_exit_2(_cli(["bench", "--preset", "nope"]), "presets: evolve-vs-fixed, g-fashion-b2, g-sweep-digits, paper-cifar10, quick, study")
 
 
 @pytest.mark.parametrize("command", [["bench"], ["evolve", "run"], ["nago", "run"], ["nas", "run"],
