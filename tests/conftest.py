@@ -29,17 +29,17 @@ def device(request):
 SHAPES = [(4, 6, 10), (3, 8, 5, 4), (2, 4, 3, 4, 2)]  # 1-D, 2-D and 3-D spatial
 
 
-def wait_for_trials(store, at_least: int, statuses=("ok",), timeout: float = 60.0) -> int:
-    """Poll a store being written by another process until it holds ``at_least`` trials with one
-    of ``statuses`` (or ``timeout`` passes); returns how many it holds. Used to SIGKILL a run
-    in the middle of its work."""
+def wait_for_trials(store, at_least: int, statuses=("ok",), timeout: float = 60.0, poll: float = 0.05) -> int:
+    """Poll a store being written by another process every ``poll`` seconds until it holds
+    ``at_least`` trials with one of ``statuses`` (or ``timeout`` passes); returns how many it
+    holds. Used to SIGKILL a run in the middle of its work."""
     import sqlite3
     import time
 
     marks = ",".join("?" * len(statuses))
     deadline, done = time.time() + timeout, 0
     while time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(poll)
         try:
             with sqlite3.connect(store) as db:
                 done = db.execute(f"SELECT COUNT(*) FROM trials WHERE status IN ({marks})", statuses).fetchone()[0]

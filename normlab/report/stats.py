@@ -314,12 +314,12 @@ def exact(diff: float, p: float, n: int, claim: str, *, method: str, unit: str, 
                       "difference", unit, float(p))
 
 
-
 def _count_noun(unit: str, n: int) -> str:
     """'seeds' -> 'seed' when n is 1 ('searches' -> 'search')."""
     if n != 1 or not unit.endswith("s"):
         return unit
     return unit[:-2] if unit.endswith(("ches", "shes", "sses", "xes")) else unit[:-1]
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import wait_for_trials
 from normlab.models.nb201 import OPS, NB201Net
 from normlab.models.nb201_supernet import NB201Supernet, NB201SupernetConfig
 from normlab.nas import nb201
@@ -420,10 +421,8 @@ def test_kill_9_during_the_gpu_command_resumes_to_the_uninterrupted_result(tmp_p
     """`nas correlate --space nb201` killed with -9 once a few cells are scored, then rerun, writes
     the report an uninterrupted run writes (all but timings) and rescores nothing that finished."""
     import signal
-    import sqlite3
     import subprocess
     import sys
-    import time
 
     from normlab.runtime import Store
 
@@ -447,14 +446,6 @@ def test_kill_9_during_the_gpu_command_resumes_to_the_uninterrupted_result(tmp_p
         return json.dumps({k: v for k, v in rep.items() if k not in ("seconds_per_subnet", "supernet_seconds")},
                           sort_keys=True)
 
-    def n_scored(run) -> int:                               # a plain count: cheap enough to poll fast
-        try:
-            with sqlite3.connect(tmp_path / run / "s.sqlite") as con:
-                return con.execute("select count(*) from trials t join experiments e on e.id = t.experiment_id "
-                                   "where e.name like '%/scores' and t.status = 'ok'").fetchone()[0]
-        except sqlite3.Error:
-            return 0
-
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     clean = subprocess.run(cmd("a"), capture_output=True, text=True, env=env)
     assert clean.returncode == 0, clean.stderr[-800:]
@@ -463,9 +454,8 @@ def test_kill_9_during_the_gpu_command_resumes_to_the_uninterrupted_result(tmp_p
     for attempt in range(3):
         run = f"b{attempt}"
         proc = subprocess.Popen(cmd(run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.time() + 300
-        while time.time() < deadline and n_scored(run) < 1 and proc.poll() is None:
-            time.sleep(0.01)
+        # the store's first ok trials are the two supernets, the third is the first scored cell
+        wait_for_trials(tmp_path / run / "s.sqlite", 3, timeout=300, poll=0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if not (tmp_path / run / "out" / "report.json").exists():
